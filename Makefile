@@ -1,0 +1,38 @@
+# Two commands on a fresh machine: `make run` (gateway + live page) and `make test`.
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+PORT    ?= 8765
+DATA    ?= $(CURDIR)/.data
+TOKEN   ?= $(shell cat $(DATA)/token 2>/dev/null)
+
+.PHONY: setup system run test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[kernel,test]'
+	touch $@
+
+system:
+	sh scripts/setup-system.sh
+
+setup: system $(VENV)/.installed
+
+run: setup
+	@mkdir -p $(DATA)
+	@test -s $(DATA)/token || $(PY) -c 'import secrets; print(secrets.token_urlsafe(24))' > $(DATA)/token
+	@echo "live page: http://127.0.0.1:$(PORT)/?token=$$(cat $(DATA)/token)"
+	GATEWAY_TOKENS="$$(cat $(DATA)/token)" $(VENV)/bin/gateway serve --port $(PORT) --data-dir $(DATA)
+
+test: setup
+	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check gateway tests scripts
+
+bench: setup
+	$(PY) scripts/bench.py
+
+clean:
+	rm -rf $(VENV) $(DATA) .pytest_cache

@@ -1,0 +1,156 @@
+"""The gateway as a library: threads, their owners, the pool and the file store.
+
+The websocket server and the CLI are thin shells over ``Gateway``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from pathlib import Path
+
+from . import envelopes
+from .config import Settings
+from .errors import NotAllowed, ProtocolError
+from .files import FileStore
+from .metrics import Metrics
+from .pool import KernelPool
+from .protocol import validate_filename
+from .sandbox import HostSandbox
+from .session import Listener, ThreadSession
+from .workdirs import Workdirs
+
+log = logging.getLogger(__name__)
+
+CULL_INTERVAL = 5.0
+
+
+class Gateway:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.host = HostSandbox(enabled=settings.sandbox != "none")
+        self.host.check()
+        self.workdirs = Workdirs(settings.workdirs, settings.disk_limit,
+                                 use_tmpfs=self.host.enabled)
+        if self.host.enabled:
+            if self.workdirs.use_tmpfs:
+                self.host.report.enforced["disk"] = "tmpfs per thread"
+            else:
+                self.host.report.missing["disk"] = "no tmpfs mounts (not root); per-file cap only"
+        self.metrics = Metrics()
+        self.pool = KernelPool(settings, self.host, self.workdirs)
+        self.store = FileStore(settings.data_dir / "files", settings.thread_file_quota,
+                               settings.total_file_quota)
+        self.threads: dict[str, ThreadSession] = {}
+        self.started = time.time()
+        self._culler: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        if not self.host.enabled:
+            log.warning("SANDBOX DISABLED (--sandbox none): kernels run unisolated with the "
+                        "gateway's privileges. Never expose this to untrusted code.")
+        for name, why in self.host.report.missing.items():
+            log.warning("limit not enforced: %s (%s)", name, why)
+        await asyncio.to_thread(self._clean_leftovers)
+        await self.pool.start()
+        self._culler = asyncio.create_task(self._cull_idle())
+        log.info("gateway ready: %d warm kernels, sandbox %s", len(self.pool._warm),
+                 "on" if self.host.enabled else "OFF")
+
+    def _clean_leftovers(self) -> None:
+        """After a crash: unmount old workdirs and drop stale runtime dirs and cgroups."""
+        self.workdirs.remove_all()
+        runtime = self.settings.runtime_dir
+        if runtime.exists():
+            for stale in runtime.iterdir():
+                if self.host.cgroups:
+                    self.host.cgroups.kill_all(stale.name)
+                    self.host.cgroups.remove(stale.name)
+                _remove_tree(stale)
+
+    async def close(self) -> None:
+        if self._culler:
+            self._culler.cancel()
+        await asyncio.gather(*(t.close() for t in self.threads.values()), return_exceptions=True)
+        self.threads.clear()
+        await self.pool.close()
+        await asyncio.to_thread(self.workdirs.remove_all)
+        self.store.close()
+
+    # -- threads ----------------------------------------------------------------------------
+    def thread(self, thread_id: str, identity: str, *, create: bool) -> ThreadSession:
+        session = self.threads.get(thread_id)
+        if session is None:
+            if not create:
+                raise NotAllowed(f"unknown thread {thread_id!r}")
+            session = ThreadSession(thread_id, identity, self.settings, self.pool, self.store,
+                                    self.metrics)
+            self.threads[thread_id] = session
+        elif session.owner != identity:
+            # The same answer as for an unknown thread would leak less, but creators need to
+            # know a name is taken; ids are the platform's, not guessable secrets.
+            raise NotAllowed(f"thread {thread_id!r} belongs to another identity")
+        return session
+
+    def attach(self, thread_id: str, identity: str, listener: Listener) -> ThreadSession:
+        session = self.thread(thread_id, identity, create=True)
+        session.listeners.add(listener)
+        return session
+
+    def detach(self, listener: Listener) -> None:
+        for session in self.threads.values():
+            session.listeners.discard(listener)
+
+    async def close_thread(self, thread_id: str, identity: str) -> None:
+        session = self.thread(thread_id, identity, create=False)
+        del self.threads[thread_id]
+        await session.close()
+        session.emit(envelopes.status("closed"), None)
+
+    async def upload(self, session: ThreadSession, filename: str, data: bytes) -> dict:
+        """Place a user file in the thread's working directory (its kernel's /mnt/data)."""
+        name = validate_filename(filename)
+        root = (await session.workdir()).resolve()
+        target = (root / name).resolve()
+        if not target.is_relative_to(root):
+            raise ProtocolError("filename escapes the working directory", code="bad_filename")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # A hidden temporary name: never announced as a generated file, never over NAME_MAX.
+        partial = target.with_name(f".upload-{secrets.token_hex(8)}")
+        partial.write_bytes(data)
+        partial.rename(target)
+        return {"filename": name, "size": len(data), "path": f"/mnt/data/{name}"}
+
+    async def _cull_idle(self) -> None:
+        while True:
+            await asyncio.sleep(min(CULL_INTERVAL, self.settings.idle_timeout))
+            now = time.monotonic()
+            for session in list(self.threads.values()):
+                idle = now - session.last_active
+                if session.kernel and not session.busy and idle > self.settings.idle_timeout:
+                    log.info("thread %s idle %.0f s: releasing its kernel", session.thread_id,
+                             idle)
+                    await session.release_kernel(
+                        f"thread was idle for {idle:.0f} s; its kernel was released and a new "
+                        "one started (variables were lost, files were kept)")
+
+    # -- introspection ----------------------------------------------------------------------
+    def health(self) -> dict:
+        return {
+            "status": "ok",
+            "sandbox": "bubblewrap" if self.host.enabled else "DISABLED",
+            "limits": {"enforced": self.host.report.enforced,
+                       "not_enforced": self.host.report.missing},
+            "pool": self.pool.snapshot(),
+            "threads": len(self.threads),
+            "uptime_seconds": round(time.time() - self.started, 1),
+        }
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,188 @@
+"""An async Python client, thin over ``websockets``: threads, code streaming, execution, files."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import urllib.parse
+import urllib.request
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+
+FINAL_STATES = frozenset({"complete", "error", "timeout", "interrupted", "killed"})
+_call_numbers = itertools.count(1)
+
+
+def is_final(envelope: dict) -> bool:
+    """Does this envelope end its call (the final status, or a protocol error for it)?"""
+    chunk = envelope["chunk"]
+    if chunk["type"] == "error":
+        return True
+    return chunk["type"] == "status" and chunk["content"].get("state") in FINAL_STATES
+
+
+@dataclass
+class Result:
+    """Everything one call produced, folded."""
+
+    call_id: str
+    envelopes: list[dict] = field(default_factory=list)
+
+    def _chunks(self, kind: str) -> list:
+        return [e["chunk"]["content"] for e in self.envelopes if e["chunk"]["type"] == kind]
+
+    @property
+    def output(self) -> str:
+        return "".join(self._chunks("hot_code_output"))
+
+    @property
+    def hot_code(self) -> str:
+        return "".join(self._chunks("hot_code"))
+
+    @property
+    def files(self) -> list[dict]:
+        return self._chunks("code_interpreter_stream")
+
+    @property
+    def status(self) -> dict:
+        statuses = self._chunks("status")
+        return statuses[-1] if statuses else {}
+
+    @property
+    def state(self) -> str | None:
+        errors = self._chunks("error")
+        return "protocol_error" if errors else self.status.get("state")
+
+    @property
+    def error(self) -> dict | None:
+        errors = self._chunks("error")
+        return errors[-1] if errors else None
+
+
+class GatewayClient:
+    """One websocket connection; envelopes are routed to the call (or thread) that awaits them."""
+
+    def __init__(self, connection: ClientConnection, http_base: str, token: str) -> None:
+        self.connection = connection
+        self.http_base = http_base
+        self.token = token
+        self._calls: dict[tuple[str | None, str | None], asyncio.Queue] = defaultdict(
+            asyncio.Queue)
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def connect(cls, url: str, token: str, **kwargs) -> GatewayClient:
+        """``url`` like ``ws://127.0.0.1:8765/ws``."""
+        connection = await connect(url, additional_headers={"Authorization": f"Bearer {token}"},
+                                   max_size=None, compression=None, **kwargs)
+        parts = urllib.parse.urlsplit(url)
+        scheme = "https" if parts.scheme == "wss" else "http"
+        return cls(connection, f"{scheme}://{parts.netloc}", token)
+
+    async def __aenter__(self) -> GatewayClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        await self.connection.close()
+
+    async def _read(self) -> None:
+        async for message in self.connection:
+            envelope = orjson.loads(message)
+            self._calls[(envelope.get("thread_id"), envelope.get("call_id"))].put_nowait(envelope)
+
+    async def send(self, message: dict) -> None:
+        await self.connection.send(orjson.dumps(message).decode())
+
+    async def next_envelope(self, thread_id: str | None, call_id: str | None,
+                            timeout: float | None = None) -> dict:
+        return await asyncio.wait_for(self._calls[(thread_id, call_id)].get(), timeout)
+
+    def thread(self, thread_id: str) -> Thread:
+        return Thread(self, thread_id)
+
+    def download(self, file_id: str) -> bytes:
+        """Blocking HTTP GET of a stored file (run it in a thread from async code)."""
+        request = urllib.request.Request(f"{self.http_base}/files/{file_id}",
+                                         headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.read()
+
+
+class Thread:
+    def __init__(self, client: GatewayClient, thread_id: str) -> None:
+        self.client = client
+        self.id = thread_id
+
+    @staticmethod
+    def new_call_id() -> str:
+        return f"call_{next(_call_numbers)}"
+
+    async def stream(self, call_id: str, call_id_envelopes: bool = True) -> AsyncIterator[dict]:
+        """Envelopes of one call as they arrive, up to and including its final one."""
+        while True:
+            envelope = await self.client.next_envelope(self.id, call_id)
+            yield envelope
+            if is_final(envelope):
+                return
+
+    async def execute(self, code: str | None = None, *, call_id: str | None = None,
+                      timeout: float | None = None) -> str:
+        """Send an execute request; returns the call id to ``stream`` or ``collect``."""
+        call_id = call_id or self.new_call_id()
+        message: dict = {"type": "execute", "thread_id": self.id, "call_id": call_id}
+        if code is not None:
+            message["code"] = code
+        if timeout is not None:
+            message["timeout"] = timeout
+        await self.client.send(message)
+        return call_id
+
+    async def send_code(self, call_id: str, fragments: Iterable[str], fmt: str = "json") -> None:
+        for fragment in fragments:
+            await self.client.send({"type": "code_delta", "thread_id": self.id,
+                                    "call_id": call_id, "delta": fragment, "format": fmt})
+
+    async def collect(self, call_id: str, timeout: float | None = None) -> Result:
+        result = Result(call_id)
+
+        async def gather() -> None:
+            async for envelope in self.stream(call_id):
+                result.envelopes.append(envelope)
+
+        await asyncio.wait_for(gather(), timeout)
+        return result
+
+    async def run(self, code: str, *, timeout: float | None = None,
+                  wait: float | None = 300) -> Result:
+        """Execute and wait for the final status."""
+        call_id = await self.execute(code, timeout=timeout)
+        return await self.collect(call_id, wait)
+
+    async def interrupt(self) -> None:
+        await self.client.send({"type": "interrupt", "thread_id": self.id})
+
+    async def restart(self) -> None:
+        await self.client.send({"type": "restart", "thread_id": self.id})
+
+    async def close(self) -> None:
+        await self.client.send({"type": "close", "thread_id": self.id})
+
+    async def subscribe(self) -> None:
+        await self.client.send({"type": "subscribe", "thread_id": self.id})
+        await self.client.next_envelope(self.id, None, timeout=30)
+
+    async def upload(self, filename: str, data: bytes, call_id: str | None = None) -> dict:
+        call_id = call_id or self.new_call_id()
+        await self.client.send({"type": "upload", "thread_id": self.id, "call_id": call_id,
+                                "filename": filename, "base64": base64.b64encode(data).decode()})
+        envelope = await self.client.next_envelope(self.id, call_id, timeout=120)
+        return envelope["chunk"]

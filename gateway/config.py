@@ -1,0 +1,114 @@
+"""One typed settings object. CLI flags and ``GATEWAY_*`` environment variables fill it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MiB = 2**20
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    # token -> identity. A thread belongs to the identity whose token created it.
+    tokens: dict[str, str] = field(default_factory=dict)
+    data_dir: Path = Path("/var/lib/code-interpreter-gateway")
+
+    # Pool
+    pool_size: int = 2  # warm kernels kept ready
+    max_kernels: int = 16  # leased + warm
+    lease_wait: float = 10.0  # how long a new thread waits for a kernel when the pool is full
+    idle_timeout: float = 1800.0  # a thread idle this long loses its kernel (files stay)
+    kernel_start_timeout: float = 30.0
+
+    # Execution
+    execution_timeout: float = 60.0
+    max_timeout: float = 3600.0
+    interrupt_grace: float = 3.0  # after an interrupt, wait this long before restarting the kernel
+    max_queued_executions: int = 16
+    max_output_chars: int = 1_000_000
+
+    # Sandbox
+    sandbox: str = "bwrap"  # "bwrap" or "none" (explicit, loud)
+    memory_limit: int = 1024 * MiB
+    pids_limit: int = 256
+    cpu_limit: float = 1.0  # in cores
+    disk_limit: int = 512 * MiB
+    file_size_limit: int = 256 * MiB
+    open_files_limit: int = 1024
+    kernel_python: str = sys.executable
+    kernels_dir: Path = PACKAGE_ROOT / "kernels"
+
+    # Files
+    max_upload_bytes: int = 50 * MiB
+    inline_file_limit: int = 10 * MiB  # larger generated files are announced with empty base64
+    thread_file_quota: int = 1024 * MiB
+    total_file_quota: int = 20 * 1024 * MiB
+    file_retention: float = 30 * 86400.0  # seconds; `gateway files gc` deletes older files
+
+    # Websocket
+    max_message_bytes: int = 64 * MiB
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @property
+    def workdirs(self) -> Path:
+        return self.data_dir / "workdirs"
+
+    @property
+    def runtime_dir(self) -> Path:
+        return self.data_dir / "runtime"
+
+    def masked(self) -> dict[str, Any]:
+        """Effective settings as plain data, secrets masked (for ``config show`` and logs)."""
+        data = dataclasses.asdict(self)
+        data["tokens"] = {"***": identity for identity in self.tokens.values()}
+        return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
+
+
+def parse_tokens(spec: str) -> dict[str, str]:
+    """``"alice:T1,bob:T2"`` or a bare ``"T"`` (identity ``default``) -> {token: identity}."""
+    tokens: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        identity, sep, token = item.partition(":")
+        if not sep:
+            identity, token = "default", item
+        if not token or not identity:
+            raise ValueError(f"bad token spec {item!r}: expected IDENTITY:TOKEN or TOKEN")
+        tokens[token] = identity
+    return tokens
+
+
+def from_environment(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from ``GATEWAY_<FIELD>`` variables, then explicit overrides (CLI flags)."""
+    environ = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        raw = environ.get(f"GATEWAY_{f.name.upper()}")
+        if raw is not None:
+            values[f.name] = _coerce(f.name, raw)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)
+
+
+def _coerce(name: str, raw: str) -> Any:
+    default = getattr(Settings(), name)
+    if name == "tokens":
+        return parse_tokens(raw)
+    if isinstance(default, bool):
+        return raw.lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    if isinstance(default, Path):
+        return Path(raw)
+    return raw

@@ -1,0 +1,60 @@
+"""Envelope constructors and serialization: the exact wire shapes of SPEC.md.
+
+Chunks are plain dicts so they serialize in one orjson call; the constructors are the only place
+that knows their keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+STREAM_TYPE = "code_execution"
+FENCE_OPEN = "```python\n"
+FENCE_CLOSE = "\n```"
+
+Chunk = dict[str, Any]
+
+
+def hot_code(content: str) -> Chunk:
+    return {"type": "hot_code", "content": content}
+
+
+def output(content: str) -> Chunk:
+    return {"type": "hot_code_output", "content": content}
+
+
+def file(filename: str, file_id: str, base64: str, mime_type: str) -> Chunk:
+    return {
+        "type": "code_interpreter_stream",
+        "content": {
+            "filename": filename,
+            "file_id": file_id,
+            "base64": base64,
+            "mime_type": mime_type,
+        },
+    }
+
+
+def status(state: str, **details: Any) -> Chunk:
+    """The one chunk that ends every execution (and reports queued/running/restarted)."""
+    return {"type": "status", "content": {"state": state, **details}}
+
+
+def error(code: str, message: str) -> Chunk:
+    return {"type": "error", "content": {"code": code, "message": message}}
+
+
+def envelope(chunk: Chunk, thread_id: str | None = None, call_id: str | None = None) -> dict:
+    """Wrap a chunk with its routing keys. Never a top-level ``type`` (SPEC.md)."""
+    return {
+        "stream_type": STREAM_TYPE,
+        "chunk": chunk,
+        "thread_id": thread_id,
+        "call_id": call_id,
+    }
+
+
+def dumps(message: dict) -> str:
+    return orjson.dumps(message).decode()

@@ -1,0 +1,56 @@
+"""The gateway's exception hierarchy: callers catch ``GatewayError`` or a precise leaf."""
+
+
+class GatewayError(Exception):
+    """Base class of every error the gateway raises on purpose.
+
+    ``code`` is the machine-readable code sent to clients in an error chunk.
+    """
+
+    code = "internal_error"
+
+
+class ProtocolError(GatewayError):
+    """An inbound message is malformed, unknown or has fields of the wrong type."""
+
+    code = "bad_request"
+
+    def __init__(self, message: str, code: str = "bad_request") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class NotAllowed(GatewayError):
+    """The identity may not act on this thread (it belongs to somebody else)."""
+
+    code = "forbidden"
+
+
+class PoolExhausted(GatewayError):
+    """No kernel could be leased: the pool is at its maximum size or draining."""
+
+    code = "pool_exhausted"
+
+
+class QueueFull(GatewayError):
+    """A thread already has as many executions queued as the settings allow."""
+
+    code = "queue_full"
+
+
+class KernelStartError(GatewayError):
+    """A kernel (or its sandbox) failed to start."""
+
+    code = "kernel_start_failed"
+
+
+class SandboxUnavailable(GatewayError):
+    """The sandbox was requested but cannot work on this host (e.g. bubblewrap is missing)."""
+
+    code = "sandbox_unavailable"
+
+
+class FileRejected(GatewayError):
+    """An upload or stored file was refused: bad name, too large, or over quota."""
+
+    code = "file_rejected"

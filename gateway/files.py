@@ -1,0 +1,132 @@
+"""The file store: metadata in SQLite, bytes on disk, unguessable ids, owner-only reads."""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import FileRejected
+
+EXTRA_TYPES = {
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    ".csv": "text/csv",
+    ".md": "text/markdown",
+    ".json": "application/json",
+    ".parquet": "application/vnd.apache.parquet",
+    ".svg": "image/svg+xml",
+}
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    id TEXT PRIMARY KEY,
+    thread_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    mime_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_thread ON files(thread_id);
+"""
+
+
+def mime_type_of(name: str) -> str:
+    suffix = Path(name).suffix.lower()
+    return EXTRA_TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    id: str
+    thread_id: str
+    owner: str
+    name: str
+    mime_type: str
+    size: int
+    sha256: str
+    created: float
+
+
+class FileStore:
+    """Files survive kernel death and gateway restarts; ids are 128 random bits."""
+
+    def __init__(self, root: Path, thread_quota: int, total_quota: int) -> None:
+        self.root = root
+        self.blobs = root / "blobs"
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        self.thread_quota = thread_quota
+        self.total_quota = total_quota
+        self.db = sqlite3.connect(root / "files.sqlite3", isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(SCHEMA)
+
+    def put(self, thread_id: str, owner: str, name: str, data: bytes,
+            mime_type: str | None = None) -> StoredFile:
+        if self._used("thread_id = ?", thread_id) + len(data) > self.thread_quota:
+            raise FileRejected(f"thread file quota of {self.thread_quota // 2**20} MiB exceeded")
+        if self._used("1 = ?", 1) + len(data) > self.total_quota:
+            raise FileRejected("the gateway's file storage is full")
+        stored = StoredFile(
+            id="file_" + secrets.token_hex(16),
+            thread_id=thread_id,
+            owner=owner,
+            name=name,
+            mime_type=mime_type or mime_type_of(name),
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            created=time.time(),
+        )
+        partial = self.blobs / (stored.id + ".part")
+        partial.write_bytes(data)
+        partial.rename(self.blobs / stored.id)  # a crash never leaves a half file under an id
+        self.db.execute(
+            "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (stored.id, stored.thread_id, stored.owner, stored.name, stored.mime_type,
+             stored.size, stored.sha256, stored.created),
+        )
+        return stored
+
+    def _used(self, where: str, value: object) -> int:
+        row = self.db.execute(f"SELECT COALESCE(SUM(size), 0) FROM files WHERE {where}", (value,))
+        return int(row.fetchone()[0])
+
+    def get(self, file_id: str, owner: str) -> StoredFile | None:
+        """The file if ``owner`` may read it; None both for unknown ids and other owners."""
+        row = self.db.execute("SELECT * FROM files WHERE id = ? AND owner = ?", (file_id, owner))
+        found = row.fetchone()
+        return StoredFile(*found) if found else None
+
+    def read(self, stored: StoredFile) -> bytes:
+        return (self.blobs / stored.id).read_bytes()
+
+    def path(self, stored: StoredFile) -> Path:
+        return self.blobs / stored.id
+
+    def list(self, thread_id: str | None = None) -> list[StoredFile]:
+        if thread_id is None:
+            rows = self.db.execute("SELECT * FROM files ORDER BY created")
+        else:
+            rows = self.db.execute(
+                "SELECT * FROM files WHERE thread_id = ? ORDER BY created", (thread_id,))
+        return [StoredFile(*row) for row in rows]
+
+    def collect_garbage(self, older_than: float) -> int:
+        """Delete files created more than ``older_than`` seconds ago; returns how many."""
+        cutoff = time.time() - older_than
+        ids = [row[0] for row in self.db.execute("SELECT id FROM files WHERE created < ?",
+                                                 (cutoff,))]
+        for file_id in ids:
+            (self.blobs / file_id).unlink(missing_ok=True)
+            self.db.execute("DELETE FROM files WHERE id = ?", (file_id,))
+        return len(ids)
+
+    def close(self) -> None:
+        self.db.close()

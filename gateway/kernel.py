@@ -1,0 +1,184 @@
+"""One running kernel: a jupyter_client manager and client around a sandboxed ipykernel.
+
+``Kernel.run`` executes one cell and feeds this cell's iopub messages to a callback; it notices
+timeouts and death, and leaves the policy (restart, report) to the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+
+from .errors import KernelStartError
+from .sandbox import HostSandbox, SandboxSpec
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL = 0.2  # how often a waiting execution checks that its kernel is still alive
+KERNEL_NAME = "python3"
+
+
+@dataclass
+class RunResult:
+    """How one execution ended, before the session turns it into a status chunk."""
+
+    state: str  # complete | error | timeout | killed
+    execution_count: int | None = None
+    reason: str | None = None
+    stuck: bool = False  # timed out and did not stop after the interrupt
+
+
+class Kernel:
+    def __init__(self, spec: SandboxSpec, host: HostSandbox, kernels_dir: Path, python: str):
+        self.spec = spec
+        self.host = host
+        self.id = spec.kernel_id
+        self.started_at = time.monotonic()
+        self.executions = 0
+        self._manager = AsyncKernelManager(
+            kernel_name=KERNEL_NAME,
+            kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels_dir)]),
+            transport="ipc",
+            ip=str(spec.runtime_dir / "kernel"),
+            connection_file=str(spec.runtime_dir / "connection.json"),
+            cache_ports=False,
+        )
+        self._python = python
+        self._client = None
+
+    @property
+    def pid(self) -> int | None:
+        provisioner = self._manager.provisioner
+        return getattr(provisioner, "pid", None) if provisioner else None
+
+    async def start(self, timeout: float) -> None:
+        spec = self._manager.kernel_spec
+        if spec is not None:
+            spec.argv = [self._python, *spec.argv[1:]] if spec.argv[0] == "python" else spec.argv
+        try:
+            await self._manager.start_kernel(sandbox=self.spec, host=self.host)
+            self._client = self._manager.client()
+            self._client.start_channels()
+            await asyncio.wait_for(self._wait_ready(), timeout)
+        except Exception as exc:
+            await self.shutdown()
+            raise KernelStartError(f"kernel {self.id} failed to start: {exc!r}") from exc
+
+    async def _wait_ready(self) -> None:
+        # wait_for_ready polls but cannot notice a kernel that exited at once; do both.
+        ready = asyncio.ensure_future(self._client.wait_for_ready(timeout=None))
+        try:
+            while not ready.done():
+                await asyncio.wait({ready}, timeout=POLL_INTERVAL)
+                if not ready.done() and not await self.is_alive():
+                    raise KernelStartError(f"kernel exited during start-up: {await self.death_reason()}")
+            ready.result()
+        finally:
+            ready.cancel()
+
+    async def is_alive(self) -> bool:
+        return await self._manager.is_alive()
+
+    async def run(
+        self,
+        code: str,
+        on_message: Callable[[dict], None],
+        timeout: float,
+        interrupt_grace: float,
+    ) -> RunResult:
+        """Execute ``code``; feed this cell's iopub messages to ``on_message`` until idle."""
+        client = self._client
+        self.executions += 1
+        msg_id = client.execute(code, store_history=True, allow_stdin=False)
+        deadline = time.monotonic() + timeout
+        interrupted_at: float | None = None
+        saw_error = False
+        count = None
+        while True:
+            now = time.monotonic()
+            if interrupted_at is None and now >= deadline:
+                await self.interrupt()
+                interrupted_at = now
+            if interrupted_at is not None and now >= interrupted_at + interrupt_grace:
+                return RunResult("timeout", count, f"timed out after {timeout:g} s", stuck=True)
+            limit = (interrupted_at + interrupt_grace) if interrupted_at else deadline
+            wait = max(0.0, min(POLL_INTERVAL, limit - now))
+            try:
+                msg = await client.get_iopub_msg(timeout=wait)
+            except queue.Empty:
+                if not await self.is_alive():
+                    return RunResult("killed", count, await self.death_reason())
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind = msg["header"]["msg_type"]
+            if kind == "execute_input":
+                count = msg["content"].get("execution_count")
+            elif kind == "error":
+                saw_error = True
+            elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                break
+            on_message(msg)
+        await self._drain_shell_reply()
+        if interrupted_at is not None:
+            return RunResult("timeout", count, f"timed out after {timeout:g} s; interrupted")
+        return RunResult("error" if saw_error else "complete", count)
+
+    async def _drain_shell_reply(self) -> None:
+        # The reply precedes idle on the wire; read it so replies never pile up in the socket.
+        try:
+            await self._client.get_shell_msg(timeout=0)
+        except queue.Empty:
+            pass
+
+    async def interrupt(self) -> None:
+        # interrupt_mode "message": a control-channel request, which crosses the sandbox.
+        await self._manager.interrupt_kernel()
+
+    async def kill(self) -> None:
+        """Kill the kernel's whole process tree (the sandbox's pid namespace dies with it)."""
+        if self._manager.provisioner is not None:
+            await self._manager.provisioner.kill()
+
+    async def death_reason(self) -> str:
+        provisioner = self._manager.provisioner
+        code = None
+        if provisioner is not None and getattr(provisioner, "process", None) is not None:
+            code = provisioner.process.poll()
+        if provisioner is not None and getattr(provisioner, "oom_killed", lambda: False)():
+            return f"memory limit of {self.spec.limits.memory // 2**20} MiB exceeded"
+        if code is None:
+            return "kernel stopped responding"
+        signum = -code if code < 0 else code - 128 if code > 128 else None
+        if signum:
+            try:
+                name = signal.Signals(signum).name
+            except ValueError:
+                name = f"signal {signum}"
+            if name == "SIGSEGV":
+                return "kernel crashed (segmentation fault)"
+            if name == "SIGKILL":
+                return "kernel was killed (SIGKILL)"
+            return f"kernel died ({name})"
+        return f"kernel process exited with code {code}"
+
+    async def shutdown(self) -> None:
+        """Stop the kernel at once and free its sandbox; never raises."""
+        if self._client is not None:
+            self._client.stop_channels()
+        try:
+            if self._manager.has_kernel:
+                await self._manager.shutdown_kernel(now=True)
+            elif self._manager.provisioner is not None:
+                await self._manager.provisioner.cleanup(restart=False)
+        except Exception:  # a kernel that is already gone must not break shutdown
+            log.exception("kernel %s: error during shutdown", self.id)

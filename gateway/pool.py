@@ -1,0 +1,263 @@
+"""A pre-warmed pool of sandboxed kernels; a new thread leases a warm one at once.
+
+Kernels are started ahead of time with a fresh working directory each; leasing hands both to
+the thread. The pool refills in the background and never exceeds ``max_kernels`` in total.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Settings
+from .errors import KernelStartError, PoolExhausted
+from .kernel import Kernel
+from .limits import LimitValues
+from .sandbox import HostSandbox, SandboxSpec, prepare_matplotlib_cache
+from .workdirs import Workdirs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PoolStats:
+    warm: int = 0
+    starting: int = 0
+    leased: int = 0
+    leases: int = 0
+    warm_hits: int = 0
+    waits: int = 0
+    starts: int = 0
+    start_failures: int = 0
+    restarts: int = 0
+    deaths: int = 0
+    start_seconds: list[float] = field(default_factory=list)
+
+
+class KernelPool:
+    def __init__(self, settings: Settings, host: HostSandbox, workdirs: Workdirs) -> None:
+        self.settings = settings
+        self.host = host
+        self.workdirs = workdirs
+        self.target = settings.pool_size
+        self.stats = PoolStats()
+        self.draining = False
+        self._warm: list[Kernel] = []
+        self._leased: set[Kernel] = set()
+        self._starting = 0
+        self._changed = asyncio.Condition()
+        self._tasks: set[asyncio.Task] = set()
+        self._python_roots = tuple(sorted({Path(sys.prefix), Path(sys.base_prefix)}))
+        self._mpl_cache: Path | None = None
+
+    @property
+    def total(self) -> int:
+        return len(self._warm) + len(self._leased) + self._starting
+
+    async def start(self) -> None:
+        """Prepare shared caches and fill the pool; returns when the first kernels are warm."""
+        self._mpl_cache = await asyncio.to_thread(
+            prepare_matplotlib_cache, self.settings.kernel_python,
+            self.settings.data_dir / "matplotlib")
+        self._refill()
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: len(self._warm) >= min(self.target, self.settings.max_kernels)
+                or self._starting == 0)
+
+    def _spec(self, workdir: Path) -> SandboxSpec:
+        s = self.settings
+        kernel_id = "k" + secrets.token_hex(6)
+        runtime = s.runtime_dir / kernel_id
+        runtime.mkdir(parents=True, mode=0o700)
+        return SandboxSpec(
+            kernel_id=kernel_id,
+            workdir=workdir,
+            runtime_dir=runtime,
+            startup_dir=s.kernels_dir / "startup",
+            python_roots=self._python_roots,
+            limits=LimitValues(s.memory_limit, s.pids_limit, s.cpu_limit,
+                               s.file_size_limit, s.open_files_limit),
+            mpl_cache=self._mpl_cache,
+            enabled=self.host.enabled,
+        )
+
+    async def _start_kernel(self, workdir: Path) -> Kernel:
+        kernel = Kernel(self._spec(workdir), self.host, self.settings.kernels_dir,
+                        self.settings.kernel_python)
+        began = time.monotonic()
+        self.stats.starts += 1
+        try:
+            await kernel.start(self.settings.kernel_start_timeout)
+        except KernelStartError:
+            self.stats.start_failures += 1
+            raise
+        self.stats.start_seconds = [*self.stats.start_seconds[-99:], time.monotonic() - began]
+        log.info("kernel %s started in %.2f s", kernel.id, time.monotonic() - began)
+        return kernel
+
+    def _refill(self) -> None:
+        while (not self.draining and len(self._warm) + self._starting < self.target
+               and self.total < self.settings.max_kernels):
+            self._starting += 1
+            self._spawn(self._warm_one())
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _warm_one(self) -> None:
+        workdir = await asyncio.to_thread(self.workdirs.create)
+        kernel = None
+        try:
+            kernel = await self._start_kernel(workdir)
+        except KernelStartError as exc:
+            log.error("%s", exc)
+            self.workdirs.remove(workdir)
+            await asyncio.sleep(1.0)  # do not spin on a broken kernel image
+        async with self._changed:
+            self._starting -= 1
+            if kernel is not None:
+                if self.draining:
+                    self._spawn(self._discard(kernel))
+                else:
+                    self._warm.append(kernel)
+            self._changed.notify_all()
+        self._refill()
+
+    async def lease(self) -> Kernel:
+        """A warm kernel (with its fresh working directory) for a new thread.
+
+        When none is warm and the pool is at its maximum, wait up to ``lease_wait`` seconds
+        for capacity, then raise ``PoolExhausted``.
+        """
+        if self.draining:
+            raise PoolExhausted("the gateway is draining: no new threads")
+        self.stats.leases += 1
+        if not self._warm:
+            self.stats.waits += 1
+        else:
+            self.stats.warm_hits += 1
+        deadline = time.monotonic() + self.settings.lease_wait
+        while True:
+            while self._warm:
+                kernel = self._warm.pop(0)
+                if await kernel.is_alive():
+                    self._leased.add(kernel)
+                    self._refill()
+                    return kernel
+                self.stats.deaths += 1
+                self._spawn(self._discard(kernel))
+            if self.total < self.settings.max_kernels:
+                return await self._start_leased()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PoolExhausted(
+                    f"all {self.settings.max_kernels} kernels are in use; try again later")
+            async with self._changed:
+                try:
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+                except TimeoutError:
+                    pass
+            self._refill()
+
+    async def _start_leased(self) -> Kernel:
+        self._starting += 1
+        workdir = await asyncio.to_thread(self.workdirs.create)
+        try:
+            kernel = await self._start_kernel(workdir)
+        except KernelStartError:
+            self.workdirs.remove(workdir)
+            raise
+        finally:
+            self._starting -= 1
+        self._leased.add(kernel)
+        return kernel
+
+    async def replace(self, old: Kernel, *, died: bool) -> Kernel:
+        """A fresh kernel on the same working directory (after death, timeout or restart)."""
+        workdir = old.spec.workdir
+        await self._release(old, keep_workdir=True)
+        if died:
+            self.stats.deaths += 1
+        else:
+            self.stats.restarts += 1
+        self._starting += 1
+        try:
+            kernel = await self._start_kernel(workdir)
+        finally:
+            self._starting -= 1
+        self._leased.add(kernel)
+        return kernel
+
+    async def release(self, kernel: Kernel, *, keep_workdir: bool = False) -> None:
+        """The thread is done with this kernel: shut it down, free its place."""
+        await self._release(kernel, keep_workdir=keep_workdir)
+        self._refill()
+
+    async def _release(self, kernel: Kernel, *, keep_workdir: bool) -> None:
+        self._leased.discard(kernel)
+        await kernel.shutdown()
+        if not keep_workdir:
+            await asyncio.to_thread(self.workdirs.remove, kernel.spec.workdir)
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _discard(self, kernel: Kernel) -> None:
+        await kernel.shutdown()
+        await asyncio.to_thread(self.workdirs.remove, kernel.spec.workdir)
+
+    def resize(self, size: int) -> None:
+        self.target = max(0, size)
+        extra = self._warm[self.target:]
+        del self._warm[self.target:]
+        for kernel in extra:
+            self._spawn(self._discard(kernel))
+        self._refill()
+
+    def kernels(self) -> list[tuple[Kernel, str]]:
+        return [(k, "idle") for k in self._warm] + [(k, "leased") for k in self._leased]
+
+    def snapshot(self) -> dict:
+        self.stats.warm = len(self._warm)
+        self.stats.starting = self._starting
+        self.stats.leased = len(self._leased)
+        starts = sorted(self.stats.start_seconds)
+        return {
+            "target": self.target,
+            "max_kernels": self.settings.max_kernels,
+            "warm": len(self._warm),
+            "starting": self._starting,
+            "leased": len(self._leased),
+            "leases": self.stats.leases,
+            "warm_hits": self.stats.warm_hits,
+            "waits": self.stats.waits,
+            "starts": self.stats.starts,
+            "start_failures": self.stats.start_failures,
+            "restarts": self.stats.restarts,
+            "deaths": self.stats.deaths,
+            "median_start_seconds": starts[len(starts) // 2] if starts else None,
+            "draining": self.draining,
+        }
+
+    async def close(self) -> None:
+        """Shut down every kernel, warm or leased, and wait for kernels still starting."""
+        self.draining = True
+        while self._starting:
+            async with self._changed:
+                try:
+                    await asyncio.wait_for(self._changed.wait(), 1.0)
+                except TimeoutError:
+                    pass
+        kernels = self._warm + list(self._leased)
+        self._warm.clear()
+        self._leased.clear()
+        await asyncio.gather(*(self._discard(k) for k in kernels))
+        for task in list(self._tasks):
+            task.cancel()

@@ -1,0 +1,249 @@
+"""The websocket server: auth at the handshake, routing of requests, HTTP on the same port.
+
+Everything here moves messages between sockets and the ``Gateway``; no execution logic lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import http
+import logging
+import re
+import urllib.parse
+from pathlib import Path
+
+import orjson
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from . import envelopes, protocol
+from .app import Gateway
+from .errors import GatewayError
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+FILE_PATH = re.compile(r"/files/(file_[0-9a-f]{32})")
+OUTBOUND_BUFFER_BYTES = 64 * 2**20  # a client that reads slower than this is disconnected
+CLOSE_SLOW_CONSUMER = 1013
+
+
+def identity_of(gateway: Gateway, request: Request) -> str | None:
+    """The identity behind the request's token (header, or ``?token=`` for browsers)."""
+    token = None
+    auth = request.headers.get("Authorization", "")
+    if auth.startswith("Bearer "):
+        token = auth[len("Bearer "):].strip()
+    else:
+        query = urllib.parse.urlsplit(request.path).query
+        token = urllib.parse.parse_qs(query).get("token", [None])[0]
+    if not token:
+        return None
+    for known, identity in gateway.settings.tokens.items():
+        if hmac.compare_digest(known.encode(), token.encode()):
+            return identity
+    return None
+
+
+def _response(status: int, body: bytes, content_type: str, **headers: str) -> Response:
+    h = Headers({"Content-Type": content_type, "Content-Length": str(len(body)),
+                 "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+    for key, value in headers.items():
+        h[key.replace("_", "-")] = value
+    return Response(status, http.HTTPStatus(status).phrase, h, body)
+
+
+def _json(status: int, data: object) -> Response:
+    return _response(status, orjson.dumps(data), "application/json")
+
+
+def content_disposition(name: str) -> str:
+    """Attachment with an ASCII fallback and the RFC 5987 UTF-8 name: no header injection."""
+    base = name.rsplit("/", 1)[-1]
+    ascii_name = re.sub(r"[^A-Za-z0-9._-]", "_", base) or "download"
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{urllib.parse.quote(base)}"
+
+
+class Client:
+    """One websocket connection: a bounded outbound buffer drained by a writer task."""
+
+    def __init__(self, connection: ServerConnection, identity: str) -> None:
+        self.connection = connection
+        self.identity = identity
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._buffered = 0
+        self.dropped = False
+
+    def send(self, message: dict) -> None:
+        if self.dropped:
+            return
+        text = envelopes.dumps(message)
+        self._buffered += len(text)
+        if self._buffered > OUTBOUND_BUFFER_BYTES:
+            self.dropped = True
+            log.warning("client %s reads too slowly: disconnecting", self.identity)
+            self._queue.put_nowait(None)
+            return
+        self._queue.put_nowait(text)
+
+    async def write(self) -> None:
+        while True:
+            text = await self._queue.get()
+            if text is None:
+                await self.connection.close(CLOSE_SLOW_CONSUMER, "slow consumer: buffer full")
+                return
+            self._buffered -= len(text)
+            await self.connection.send(text)
+
+
+class GatewayServer:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.server: Server | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        s = self.gateway.settings
+        self.server = await serve(
+            self._handle, s.host, s.port,
+            process_request=self._process_request,
+            max_size=s.max_message_bytes,
+            compression=None,  # outputs are small text or base64: deflate only adds latency
+            server_header=None,
+        )
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    # -- HTTP -------------------------------------------------------------------------------
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = urllib.parse.urlsplit(request.path).path
+        gw = self.gateway
+        if path == "/ws":
+            identity = identity_of(gw, request)
+            if identity is None:
+                return _json(401, {"error": "missing or invalid token"})
+            connection.identity = identity  # type: ignore[attr-defined]
+            return None
+        if path == "/healthz":
+            return _json(200, gw.health())
+        if path == "/readyz":
+            snapshot = gw.pool.snapshot()
+            ready = snapshot["warm"] > 0 or gw.pool.target == 0
+            return _json(200 if ready else 503, {"ready": ready, "pool": snapshot})
+        if path == "/metrics":
+            return _response(200, gw.metrics.render(), "text/plain; version=0.0.4")
+        if match := FILE_PATH.fullmatch(path):
+            return self._download(request, match.group(1))
+        if path.startswith("/files/"):
+            return _json(404, {"error": "no such file"})
+        if path in ("/", "/index.html"):
+            page = STATIC_DIR / "index.html"
+            if page.exists():
+                return _response(200, page.read_bytes(), "text/html; charset=utf-8")
+        return _json(404, {"error": "not found"})
+
+    def _download(self, request: Request, file_id: str) -> Response:
+        identity = identity_of(self.gateway, request)
+        if identity is None:
+            return _json(401, {"error": "missing or invalid token"})
+        stored = self.gateway.store.get(file_id, identity)
+        if stored is None:  # unknown and not-yours look the same
+            return _json(404, {"error": "no such file"})
+        return _response(200, self.gateway.store.read(stored), stored.mime_type,
+                         Content_Disposition=content_disposition(stored.name),
+                         X_File_Sha256=stored.sha256)
+
+    # -- websocket --------------------------------------------------------------------------
+    async def _handle(self, connection: ServerConnection) -> None:
+        client = Client(connection, connection.identity)  # type: ignore[attr-defined]
+        writer = asyncio.create_task(client.write())
+        self.gateway.metrics.connections.inc()
+        try:
+            async for message in connection:
+                if client.dropped:
+                    break
+                await self._dispatch(client, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.gateway.metrics.connections.dec()
+            self.gateway.detach(client)
+            writer.cancel()
+
+    async def _dispatch(self, client: Client, message: str | bytes) -> None:
+        thread_id = call_id = None
+        try:
+            if isinstance(message, bytes):
+                raise protocol.ProtocolError("binary frames are not supported; send JSON text")
+            s = self.gateway.settings
+            request = protocol.parse_request(message, max_timeout=s.max_timeout,
+                                             max_upload_bytes=s.max_upload_bytes)
+            thread_id = request.thread_id
+            call_id = getattr(request, "call_id", None)
+            await self._route(client, request)
+        except GatewayError as exc:
+            client.send(envelopes.envelope(envelopes.error(exc.code, str(exc)), thread_id,
+                                           call_id))
+
+    async def _route(self, client: Client, request: protocol.Request) -> None:
+        gw = self.gateway
+        identity = client.identity
+        match request:
+            case protocol.CodeDelta():
+                gw.attach(request.thread_id, identity, client).code_delta(
+                    request.call_id, request.delta, request.format)
+            case protocol.Execute():
+                gw.attach(request.thread_id, identity, client).submit(
+                    request.call_id, request.code, request.timeout)
+            case protocol.Subscribe():
+                gw.attach(request.thread_id, identity, client)
+                client.send(envelopes.envelope(
+                    {"type": "subscribed", "content": {"thread_id": request.thread_id}},
+                    request.thread_id, None))
+            case protocol.Interrupt():
+                await gw.thread(request.thread_id, identity, create=False).interrupt()
+            case protocol.Restart():
+                session = gw.attach(request.thread_id, identity, client)
+                self._background(session.restart(), client, request.thread_id)
+            case protocol.Close():
+                gw.thread(request.thread_id, identity, create=False)  # ownership check now
+                self._background(gw.close_thread(request.thread_id, identity), client,
+                                 request.thread_id)
+            case protocol.Upload():
+                session = gw.attach(request.thread_id, identity, client)
+                self._background(self._upload(session, request), client, request.thread_id,
+                                 request.call_id)
+
+    async def _upload(self, session, request: protocol.Upload) -> None:
+        result = await self.gateway.upload(session, request.filename, request.data)
+        session.emit({"type": "file_uploaded", "content": result}, request.call_id)
+
+    def _background(self, coro, client: Client, thread_id: str, call_id: str | None = None):
+        """Slow requests (restart, close, upload) must not stall this connection's other threads."""
+
+        async def run() -> None:
+            try:
+                await coro
+            except GatewayError as exc:
+                client.send(envelopes.envelope(envelopes.error(exc.code, str(exc)), thread_id,
+                                               call_id))
+            except Exception:
+                log.exception("request on thread %s failed", thread_id)
+                client.send(envelopes.envelope(
+                    envelopes.error("internal_error", "the gateway failed to do this"),
+                    thread_id, call_id))
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

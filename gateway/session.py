@@ -1,0 +1,311 @@
+"""One chat thread: its kernel, its ordered execution queue, its listeners and its files."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from . import envelopes
+from .errors import GatewayError, ProtocolError, QueueFull
+from .hotcode import HotCodeStream
+from .translate import DisplayedFile, OutputTranslator
+from .workdirs import changed_files, snapshot
+
+if TYPE_CHECKING:
+    from .files import FileStore, StoredFile
+    from .kernel import Kernel, RunResult
+    from .metrics import Metrics
+    from .pool import KernelPool
+    from .config import Settings
+
+log = logging.getLogger(__name__)
+
+REMEMBERED_CALLS = 1024  # executed call ids kept to refuse late deltas
+
+
+class Listener(Protocol):
+    """A connection that receives a thread's envelopes (its creator and its subscribers)."""
+
+    def send(self, message: dict) -> None: ...
+
+
+@dataclass
+class Job:
+    call_id: str
+    code: str
+    timeout: float
+
+
+class ThreadSession:
+    def __init__(self, thread_id: str, owner: str, settings: Settings, pool: KernelPool,
+                 store: FileStore, metrics: Metrics) -> None:
+        self.thread_id = thread_id
+        self.owner = owner
+        self.settings = settings
+        self.pool = pool
+        self.store = store
+        self.metrics = metrics
+        self.kernel: Kernel | None = None
+        self.listeners: set[Listener] = set()
+        self.created = time.monotonic()
+        self.last_active = time.monotonic()
+        self.executions = 0
+        self.current: Job | None = None
+        self.closed = False
+        self._calls: dict[str, HotCodeStream] = {}
+        self._executed: OrderedDict[str, None] = OrderedDict()
+        self._queue: asyncio.Queue[Job] = asyncio.Queue(settings.max_queued_executions)
+        self._worker: asyncio.Task | None = None
+        self._plot_number = 1
+        self._stop_reason: str | None = None  # set when restart/close kills a running cell
+        self._user_interrupted = False
+        self._kernel_lock = asyncio.Lock()
+        self._lost_kernel_reason: str | None = None
+
+    # -- outbound ---------------------------------------------------------------------------
+    def emit(self, chunk: envelopes.Chunk, call_id: str | None) -> None:
+        message = envelopes.envelope(chunk, self.thread_id, call_id)
+        for listener in list(self.listeners):
+            listener.send(message)
+
+    # -- hot code ---------------------------------------------------------------------------
+    def code_delta(self, call_id: str, delta: str, fmt: str) -> None:
+        self.last_active = time.monotonic()
+        if call_id in self._executed:
+            raise ProtocolError(f"call {call_id!r} was already executed", code="call_executed")
+        stream = self._calls.get(call_id)
+        if stream is None:
+            if len(self._calls) >= REMEMBERED_CALLS:
+                raise ProtocolError("too many open calls on this thread", code="too_many_calls")
+            stream = self._calls[call_id] = HotCodeStream(fmt)
+        elif stream.format != fmt:
+            raise ProtocolError(f"call {call_id!r} switched format mid-stream")
+        for chunk in stream.feed(delta):
+            self.emit(chunk, call_id)
+
+    # -- execution --------------------------------------------------------------------------
+    def submit(self, call_id: str, code: str | None, timeout: float | None) -> None:
+        """Queue an execution; the code comes from the request or from the streamed deltas."""
+        if self.closed:
+            raise ProtocolError("thread is closed", code="thread_closed")
+        if call_id in self._executed:
+            raise ProtocolError(f"call {call_id!r} was already executed", code="call_executed")
+        if self._queue.full():
+            raise QueueFull(
+                f"thread already has {self.settings.max_queued_executions} executions queued")
+        stream = self._calls.pop(call_id, None)
+        if code is None:
+            if stream is None:
+                raise ProtocolError(
+                    f"execute of call {call_id!r} has no code and no streamed deltas",
+                    code="unknown_call")
+            try:
+                code, closing = stream.close()
+            except ProtocolError:
+                self._remember(call_id)
+                raise
+        else:
+            closing = [envelopes.hot_code(envelopes.FENCE_OPEN)] if code else []
+            if code:
+                closing += [envelopes.hot_code(code), envelopes.hot_code(envelopes.FENCE_CLOSE)]
+        self._remember(call_id)
+        for chunk in closing:
+            self.emit(chunk, call_id)
+        self._queue.put_nowait(Job(call_id, code, timeout or self.settings.execution_timeout))
+        self.last_active = time.monotonic()
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._work(), name=f"thread-{self.thread_id}")
+
+    def _remember(self, call_id: str) -> None:
+        self._executed[call_id] = None
+        while len(self._executed) > REMEMBERED_CALLS:
+            self._executed.popitem(last=False)
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def busy(self) -> bool:
+        return self.current is not None
+
+    async def _work(self) -> None:
+        while True:
+            job = await self._queue.get()
+            self.current = job
+            try:
+                await self._execute(job)
+            except Exception as exc:  # one broken execution must not kill the thread
+                log.exception("thread %s call %s failed", self.thread_id, job.call_id)
+                self.emit(envelopes.status("error", reason=f"gateway error: {exc!r}"), job.call_id)
+            finally:
+                self.current = None
+                self.last_active = time.monotonic()
+
+    async def _ensure_kernel(self) -> str | None:
+        """Lease or replace the kernel; returns why a new kernel was needed, if one was."""
+        if self.kernel is None:
+            self.kernel = await self.pool.lease()
+            reason, self._lost_kernel_reason = self._lost_kernel_reason, None
+            return reason
+        if not await self.kernel.is_alive():
+            reason = await self.kernel.death_reason()
+            self.kernel = await self.pool.replace(self.kernel, died=True)
+            return f"kernel had died ({reason}); a new kernel was started"
+        return None
+
+    async def workdir(self) -> Path:
+        """The thread's working directory on the host, leasing a kernel if it has none yet."""
+        async with self._kernel_lock:
+            await self._ensure_kernel()
+            return self.kernel.spec.workdir
+
+    async def _execute(self, job: Job) -> None:
+        began = time.monotonic()
+        try:
+            async with self._kernel_lock:
+                restarted_because = await self._ensure_kernel()
+        except GatewayError as exc:
+            self.emit(envelopes.status("error", reason=str(exc), error_code=exc.code,
+                                       duration_ms=_ms(began)), job.call_id)
+            self.metrics.execution_finished("error", time.monotonic() - began)
+            return
+        kernel = self.kernel
+        workdir = kernel.spec.workdir
+        before = await asyncio.to_thread(snapshot, workdir)
+        translator = OutputTranslator(self.settings.max_output_chars, self._plot_number)
+        files: list[str] = []
+
+        def on_message(msg: dict) -> None:
+            for item in translator.translate(msg):
+                if isinstance(item, DisplayedFile):
+                    self._announce_file(item.filename, item.data, item.mime_type, job.call_id, files)
+                else:
+                    self.metrics.bytes_out(len(item["content"]))
+                    self.emit(item, job.call_id)
+
+        self._user_interrupted = False
+        result = await kernel.run(job.code, on_message, job.timeout, self.settings.interrupt_grace)
+        for chunk in translator.finish():
+            self.emit(chunk, job.call_id)
+        self._plot_number = translator.next_plot_number
+        after = await asyncio.to_thread(snapshot, workdir)
+        for name in changed_files(before, after):
+            self._announce_workdir_file(workdir, name, job.call_id, files)
+        state, details = await self._conclude(result, translator)
+        self.executions += 1
+        if restarted_because:
+            details["kernel_restarted"] = True
+            details.setdefault("reason", restarted_because)
+        self.emit(envelopes.status(state, execution_count=result.execution_count,
+                                   duration_ms=_ms(began), files=files, **details), job.call_id)
+        self.metrics.execution_finished(state, time.monotonic() - began)
+
+    async def _conclude(self, result: RunResult, translator: OutputTranslator) -> tuple[str, dict]:
+        details: dict = {}
+        state = result.state
+        if translator.error:
+            details["error"] = {"ename": translator.error[0], "evalue": translator.error[1]}
+            if translator.error[0] == "KeyboardInterrupt" and self._user_interrupted:
+                state = "interrupted"
+        if result.reason:
+            details["reason"] = result.reason
+        if result.state == "killed" or result.stuck:
+            if self._stop_reason:
+                details["reason"] = self._stop_reason
+                self._stop_reason = None
+            async with self._kernel_lock:
+                if self.kernel is not None and not self.closed:
+                    self.kernel = await self.pool.replace(self.kernel, died=not result.stuck)
+                    details["kernel_restarted"] = True
+                    if result.stuck:
+                        details["reason"] = (f"{result.reason}; the kernel did not stop after "
+                                             "the interrupt and was restarted")
+        return state, details
+
+    def _announce_workdir_file(self, workdir: Path, name: str, call_id: str,
+                               files: list[str]) -> None:
+        path = workdir / name
+        try:
+            if path.is_symlink() or not path.resolve().is_relative_to(workdir.resolve()):
+                return
+            data = path.read_bytes()
+        except OSError:
+            return
+        self._announce_file(name, data, None, call_id, files)
+
+    def _announce_file(self, name: str, data: bytes, mime_type: str | None, call_id: str,
+                       files: list[str]) -> None:
+        try:
+            stored = self.store.put(self.thread_id, self.owner, name, data, mime_type)
+        except GatewayError as exc:
+            self.emit(envelopes.output(f"[file {name} not saved: {exc}]\n"), call_id)
+            return
+        files.append(name)
+        self.emit(file_chunk(stored, data, self.settings.inline_file_limit), call_id)
+
+    # -- control ----------------------------------------------------------------------------
+    async def interrupt(self) -> None:
+        if self.current is not None and self.kernel is not None:
+            self._user_interrupted = True
+            await self.kernel.interrupt()
+
+    async def restart(self) -> None:
+        """A fresh kernel; a running cell ends "killed", the working directory stays."""
+        if self.current is not None and self.kernel is not None:
+            self._stop_reason = "kernel restarted by request"
+            await self.kernel.kill()
+            return
+        async with self._kernel_lock:
+            if self.kernel is not None:
+                self.kernel = await self.pool.replace(self.kernel, died=False)
+        self.emit(envelopes.status("restarted"), None)
+
+    async def release_kernel(self, reason: str) -> None:
+        """Idle culling: free the kernel (and its working directory); files stay in the store."""
+        async with self._kernel_lock:
+            if self.kernel is not None and self.current is None:
+                await self.pool.release(self.kernel)
+                self.kernel = None
+                self._lost_kernel_reason = reason
+
+    async def close(self) -> None:
+        self.closed = True
+        if self._worker is not None:
+            self._worker.cancel()
+        if self.current is not None:
+            self.emit(envelopes.status("error", reason="thread closed"), self.current.call_id)
+        while not self._queue.empty():
+            job = self._queue.get_nowait()
+            self.emit(envelopes.status("error", reason="thread closed"), job.call_id)
+        async with self._kernel_lock:
+            if self.kernel is not None:
+                await self.pool.release(self.kernel)
+                self.kernel = None
+
+    def describe(self) -> dict:
+        return {
+            "thread_id": self.thread_id,
+            "owner": self.owner,
+            "kernel": self.kernel.id if self.kernel else None,
+            "busy": self.busy,
+            "queued": self.queued,
+            "executions": self.executions,
+            "idle_seconds": round(time.monotonic() - self.last_active, 1),
+        }
+
+
+def file_chunk(stored: StoredFile, data: bytes, inline_limit: int) -> envelopes.Chunk:
+    # Large files keep the envelope's keys but carry no bytes: clients fetch /files/{id}.
+    encoded = base64.b64encode(data).decode() if stored.size <= inline_limit else ""
+    return envelopes.file(stored.name, stored.id, encoded, stored.mime_type)
+
+
+def _ms(began: float) -> float:
+    return round((time.monotonic() - began) * 1000, 2)

@@ -1,0 +1,80 @@
+"""Per-thread working directories on the host, each size-capped with its own tmpfs where possible."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SKIP_NAMES = {"__pycache__", ".ipynb_checkpoints"}
+
+
+class Workdirs:
+    """Creates and removes working directories under ``root``.
+
+    As root, each directory is a tmpfs mount of ``disk_limit`` bytes, so filling the disk fails
+    inside the thread with ENOSPC and nobody else notices. Otherwise only RLIMIT_FSIZE bounds a
+    single file, and that gap is reported.
+    """
+
+    def __init__(self, root: Path, disk_limit: int, use_tmpfs: bool) -> None:
+        self.root = root
+        self.disk_limit = disk_limit
+        self.use_tmpfs = use_tmpfs and os.geteuid() == 0 and shutil.which("mount") is not None
+        root.mkdir(parents=True, exist_ok=True)
+        os.chmod(root, 0o700)
+
+    def create(self) -> Path:
+        path = self.root / secrets.token_hex(8)
+        path.mkdir(mode=0o700)
+        if self.use_tmpfs:
+            result = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={self.disk_limit},mode=0755,nosuid,nodev",
+                 "gateway-workdir", str(path)],
+                capture_output=True,
+            )
+            if result.returncode != 0:
+                log.warning("tmpfs for workdir failed (%s); disk usage is not capped",
+                            result.stderr.decode().strip())
+                self.use_tmpfs = False
+        return path
+
+    def remove(self, path: Path) -> None:
+        if os.path.ismount(path):
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+        shutil.rmtree(path, ignore_errors=True)
+
+    def remove_all(self) -> None:
+        """At start-up and shutdown: nothing from an earlier run stays mounted."""
+        for path in self.root.iterdir():
+            self.remove(path)
+
+
+def snapshot(root: Path, limit: int = 10_000) -> dict[str, tuple[int, int]]:
+    """{relative path: (mtime_ns, size)} of the visible regular files under ``root``."""
+    found: dict[str, tuple[int, int]] = {}
+    stack = [root]
+    while stack and len(found) < limit:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith(".") or entry.name in SKIP_NAMES:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(Path(entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                st = entry.stat(follow_symlinks=False)
+                found[os.path.relpath(entry.path, root)] = (st.st_mtime_ns, st.st_size)
+    return found
+
+
+def changed_files(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> list[str]:
+    """Files new or modified between two snapshots, in a stable order."""
+    return sorted(name for name, stamp in after.items() if before.get(name) != stamp)

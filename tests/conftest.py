@@ -1,0 +1,100 @@
+"""Shared fixtures: a real gateway (real sandboxed kernels) on 127.0.0.1, and real clients."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from gateway.client import GatewayClient
+from gateway.config import MiB, Settings
+
+# A variable the kernels must never see (the sandbox builds their environment from nothing).
+os.environ["GATEWAY_TEST_SECRET"] = "must-not-leak"
+
+TOKENS = {"tok-alice": "alice", "tok-bob": "bob"}
+_thread_numbers = itertools.count(1)
+
+needs_linux = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                 reason="bubblewrap and cgroups exist only on Linux")
+
+
+def test_settings(data_dir: Path, **overrides) -> Settings:
+    values = dict(
+        host="127.0.0.1",
+        port=0,
+        tokens=TOKENS,
+        data_dir=data_dir,
+        pool_size=2,
+        max_kernels=24,
+        execution_timeout=60.0,
+        interrupt_grace=2.0,
+        memory_limit=512 * MiB,
+        pids_limit=128,
+        disk_limit=64 * MiB,
+        idle_timeout=3600.0,
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+class Running:
+    """A started gateway and its server, with the URL clients use."""
+
+    def __init__(self, gateway, server) -> None:
+        self.gateway = gateway
+        self.server = server
+        self.url = f"ws://127.0.0.1:{server.port}/ws"
+        self.http = f"http://127.0.0.1:{server.port}"
+
+    async def client(self, token: str = "tok-alice") -> GatewayClient:
+        return await GatewayClient.connect(self.url, token)
+
+
+async def start_gateway(settings: Settings) -> Running:
+    from gateway.app import Gateway
+    from gateway.server import GatewayServer
+
+    gateway = Gateway(settings)
+    await gateway.start()
+    server = GatewayServer(gateway)
+    await server.start()
+    return Running(gateway, server)
+
+
+async def stop_gateway(running: Running) -> None:
+    await running.server.close()
+    await running.gateway.close()
+
+
+@pytest.fixture(scope="session")
+def data_root():
+    root = Path(tempfile.mkdtemp(prefix="gateway-test-"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def running(data_root):
+    """One gateway for the whole session: kernel starts are the slow part of every test."""
+    running = await start_gateway(test_settings(data_root / "main"))
+    yield running
+    await stop_gateway(running)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def client(running):
+    client = await running.client()
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+def thread_id(request) -> str:
+    return f"t{next(_thread_numbers)}-{request.node.name[:40]}".replace("[", "-").replace("]", "")
