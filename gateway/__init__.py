@@ -1,3 +1,3 @@
-"""Code-interpreter gateway: sandboxed, stateful IPython kernels per chat thread, streamed over a websocket."""
+"""Code-interpreter gateway: sandboxed, stateful IPython kernels per chat thread, streamed live."""
 
 __version__ = "0.1.0"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import envelopes
 from .config import Settings
-from .errors import NotAllowed, ProtocolError
+from .errors import NotAllowed, PoolExhausted, ProtocolError
 from .files import FileStore
 from .metrics import Metrics
 from .pool import KernelPool
@@ -46,6 +46,7 @@ class Gateway:
                                settings.total_file_quota)
         self.threads: dict[str, ThreadSession] = {}
         self.started = time.time()
+        self.draining = False
         self._culler: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -80,12 +81,30 @@ class Gateway:
         await asyncio.to_thread(self.workdirs.remove_all)
         self.store.close()
 
+    async def drain(self, timeout: float) -> dict:
+        """No new threads; let queued and running executions finish (bounded); then stop kernels."""
+        self.draining = True
+        self.pool.draining = True
+        deadline = time.monotonic() + timeout
+        def pending() -> bool:
+            return any(s.busy or s.queued for s in self.threads.values())
+
+        while time.monotonic() < deadline and pending():
+            await asyncio.sleep(0.05)
+        unfinished = sum(s.busy + s.queued for s in self.threads.values())
+        await asyncio.gather(*(s.close() for s in self.threads.values()), return_exceptions=True)
+        self.threads.clear()
+        await self.pool.close()
+        return {"drained": True, "unfinished_executions": unfinished}
+
     # -- threads ----------------------------------------------------------------------------
     def thread(self, thread_id: str, identity: str, *, create: bool) -> ThreadSession:
         session = self.threads.get(thread_id)
         if session is None:
             if not create:
                 raise NotAllowed(f"unknown thread {thread_id!r}")
+            if self.draining:
+                raise PoolExhausted("the gateway is draining: no new threads")
             session = ThreadSession(thread_id, identity, self.settings, self.pool, self.store,
                                     self.metrics)
             self.threads[thread_id] = session

@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -36,23 +36,23 @@ def _setup_logging(settings: config.Settings) -> None:
 
 @app.command()
 def serve(
-    host: Annotated[Optional[str], Opt(help="Address to bind (127.0.0.1 by default).")] = None,
-    port: Annotated[Optional[int], Opt(help="Port for websocket and HTTP.")] = None,
-    token: Annotated[Optional[str], Opt(help="TOKEN or IDENTITY:TOKEN[,IDENTITY:TOKEN...]; "
+    host: Annotated[str | None, Opt(help="Address to bind (127.0.0.1 by default).")] = None,
+    port: Annotated[int | None, Opt(help="Port for websocket and HTTP.")] = None,
+    token: Annotated[str | None, Opt(help="TOKEN or IDENTITY:TOKEN[,IDENTITY:TOKEN...]; "
                                              "prefer GATEWAY_TOKENS.")] = None,
-    data_dir: Annotated[Optional[Path], Opt(help="Workdirs, file store, runtime.")] = None,
-    pool_size: Annotated[Optional[int], Opt(help="Warm kernels kept ready.")] = None,
-    max_kernels: Annotated[Optional[int], Opt(help="Maximum kernels in total.")] = None,
-    execution_timeout: Annotated[Optional[float], Opt(help="Default seconds per cell.")] = None,
-    idle_timeout: Annotated[Optional[float], Opt(help="Idle seconds before a thread's kernel "
+    data_dir: Annotated[Path | None, Opt(help="Workdirs, file store, runtime.")] = None,
+    pool_size: Annotated[int | None, Opt(help="Warm kernels kept ready.")] = None,
+    max_kernels: Annotated[int | None, Opt(help="Maximum kernels in total.")] = None,
+    execution_timeout: Annotated[float | None, Opt(help="Default seconds per cell.")] = None,
+    idle_timeout: Annotated[float | None, Opt(help="Idle seconds before a thread's kernel "
                                                       "is released.")] = None,
-    sandbox: Annotated[Optional[str], Opt(help="'bwrap' (default) or 'none' (unsafe).")] = None,
-    memory_limit: Annotated[Optional[int], Opt(help="Bytes of memory per kernel.")] = None,
-    pids_limit: Annotated[Optional[int], Opt(help="Processes/threads per kernel.")] = None,
-    cpu_limit: Annotated[Optional[float], Opt(help="CPU cores per kernel.")] = None,
-    disk_limit: Annotated[Optional[int], Opt(help="Bytes of working directory per thread.")] = None,
-    max_output_chars: Annotated[Optional[int], Opt(help="Output cap per execution.")] = None,
-    log_json: Annotated[Optional[bool], Opt(help="JSON log lines.")] = None,
+    sandbox: Annotated[str | None, Opt(help="'bwrap' (default) or 'none' (unsafe).")] = None,
+    memory_limit: Annotated[int | None, Opt(help="Bytes of memory per kernel.")] = None,
+    pids_limit: Annotated[int | None, Opt(help="Processes/threads per kernel.")] = None,
+    cpu_limit: Annotated[float | None, Opt(help="CPU cores per kernel.")] = None,
+    disk_limit: Annotated[int | None, Opt(help="Bytes of working directory per thread.")] = None,
+    max_output_chars: Annotated[int | None, Opt(help="Output cap per execution.")] = None,
+    log_json: Annotated[bool | None, Opt(help="JSON log lines.")] = None,
 ) -> None:
     """Run the gateway: websocket at /ws, live page at /, health, metrics, file downloads."""
     settings = _settings(**{k: v for k, v in locals().items()})
@@ -96,3 +96,136 @@ def config_show(as_json: Annotated[bool, Opt("--json", help="JSON output.")] = F
 
 def main() -> None:  # pragma: no cover
     sys.exit(app())
+
+
+# -- admin commands: talk to a running server ------------------------------------------------
+pool_app = typer.Typer(help="Inspect and steer the kernel pool of a running gateway.",
+                       no_args_is_help=True)
+thread_app = typer.Typer(help="Manage threads of a running gateway.", no_args_is_help=True)
+files_app = typer.Typer(help="The file store of a running gateway.", no_args_is_help=True)
+app.add_typer(pool_app, name="pool")
+app.add_typer(thread_app, name="thread")
+app.add_typer(files_app, name="files")
+
+UrlOpt = Annotated[str, Opt("--url", envvar="GATEWAY_ADMIN_URL",
+                            help="Admin endpoint of the running gateway.")]
+AdminTokenOpt = Annotated[str, Opt("--admin-token", envvar="GATEWAY_ADMIN_TOKEN",
+                                   help="The server's admin token.")]
+JsonOpt = Annotated[bool, Opt("--json", help="Print JSON instead of a table.")]
+DEFAULT_ADMIN_URL = "ws://127.0.0.1:8765/admin"
+
+
+def _admin(url: str, token: str, command: dict) -> object:
+    from .client import AdminError, admin_call
+
+    if not token:
+        typer.echo("error: no admin token (--admin-token or GATEWAY_ADMIN_TOKEN)", err=True)
+        raise typer.Exit(2)
+    try:
+        return asyncio.run(admin_call(url, token, command))
+    except AdminError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except OSError as exc:
+        typer.echo(f"error: cannot reach the gateway at {url}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _print(result: object, as_json: bool, columns: list[str] | None = None) -> None:
+    from .display import print_result
+
+    print_result(result, as_json, columns)
+
+
+@pool_app.command("ls")
+def pool_ls(url: UrlOpt = DEFAULT_ADMIN_URL, admin_token: AdminTokenOpt = "",
+            as_json: JsonOpt = False) -> None:
+    """Every kernel: thread, owner, state, pid, age, idle time, memory, executions."""
+    _print(_admin(url, admin_token, {"op": "pool.ls"}), as_json,
+           ["kernel", "thread", "owner", "state", "pid", "age_seconds", "idle_seconds",
+            "rss_bytes", "executions"])
+
+
+@pool_app.command("stats")
+def pool_stats(url: UrlOpt = DEFAULT_ADMIN_URL, admin_token: AdminTokenOpt = "",
+               as_json: JsonOpt = False) -> None:
+    """Pool sizes, warm count, waits, restarts, deaths."""
+    _print(_admin(url, admin_token, {"op": "pool.stats"}), as_json)
+
+
+@pool_app.command("resize")
+def pool_resize(size: int, url: UrlOpt = DEFAULT_ADMIN_URL, admin_token: AdminTokenOpt = "",
+                as_json: JsonOpt = False) -> None:
+    """Keep SIZE warm kernels ready."""
+    _print(_admin(url, admin_token, {"op": "pool.resize", "size": size}), as_json)
+
+
+@pool_app.command("drain")
+def pool_drain(timeout: Annotated[float, Opt(help="Seconds to let executions finish.")] = 60,
+               url: UrlOpt = DEFAULT_ADMIN_URL, admin_token: AdminTokenOpt = "",
+               as_json: JsonOpt = False) -> None:
+    """No new threads; running executions finish; then every kernel is shut down."""
+    from .display import progress
+
+    with progress("draining the pool"):
+        result = _admin(url, admin_token, {"op": "pool.drain", "timeout": timeout})
+    _print(result, as_json)
+
+
+@thread_app.command("ls")
+def thread_ls(url: UrlOpt = DEFAULT_ADMIN_URL, admin_token: AdminTokenOpt = "",
+              as_json: JsonOpt = False) -> None:
+    """Threads with their owner, kernel, queue and idle time."""
+    _print(_admin(url, admin_token, {"op": "thread.ls"}), as_json)
+
+
+@thread_app.command("restart")
+def thread_restart(thread_id: str, url: UrlOpt = DEFAULT_ADMIN_URL,
+                   admin_token: AdminTokenOpt = "", as_json: JsonOpt = False) -> None:
+    """Give THREAD_ID a fresh kernel (its working directory is kept)."""
+    _print(_admin(url, admin_token, {"op": "thread.restart", "thread_id": thread_id}), as_json)
+
+
+@thread_app.command("kill")
+def thread_kill(thread_id: str, url: UrlOpt = DEFAULT_ADMIN_URL,
+                admin_token: AdminTokenOpt = "", as_json: JsonOpt = False) -> None:
+    """Close THREAD_ID and shut its kernel down (its files stay downloadable)."""
+    _print(_admin(url, admin_token, {"op": "thread.kill", "thread_id": thread_id}), as_json)
+
+
+@files_app.command("ls")
+def files_ls(thread_id: Annotated[str | None, Opt("--thread")] = None,
+             url: UrlOpt = DEFAULT_ADMIN_URL, admin_token: AdminTokenOpt = "",
+             as_json: JsonOpt = False) -> None:
+    """Stored files (all, or of one thread)."""
+    _print(_admin(url, admin_token, {"op": "files.ls", "thread_id": thread_id}), as_json,
+           ["id", "thread_id", "owner", "name", "mime_type", "size"])
+
+
+@files_app.command("gc")
+def files_gc(older_than: Annotated[float | None, Opt(help="Seconds; default: the "
+                                                              "server's file_retention.")] = None,
+             url: UrlOpt = DEFAULT_ADMIN_URL, admin_token: AdminTokenOpt = "",
+             as_json: JsonOpt = False) -> None:
+    """Delete stored files older than the retention period."""
+    command: dict = {"op": "files.gc"}
+    if older_than is not None:
+        command["older_than"] = older_than
+    _print(_admin(url, admin_token, command), as_json)
+
+
+@app.command("exec")
+def exec_code(
+    code: Annotated[str, typer.Argument(help="Python code, or - to read it from stdin.")],
+    url: Annotated[str | None, Opt(help="A running gateway's ws URL; default: start a "
+                                           "throwaway one.")] = None,
+    token: Annotated[str | None, Opt(envvar="GATEWAY_TOKEN")] = None,
+    timeout: Annotated[float, Opt(help="Seconds for the cell.")] = 60,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run CODE once in a fresh sandboxed kernel and print the envelopes as they stream."""
+    from .display import run_exec
+
+    source = sys.stdin.read() if code == "-" else code
+    state = asyncio.run(run_exec(source, url, token, timeout, as_json))
+    raise typer.Exit(0 if state == "complete" else 1)

@@ -126,7 +126,7 @@ class Thread:
     def new_call_id() -> str:
         return f"call_{next(_call_numbers)}"
 
-    async def stream(self, call_id: str, call_id_envelopes: bool = True) -> AsyncIterator[dict]:
+    async def stream(self, call_id: str) -> AsyncIterator[dict]:
         """Envelopes of one call as they arrive, up to and including its final one."""
         while True:
             envelope = await self.client.next_envelope(self.id, call_id)
@@ -186,3 +186,23 @@ class Thread:
                                 "filename": filename, "base64": base64.b64encode(data).decode()})
         envelope = await self.client.next_envelope(self.id, call_id, timeout=120)
         return envelope["chunk"]
+
+
+async def admin_call(url: str, token: str, command: dict, timeout: float = 120) -> object:
+    """One admin command over ``/admin``; returns its result or raises ``AdminError``."""
+    async with connect(url, additional_headers={"Authorization": f"Bearer {token}"},
+                       max_size=None, compression=None) as connection:
+        await connection.send(orjson.dumps(command).decode())
+        answer = orjson.loads(await asyncio.wait_for(connection.recv(), timeout))
+    if not answer.get("ok"):
+        error = answer.get("error", {})
+        raise AdminError(error.get("code", "error"), error.get("message", "admin command failed"))
+    return answer["result"]
+
+
+class AdminError(Exception):
+    """The server refused or failed an admin command."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code

@@ -20,6 +20,7 @@ class Settings:
     port: int = 8765
     # token -> identity. A thread belongs to the identity whose token created it.
     tokens: dict[str, str] = field(default_factory=dict)
+    admin_token: str = ""  # for the admin API (/admin); empty disables it
     data_dir: Path = Path("/var/lib/code-interpreter-gateway")
 
     # Pool
@@ -70,7 +71,8 @@ class Settings:
     def masked(self) -> dict[str, Any]:
         """Effective settings as plain data, secrets masked (for ``config show`` and logs)."""
         data = dataclasses.asdict(self)
-        data["tokens"] = {"***": identity for identity in self.tokens.values()}
+        data["tokens"] = sorted(self.tokens.values())  # identities only
+        data["admin_token"] = "***" if self.admin_token else ""
         return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
 
 

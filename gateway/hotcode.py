@@ -1,40 +1,42 @@
 """Incremental extraction of the code a model is writing, for pre-streaming it as ``hot_code``.
 
 The orchestrator relays a tool call as it is generated: ``code_delta`` fragments that, once
-concatenated, are either the function-call arguments ``{"code": "..."}`` (``format: "json"``) or the
-code itself (``format: "raw"``). Frontends want to show the code while the model is still writing
-it, so the gateway must turn each fragment into "the code text that is now certain" without waiting
-for the whole document. A JSON parser cannot do that (it needs the complete text), hence this module.
+concatenated, are either the function-call arguments ``{"code": "..."}`` (``format: "json"``) or
+the code itself (``format: "raw"``). Frontends want to show the code while the model is still
+writing it, so each fragment must become "the code text that is now certain" without waiting for
+the whole document. A JSON parser cannot do that (it needs the complete text): hence this module.
 
 Design, in the sans-I/O style of h11/websockets:
 
-* No I/O, no asyncio, no clocks: callers push ``str`` fragments in and get ``str`` / chunk dicts out,
-  so the logic is exhaustively testable (``tests/test_hotcode.py`` splits at every boundary).
-* ``CodeExtractor`` is an explicit, small state machine over the top-level JSON object. It only
-  understands as much JSON as it needs to find the top-level ``"code"`` string and to skip every other
-  value (nested objects, arrays, strings with ``\\"`` or ``}`` inside, scalars); full validation is
-  left to orjson in ``finish()``, which is the one authority on what the arguments mean. The streamed
-  text is then checked against orjson's value, so what was shown is exactly what runs.
-* Inside the code string (the hot path, megabytes of it) text is processed in slices: one compiled
-  regex search finds the next character that needs attention (``"``, ``\\``, a control character or
-  a stray surrogate) and everything before it is yielded as is. Only escapes are decoded by hand.
-* A character is yielded as soon as it is certain and never before: an escape split across fragments
-  (``\\`` | ``n``, ``\\u00`` | ``e9``) is held back until complete, and a high-surrogate escape is held
-  only until its low half arrives, so a yielded piece never contains half a character.
-* Errors are ``ProtocolError(code="bad_arguments")``. ``feed()`` raises early only when the input is
-  already certainly invalid (e.g. it does not start with ``{``, an invalid escape, a lone surrogate,
-  a raw control character in the code string): orjson would reject those too, and yielding e.g. a lone
-  surrogate would make the outbound envelope unserializable.
+* No I/O, no asyncio, no clocks: callers push ``str`` fragments in and get ``str`` / chunk dicts
+  out, so the logic is exhaustively testable (``tests/test_hotcode.py`` splits at every boundary).
+* ``CodeExtractor`` is an explicit, small state machine over the top-level JSON object. It knows
+  just enough JSON to find the top-level ``"code"`` string and to skip every other value (nested
+  objects, arrays, strings with ``\\"`` or ``}`` inside, scalars). Full validation is left to
+  orjson in ``finish()``, the one authority on what the arguments mean; the streamed text is then
+  checked against orjson's value, so what was shown is exactly what runs.
+* Inside the code string (the hot path, megabytes of it) text is handled in slices, never char by
+  char: one possessive regex match spans the longest run of complete tokens and the stdlib's C
+  ``scanstring`` decodes it; a fragment without ``"``, ``\\`` or control characters is passed
+  through after a single regex search.
+* A character is yielded as soon as it is certain and never before: an escape split across
+  fragments (``\\`` | ``n``, ``\\u00`` | ``e9``) is held back until complete, and a high-surrogate
+  escape only until its low half arrives, so a yielded piece never holds half a character.
+* Errors are ``ProtocolError(code="bad_arguments")``. ``feed()`` raises early only when the input
+  is already certainly invalid (it does not start with ``{``, an invalid escape, a lone surrogate,
+  a raw control character in the code string): orjson would reject it too, and yielding e.g. a
+  lone surrogate would make the outbound envelope unserializable.
 
 ``HotCodeStream`` wraps an extractor and produces the ``hot_code`` envelope chunks of SPEC.md: the
-fence opener once before the first code text, one chunk per decoded piece, and the fence closer once,
-as soon as the code string is known to be complete (or at execute time).
+fence opener once before the first code text, one chunk per decoded piece, and the fence closer
+once, as soon as the code string is known to be complete (or at execute time).
 """
 
 from __future__ import annotations
 
 import re
 from enum import Enum, auto
+from json.decoder import scanstring as _scanstring
 from typing import Literal
 
 import orjson
@@ -53,6 +55,16 @@ _WS = " \t\n\r"
 # Inside the code string: the characters that end a plain run. Everything else is yielded verbatim.
 # Control characters and surrogates are here only to reject them early (orjson rejects them too).
 _CODE_SPECIAL = re.compile(r'["\\\x00-\x1f\ud800-\udfff]')
+# The longest run of complete, valid code-string tokens, matched possessively (no backtracking).
+# \\uXXXX surrogates only count as a whole pair, so a run never ends inside a character.
+_CODE_TOKENS = re.compile(
+    r'(?:[^"\\\x00-\x1f\ud800-\udfff]++'
+    r"|\\[\"\\/bfnrt]"
+    r"|\\u(?![dD][89a-fA-F])[0-9a-fA-F]{4}"
+    r"|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+    r")*+"
+)
+_code_special = _CODE_SPECIAL.search
 # Inside any other string: only the end quote and escapes matter (validation is orjson's job).
 _STR_SPECIAL = re.compile(r'["\\]')
 # Outside strings while skipping a value: the structural characters.
@@ -114,6 +126,7 @@ class CodeExtractor:
         "_in_str",
         "_esc",
         "_result",
+        "_fast",
     )
 
     def __init__(self, format: Format) -> None:
@@ -140,12 +153,15 @@ class CodeExtractor:
         self._in_str = False
         self._esc = False
         self._result: str | None = None
+        # True while a fragment can take feed()'s shortcut: json, in the code string, nothing
+        # pending, not failed, not finished. One flag so the shortcut tests one attribute.
+        self._fast = False
 
     # ------------------------------------------------------------------ public API
 
     @property
     def complete(self) -> bool:
-        """json: the closing quote of the top-level code string was seen; raw: after ``finish()``."""
+        """json: the top-level code string's closing quote was seen; raw: after ``finish()``."""
         return self._complete
 
     @property
@@ -159,6 +175,15 @@ class CodeExtractor:
 
     def feed(self, fragment: str) -> str:
         """Consume one fragment; return the newly certain code text (``""`` if none yet)."""
+        # Shortcut for the common case, a fragment in the middle of the code string with nothing
+        # to decode: one regex search, two appends. Matters for token-sized fragments.
+        if self._fast and _code_special(fragment) is None:
+            self._raw.append(fragment)
+            self._parts.append(fragment)
+            return fragment
+        return self._feed(fragment)
+
+    def _feed(self, fragment: str) -> str:
         if self._finished:
             raise ProtocolError("code_delta after the call was executed", code=ERROR_CODE)
         if self.format == "raw":
@@ -170,17 +195,14 @@ class CodeExtractor:
         if not fragment:
             return ""
         self._raw.append(fragment)
-        # Hot path: in the middle of the code string, nothing pending, nothing special in sight.
-        if self._state is _State.CODE and not self._pending:
-            if _CODE_SPECIAL.search(fragment) is None:
-                self._parts.append(fragment)
-                return fragment
         try:
             out = self._run(fragment)
         except ProtocolError as exc:
             self._state = _State.FAILED
             self._error = exc
+            self._fast = False
             raise
+        self._fast = self._state is _State.CODE and not self._pending
         if out:
             self._parts.append(out)
         return out
@@ -193,10 +215,10 @@ class CodeExtractor:
         """
         if self._result is not None:
             return self._result
-        if self._error is not None:
-            self._finished = True
-            raise self._error
         self._finished = True
+        self._fast = False
+        if self._error is not None:
+            raise self._error
         if self.format == "raw":
             self._complete = True
             self._result = self.code
@@ -213,15 +235,15 @@ class CodeExtractor:
     def _validate(self) -> str:
         text = "".join(self._raw)
         if not text.strip(_WS):
-            raise _bad("the tool call has no arguments (expected a JSON object with a 'code' string)")
+            raise _bad(
+                "the tool call has no arguments (expected a JSON object with a 'code' string)"
+            )
         try:
             args = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
             raise _bad(f"the tool call arguments are not valid JSON: {exc}") from None
         if not isinstance(args, dict):
-            raise _bad(
-                f"the tool call arguments must be a JSON object, not {type(args).__name__}"
-            )
+            raise _bad(f"the tool call arguments must be a JSON object, not {type(args).__name__}")
         if "code" not in args:
             raise _bad("the tool call arguments have no 'code' key")
         code = args["code"]
@@ -239,15 +261,16 @@ class CodeExtractor:
         """Advance the state machine over ``s``; return the decoded code text it completed."""
         out: list[str] = []
         i = 0
+        if self._state is _State.CODE:
+            # Most slow-path fragments are in the code string: go straight there.
+            if self._pending:
+                s = self._pending + s
+                self._pending = ""
+            i = self._code(s, 0, out)
         n = len(s)
         while i < n:
             st = self._state
             if st is _State.CODE:
-                if self._pending:
-                    s = self._pending + s[i:]
-                    self._pending = ""
-                    i = 0
-                    n = len(s)
                 i = self._code(s, i, out)
             elif st is _State.SKIP:
                 i = self._skip(s, i)
@@ -278,7 +301,9 @@ class CodeExtractor:
                         raise _bad(f"expected a key in the tool call arguments, got {c!r}")
                 elif st is _State.COLON:
                     if c != ":":
-                        raise _bad(f"expected ':' after a key in the tool call arguments, got {c!r}")
+                        raise _bad(
+                            f"expected ':' after a key in the tool call arguments, got {c!r}"
+                        )
                     self._state = _State.VALUE
                 elif st is _State.VALUE:
                     if self._is_code_key and c == '"' and not self._complete:
@@ -382,18 +407,28 @@ class CodeExtractor:
         return n
 
     def _code(self, s: str, i: int, out: list[str]) -> int:
-        """Decode the code string from ``s[i:]`` into ``out``; hold back an incomplete escape."""
+        """Decode the code string from ``s[i:]`` into ``out``; hold back an incomplete escape.
+
+        One regex match finds the longest run of complete, valid tokens (plain text, simple
+        escapes, BMP ``\\uXXXX``, whole surrogate pairs); C code (``scanstring``) decodes it. What
+        stops the run (the closing quote, an incomplete or invalid escape, a control character, a
+        lone surrogate) is then handled here, one item at a time.
+        """
         n = len(s)
-        search = _CODE_SPECIAL.search
+        match = _CODE_TOKENS.match
         while True:
-            m = search(s, i)
-            if m is None:
-                if i < n:
-                    out.append(s[i:])
-                return n
-            j = m.start()
-            if j > i:
-                out.append(s[i:j])
+            k = match(s, i).end()
+            if k > i:
+                if k < n and s[k] == '"':
+                    # The run ends at the closing quote: decode in place, no copy.
+                    out.append(_scanstring(s, i, True)[0])
+                else:
+                    run = s[i:k]
+                    out.append(_scanstring(run + '"', 0, True)[0] if "\\" in run else run)
+                if k == n:
+                    return n
+                i = k
+            j = i
             c = s[j]
             if c == '"':
                 self._complete = True
@@ -405,12 +440,12 @@ class CodeExtractor:
             if c != "\\":
                 if "\ud800" <= c <= "\udfff":
                     raise _bad("the 'code' argument contains a lone surrogate character")
-                raise _bad(
-                    f"the 'code' argument contains an unescaped control character {c!r}"
-                )
+                raise _bad(f"the 'code' argument contains an unescaped control character {c!r}")
             if j + 1 >= n:
                 self._pending = s[j:]
                 return n
+            # Complete valid escapes are normally consumed by the regex above; decoding them here
+            # too keeps this step a whole decoder on its own (and its errors precise).
             e = s[j + 1]
             simple = _SIMPLE_ESCAPES.get(e)
             if simple is not None:
@@ -472,7 +507,7 @@ class HotCodeStream:
 
     Chunks are ``[FENCE_OPEN, piece, ..., FENCE_CLOSE]``: the opener precedes the first code text,
     pieces are never empty, and the closer is sent exactly once, as soon as the code is known to be
-    complete (json: its closing quote) or at ``close()``. The pieces concatenate to the executed code.
+    complete (json: its closing quote) or at ``close()``. The pieces join to the executed code.
     """
 
     __slots__ = ("extractor", "_opened", "_closed")

@@ -80,7 +80,8 @@ class Kernel:
             while not ready.done():
                 await asyncio.wait({ready}, timeout=POLL_INTERVAL)
                 if not ready.done() and not await self.is_alive():
-                    raise KernelStartError(f"kernel exited during start-up: {await self.death_reason()}")
+                    reason = await self.death_reason()
+                    raise KernelStartError(f"kernel exited during start-up: {reason}")
             ready.result()
         finally:
             ready.cancel()

@@ -125,6 +125,14 @@ class CgroupLimiter:
         except (OSError, ValueError):
             return False
 
+    def memory_usage(self, kernel_id: str) -> int | None:
+        d = self._dir("memory", kernel_id)
+        name = "memory.current" if self.version == 2 else "memory.usage_in_bytes"
+        try:
+            return int((d / name).read_text())
+        except (OSError, ValueError):
+            return None
+
     def kill_all(self, kernel_id: str) -> None:
         """SIGKILL every process left in the kernel's cgroups (escapes from the process group)."""
         for path in self._dirs(kernel_id):

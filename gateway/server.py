@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from . import envelopes, protocol
+from .admin import error_answer, execute_admin
 from .app import Gateway
 from .errors import GatewayError
 
@@ -33,19 +34,21 @@ CLOSE_SLOW_CONSUMER = 1013
 
 def identity_of(gateway: Gateway, request: Request) -> str | None:
     """The identity behind the request's token (header, or ``?token=`` for browsers)."""
-    token = None
-    auth = request.headers.get("Authorization", "")
-    if auth.startswith("Bearer "):
-        token = auth[len("Bearer "):].strip()
-    else:
-        query = urllib.parse.urlsplit(request.path).query
-        token = urllib.parse.parse_qs(query).get("token", [None])[0]
+    token = _bearer(request)
     if not token:
         return None
     for known, identity in gateway.settings.tokens.items():
         if hmac.compare_digest(known.encode(), token.encode()):
             return identity
     return None
+
+
+def _bearer(request: Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth.startswith("Bearer "):
+        return auth[len("Bearer "):].strip()
+    query = urllib.parse.urlsplit(request.path).query
+    return urllib.parse.parse_qs(query).get("token", [None])[0]
 
 
 def _response(status: int, body: bytes, content_type: str, **headers: str) -> Response:
@@ -135,6 +138,13 @@ class GatewayServer:
                 return _json(401, {"error": "missing or invalid token"})
             connection.identity = identity  # type: ignore[attr-defined]
             return None
+        if path == "/admin":
+            token = _bearer(request)
+            admin = gw.settings.admin_token
+            if not admin or not token or not hmac.compare_digest(admin.encode(), token.encode()):
+                return _json(401, {"error": "missing or invalid admin token"})
+            connection.identity = None  # type: ignore[attr-defined]
+            return None
         if path == "/healthz":
             return _json(200, gw.health())
         if path == "/readyz":
@@ -166,6 +176,9 @@ class GatewayServer:
 
     # -- websocket --------------------------------------------------------------------------
     async def _handle(self, connection: ServerConnection) -> None:
+        if connection.identity is None:  # type: ignore[attr-defined]
+            await self._handle_admin(connection)
+            return
         client = Client(connection, connection.identity)  # type: ignore[attr-defined]
         writer = asyncio.create_task(client.write())
         self.gateway.metrics.connections.inc()
@@ -180,6 +193,19 @@ class GatewayServer:
             self.gateway.metrics.connections.dec()
             self.gateway.detach(client)
             writer.cancel()
+
+    async def _handle_admin(self, connection: ServerConnection) -> None:
+        async for message in connection:
+            try:
+                command = orjson.loads(message)
+                if not isinstance(command, dict):
+                    raise protocol.ProtocolError("admin command must be a JSON object")
+                answer = {"ok": True, "result": await execute_admin(self.gateway, command)}
+            except orjson.JSONDecodeError as exc:
+                answer = error_answer(protocol.ProtocolError(f"invalid JSON: {exc}"))
+            except GatewayError as exc:
+                answer = error_answer(exc)
+            await connection.send(orjson.dumps(answer, default=str).decode())
 
     async def _dispatch(self, client: Client, message: str | bytes) -> None:
         thread_id = call_id = None

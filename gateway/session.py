@@ -18,11 +18,11 @@ from .translate import DisplayedFile, OutputTranslator
 from .workdirs import changed_files, snapshot
 
 if TYPE_CHECKING:
+    from .config import Settings
     from .files import FileStore, StoredFile
     from .kernel import Kernel, RunResult
     from .metrics import Metrics
     from .pool import KernelPool
-    from .config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class ThreadSession:
             if len(self._calls) >= REMEMBERED_CALLS:
                 raise ProtocolError("too many open calls on this thread", code="too_many_calls")
             stream = self._calls[call_id] = HotCodeStream(fmt)
-        elif stream.format != fmt:
+        elif stream.extractor.format != fmt:
             raise ProtocolError(f"call {call_id!r} switched format mid-stream")
         for chunk in stream.feed(delta):
             self.emit(chunk, call_id)
@@ -185,7 +185,8 @@ class ThreadSession:
         def on_message(msg: dict) -> None:
             for item in translator.translate(msg):
                 if isinstance(item, DisplayedFile):
-                    self._announce_file(item.filename, item.data, item.mime_type, job.call_id, files)
+                    self._announce_file(item.filename, item.data, item.mime_type, job.call_id,
+                                        files)
                 else:
                     self.metrics.bytes_out(len(item["content"]))
                     self.emit(item, job.call_id)

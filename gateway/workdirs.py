@@ -1,4 +1,4 @@
-"""Per-thread working directories on the host, each size-capped with its own tmpfs where possible."""
+"""Per-thread working directories on the host, each a size-capped tmpfs where possible."""
 
 from __future__ import annotations
 
@@ -75,6 +75,8 @@ def snapshot(root: Path, limit: int = 10_000) -> dict[str, tuple[int, int]]:
     return found
 
 
-def changed_files(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> list[str]:
+def changed_files(
+    before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]
+) -> list[str]:
     """Files new or modified between two snapshots, in a stable order."""
     return sorted(name for name, stamp in after.items() if before.get(name) != stamp)

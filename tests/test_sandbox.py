@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-
-from .conftest import needs_linux
+from conftest import needs_linux
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), needs_linux]
 
@@ -42,7 +40,7 @@ async def test_host_files_and_other_threads_are_invisible(running, client, threa
     sentinel.write_text("host secret")
     try:
         paths = [str(other_dir / "private.txt"), str(data_dir / "files"), str(sentinel),
-                 "/etc/shadow", "/etc/passwd", os.getcwd(), "/var/lib"]
+                 "/etc/shadow", "/etc/passwd", str(Path.cwd() / "pyproject.toml"), "/var/lib"]
         code = f"""
 import os
 for p in {paths!r}:

@@ -1,0 +1,124 @@
+"""The admin API: pool inspection and management for operators, over an authenticated websocket.
+
+``execute_admin`` maps one command (a JSON object) to a JSON-able answer; the server moves the
+messages and the CLI prints them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import GatewayError, ProtocolError
+
+if TYPE_CHECKING:
+    from .app import Gateway
+    from .kernel import Kernel
+
+
+def _rss(kernel: Kernel, gateway: Gateway) -> int | None:
+    """Memory of the kernel's whole sandbox: its cgroup's usage, else the RSS of its processes."""
+    cgroups = gateway.host.cgroups
+    if cgroups and "memory" in cgroups.controllers:
+        usage = cgroups.memory_usage(kernel.id)
+        if usage is not None:
+            return usage
+    pid = kernel.pid
+    return _tree_rss(pid) if pid else None
+
+
+def _tree_rss(pid: int) -> int | None:
+    total, stack, seen = 0, [pid], set()
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        stack.extend(int(child) for child in children)
+    return total or None
+
+
+async def kernel_rows(gateway: Gateway) -> list[dict[str, Any]]:
+    owners = {s.kernel.id: s for s in gateway.threads.values() if s.kernel is not None}
+    now = time.monotonic()
+    rows = []
+    for kernel, pool_state in gateway.pool.kernels():
+        session = owners.get(kernel.id)
+        alive = await kernel.is_alive()
+        if not alive:
+            state = "dead"
+        elif session is None:
+            state = "idle" if pool_state == "idle" else "leased"
+        else:
+            state = "busy" if session.busy else "idle"
+        rows.append({
+            "kernel": kernel.id,
+            "thread": session.thread_id if session else None,
+            "owner": session.owner if session else None,
+            "state": state,
+            "pooled": pool_state == "idle" and session is None,
+            "pid": kernel.pid,
+            "age_seconds": round(now - kernel.started_at, 1),
+            "idle_seconds": round(now - session.last_active, 1) if session else None,
+            "rss_bytes": _rss(kernel, gateway),
+            "executions": kernel.executions,
+        })
+    rows += [{"kernel": None, "thread": None, "owner": None, "state": "starting", "pooled": True,
+              "pid": None, "age_seconds": None, "idle_seconds": None, "rss_bytes": None,
+              "executions": 0}] * gateway.pool.snapshot()["starting"]
+    return rows
+
+
+async def execute_admin(gateway: Gateway, command: dict[str, Any]) -> Any:
+    op = command.get("op")
+    match op:
+        case "pool.ls":
+            return await kernel_rows(gateway)
+        case "pool.stats":
+            return gateway.pool.snapshot()
+        case "pool.resize":
+            size = command.get("size")
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise ProtocolError("pool.resize: size must be a non-negative integer")
+            if size > gateway.settings.max_kernels:
+                raise ProtocolError(f"pool.resize: size exceeds max_kernels "
+                                    f"({gateway.settings.max_kernels})")
+            gateway.pool.resize(size)
+            return gateway.pool.snapshot()
+        case "pool.drain":
+            return await gateway.drain(timeout=float(command.get("timeout", 60)))
+        case "thread.ls":
+            return [s.describe() for s in gateway.threads.values()]
+        case "thread.restart" | "thread.kill":
+            thread_id = command.get("thread_id")
+            session = gateway.threads.get(thread_id) if isinstance(thread_id, str) else None
+            if session is None:
+                raise ProtocolError(f"no thread {thread_id!r}", code="not_found")
+            if op == "thread.restart":
+                await session.restart()
+            else:
+                await gateway.close_thread(session.thread_id, session.owner)
+            return session.describe()
+        case "files.ls":
+            thread_id = command.get("thread_id")
+            return [vars(f) for f in gateway.store.list(thread_id)]
+        case "files.gc":
+            older = command.get("older_than", gateway.settings.file_retention)
+            if not isinstance(older, int | float) or isinstance(older, bool) or older < 0:
+                raise ProtocolError("files.gc: older_than must be a number of seconds")
+            return {"deleted": gateway.store.collect_garbage(float(older))}
+        case "health":
+            return gateway.health()
+    raise ProtocolError(f"unknown admin op {op!r}", code="unknown_type")
+
+
+def error_answer(exc: GatewayError) -> dict[str, Any]:
+    return {"ok": False, "error": {"code": exc.code, "message": str(exc)}}

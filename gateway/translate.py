@@ -1,0 +1,179 @@
+"""Jupyter iopub messages -> wire chunks (SPEC.md), without I/O.
+
+One :class:`OutputTranslator` lives for one execution. It turns each iopub message into zero or
+more output chunks, or :class:`DisplayedFile` items that the I/O layer stores and announces as file
+chunks (storing needs a file id, which is not this module's business). Text is cleaned of terminal
+control so a browser can print it as is, and capped so one runaway loop cannot flood a client.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from . import envelopes
+from .envelopes import Chunk
+
+#: A traceback is emitted even past the output cap (it is what the model needs most), but a deep
+#: recursion can make it huge, so it has its own limit: its head and its tail (the exception) stay.
+TRACEBACK_LIMIT = 20_000
+
+_ESCAPE = re.compile(
+    r"\x1b[\]PX^_].*?(?:\x07|\x1b\\|\Z)"  # OSC, DCS, SOS, PM, APC: a string ended by BEL or ST
+    r"|(?:\x1b\[|\x9b)[0-?]*[ -/]*(?:[@-~]|\Z)"  # CSI, private modes too (\x1b[?25l), 7 or 8 bit
+    r"|\x1b[ -/]*[0-~]",  # two-character and nF escapes: \x1b7, \x1bc, \x1b(B
+    re.DOTALL,
+)
+# C0 (except \t and \n), DEL and C1. Applied after the carriage returns are resolved.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+_IMAGE_TYPES = {"image/png": "png", "image/svg+xml": "svg"}
+
+
+def clean(text: str) -> str:
+    """Text as a terminal would leave it, roughly, and with nothing a browser would print as junk.
+
+    Escape sequences go first (a CSI like ``\\x1b[2K`` often precedes a ``\\r``); then progress
+    bars collapse: per line only the last non-empty ``\\r`` segment survives (``"10%\\r20%\\n"`` ->
+    ``"20%\\n"``, ``"a\\r"`` -> ``"a"``); then the remaining control characters go. Each message is
+    cleaned on its own: holding text back for a later ``\\r`` would delay live output.
+    """
+    text = _ESCAPE.sub("", text)
+    if "\r" in text:
+        lines = text.replace("\r\n", "\n").split("\n")
+        text = "\n".join(_last_segment(line) for line in lines)
+    return _CONTROL.sub("", text)
+
+
+def _last_segment(line: str) -> str:
+    for segment in reversed(line.split("\r")):
+        if segment:
+            return segment
+    return ""
+
+
+def _as_text(value: Any) -> str:
+    """Mime data is a string, but nbformat-style producers may send a list of lines."""
+    if isinstance(value, list):
+        return "".join(str(v) for v in value)
+    return value if isinstance(value, str) else str(value)
+
+
+def _shorten(text: str, limit: int) -> str:
+    """Cut the middle out of ``text``: a traceback's first frames and its exception line matter."""
+    if len(text) <= limit:
+        return text
+    head, tail = limit // 4, limit - limit // 4
+    return f"{text[:head]}\n[... {len(text) - limit:,} characters cut ...]\n{text[-tail:]}"
+
+
+@dataclass(frozen=True)
+class DisplayedFile:
+    """An image the kernel displayed; the I/O layer stores it and turns it into a file chunk."""
+
+    filename: str  # plot_1.png, plot_2.svg, ... numbered per translator from first_plot_number
+    mime_type: str  # image/png or image/svg+xml
+    data: bytes  # decoded: png base64-decoded, svg utf-8 encoded
+
+
+class OutputTranslator:
+    """Translates the iopub messages of one execution; keeps the state that spans them.
+
+    ``execution_count`` and ``error`` (``(ename, evalue)``) feed the final status chunk;
+    ``next_plot_number`` lets a session keep numbering plots across executions; ``dropped_chars``
+    and ``dropped_lines`` count text withheld by the cap, reported by :meth:`finish`.
+    """
+
+    def __init__(self, max_output_chars: int = 1_000_000, first_plot_number: int = 1) -> None:
+        self.max_output_chars = max_output_chars
+        self.next_plot_number = first_plot_number
+        self.execution_count: int | None = None
+        self.error: tuple[str, str] | None = None
+        self.emitted_chars = 0  # text counted against the cap (tracebacks are not)
+        self.dropped_chars = 0
+        self._dropped_newlines = 0
+        self._dropped_partial_line = False
+        self._pieces: list[str] = []
+
+    @property
+    def text(self) -> str:
+        """Everything emitted as text so far (for one-shot callers such as the CLI)."""
+        return "".join(self._pieces)
+
+    @property
+    def dropped_lines(self) -> int:
+        return self._dropped_newlines + self._dropped_partial_line
+
+    def translate(self, msg: dict) -> list[Chunk | DisplayedFile]:
+        """One iopub message in, its chunks and files out (often none: status, comm_*, ...)."""
+        msg_type = msg.get("header", {}).get("msg_type") or msg.get("msg_type")
+        content = msg.get("content") or {}
+        if msg_type == "stream":
+            return self._text(clean(_as_text(content.get("text", ""))))
+        if msg_type == "execute_input":
+            self.execution_count = content.get("execution_count", self.execution_count)
+            return []
+        if msg_type == "execute_result":
+            self.execution_count = content.get("execution_count", self.execution_count)
+            return self._display(content)
+        if msg_type in ("display_data", "update_display_data"):
+            return self._display(content)
+        if msg_type == "error":
+            return self._error(content)
+        return []  # status, clear_output (already sent, cannot be unsent), comm_*, unknown
+
+    def finish(self) -> list[Chunk]:
+        """At the end of the execution: the note saying what the cap withheld, if anything."""
+        if not self.dropped_chars:
+            return []
+        lines = self.dropped_lines
+        note = (f"\n[output truncated: {self.dropped_chars:,} characters "
+                f"({lines:,} line{'' if lines == 1 else 's'}) dropped, "
+                f"limit {self.max_output_chars:,}]\n")
+        return [envelopes.output(note)]
+
+    def _display(self, content: dict) -> list[Chunk | DisplayedFile]:
+        """A rich display: an image becomes a file (its text/plain is only ``<Figure ...>``)."""
+        data = content.get("data") or {}
+        for mime_type, extension in _IMAGE_TYPES.items():
+            if mime_type in data:
+                raw = _as_text(data[mime_type])
+                try:
+                    payload = (base64.b64decode(raw) if extension == "png" else raw.encode())
+                except (binascii.Error, ValueError):
+                    continue  # not valid base64: fall back to the next representation
+                filename = f"plot_{self.next_plot_number}.{extension}"
+                self.next_plot_number += 1
+                return [DisplayedFile(filename, mime_type, payload)]
+        if "text/plain" in data:
+            text = clean(_as_text(data["text/plain"]))
+            # A repr carries no newline; without one the next output would glue onto it.
+            return self._text(text if text.endswith("\n") else text + "\n")
+        return []
+
+    def _error(self, content: dict) -> list[Chunk | DisplayedFile]:
+        ename, evalue = str(content.get("ename", "")), str(content.get("evalue", ""))
+        self.error = (ename, evalue)
+        traceback = content.get("traceback") or [f"{ename}: {evalue}"]
+        text = _shorten(clean("\n".join(_as_text(line) for line in traceback)), TRACEBACK_LIMIT)
+        text = text if text.endswith("\n") else text + "\n"
+        self._pieces.append(text)
+        return [envelopes.output(text)]
+
+    def _text(self, text: str) -> list[Chunk | DisplayedFile]:
+        """Emit ``text`` within the cap; the part beyond it is only counted."""
+        room = max(self.max_output_chars - self.emitted_chars, 0)
+        if len(text) > room:
+            dropped = text[room:]
+            self.dropped_chars += len(dropped)
+            self._dropped_newlines += dropped.count("\n")
+            self._dropped_partial_line = not dropped.endswith("\n")
+            text = text[:room]
+        if not text:
+            return []
+        self.emitted_chars += len(text)
+        self._pieces.append(text)
+        return [envelopes.output(text)]

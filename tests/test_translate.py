@@ -1,0 +1,317 @@
+"""OutputTranslator: iopub messages as jupyter_client returns them -> chunks. No kernel needed."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import re
+import struct
+import zlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway import envelopes
+from gateway.translate import TRACEBACK_LIMIT, DisplayedFile, OutputTranslator, clean
+
+_ids = itertools.count(1)
+PARENT = "exec-msg-id-1"
+
+
+def msg(msg_type: str, **content) -> dict:
+    """An iopub message shaped like jupyter_client's ``get_iopub_msg()`` result."""
+    msg_id = f"iopub-{next(_ids)}"
+    return {
+        "header": {"msg_id": msg_id, "msg_type": msg_type, "session": "s", "username": "u",
+                   "date": "2024-01-01T00:00:00Z", "version": "5.3"},
+        "msg_id": msg_id,
+        "msg_type": msg_type,
+        "parent_header": {"msg_id": PARENT, "msg_type": "execute_request"},
+        "metadata": {},
+        "content": content,
+        "buffers": [],
+    }
+
+
+def stream(text: str, name: str = "stdout") -> dict:
+    return msg("stream", name=name, text=text)
+
+
+def display(data: dict, msg_type: str = "display_data") -> dict:
+    return msg(msg_type, data=data, metadata={}, transient={})
+
+
+def tiny_png(width: int = 1, height: int = 1) -> bytes:
+    def part(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body)))
+
+    rows = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + part(b"IHDR", header)
+            + part(b"IDAT", zlib.compress(rows)) + part(b"IEND", b""))
+
+
+def texts(items: list) -> str:
+    return "".join(item["content"] for item in items if isinstance(item, dict))
+
+
+SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10"/></svg>'
+
+# As ipykernel sends it for `def f(x): return 1/x` then `f(0)` (IPython 8 colours, Linux scheme).
+IPYTHON_TRACEBACK = [
+    "\x1b[0;31m---------------------------------------------------------------------------"
+    "\x1b[0m",
+    "\x1b[0;31mZeroDivisionError\x1b[0m                         "
+    "Traceback (most recent call last)",
+    "Cell \x1b[0;32mIn[2], line 1\x1b[0m\n\x1b[0;32m----> 1\x1b[0m "
+    "\x1b[43mf\x1b[49m\x1b[43m(\x1b[49m"
+    "\x1b[38;5;241;43m0\x1b[39;49m\x1b[43m)\x1b[49m\n",
+    "Cell \x1b[0;32mIn[1], line 1\x1b[0m, in \x1b[0;36mf\x1b[0;34m(x)\x1b[0m\n"
+    "\x1b[0;32m----> 1\x1b[0m \x1b[38;5;28;01mdef\x1b[39;00m \x1b[38;5;21mf\x1b[39m(x): "
+    "\x1b[38;5;28;01mreturn\x1b[39;00m "
+    "\x1b[38;5;241m1\x1b[39m\x1b[38;5;241m/\x1b[39mx\n",
+    "\x1b[0;31mZeroDivisionError\x1b[0m: division by zero",
+]
+# IPython 9 (bright colours, no "0;" prefix).
+IPYTHON9_TRACEBACK = [
+    "\x1b[31m---------------------------------------------------------------------------\x1b[39m",
+    "\x1b[31mZeroDivisionError\x1b[39m                         Traceback (most recent call last)",
+    "\x1b[36mCell\x1b[39m\x1b[36m \x1b[39m\x1b[32mIn[2]\x1b[39m\x1b[32m, line 1\x1b[39m\n"
+    "\x1b[32m----> \x1b[39m\x1b[32m1\x1b[39m \x1b[43mf\x1b[49m\x1b[43m(\x1b[49m"
+    "\x1b[32;43m0\x1b[39;49m\x1b[43m)\x1b[49m\n",
+    "\x1b[31mZeroDivisionError\x1b[39m: division by zero",
+]
+
+
+# -- text ------------------------------------------------------------------------------------
+def test_stdout_and_stderr_become_output_chunks():
+    t = OutputTranslator()
+    assert t.translate(stream("hello\n")) == [envelopes.output("hello\n")]
+    assert t.translate(stream("oops\n", "stderr")) == [envelopes.output("oops\n")]
+    assert t.text == "hello\noops\n"
+
+
+def test_stream_text_is_passed_on_without_added_newline():
+    t = OutputTranslator()
+    assert texts(t.translate(stream("no newline"))) == "no newline"
+    assert t.translate(stream("")) == []
+
+
+def test_execute_result_text_ends_with_newline_and_sets_count():
+    t = OutputTranslator()
+    out = t.translate(msg("execute_result", execution_count=7, data={"text/plain": "2"},
+                          metadata={}))
+    assert out == [envelopes.output("2\n")]
+    assert t.execution_count == 7
+    assert texts(t.translate(display({"text/plain": "already\n"}))) == "already\n"
+
+
+def test_execute_input_records_count_without_output():
+    t = OutputTranslator()
+    assert t.translate(msg("execute_input", code="1+1", execution_count=3)) == []
+    assert t.execution_count == 3
+
+
+def test_display_text_plain_and_html_only():
+    t = OutputTranslator()
+    assert texts(t.translate(display({"text/plain": "   a\n0  1", "text/html": "<table>"}))) \
+        == "   a\n0  1\n"
+    assert t.translate(display({"text/html": "<b>x</b>"})) == []
+
+
+def test_unknown_and_bookkeeping_messages_are_ignored():
+    t = OutputTranslator()
+    for m in [msg("status", execution_state="busy"), msg("clear_output", wait=True),
+              msg("comm_open", comm_id="c", target_name="x", data={}),
+              msg("comm_msg", comm_id="c", data={}), msg("comm_close", comm_id="c", data={}),
+              msg("something_new", foo=1), {"header": {}, "content": {}}]:
+        assert t.translate(m) == []
+    assert t.execution_count is None and t.error is None and t.finish() == []
+
+
+# -- images ----------------------------------------------------------------------------------
+def test_png_display_becomes_numbered_files_with_valid_bytes():
+    png = tiny_png()
+    t = OutputTranslator()
+    first = t.translate(display({"image/png": base64.b64encode(png).decode() + "\n",
+                                 "text/plain": "<Figure size 640x480 with 1 Axes>"}))
+    second = t.translate(display({"image/png": base64.b64encode(tiny_png(2, 2)).decode()}))
+    assert first == [DisplayedFile("plot_1.png", "image/png", png)]
+    assert second[0].filename == "plot_2.png"
+    assert second[0].data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert t.next_plot_number == 3
+    assert t.text == ""  # the <Figure ...> repr is not output
+
+
+def test_plot_numbering_continues_from_first_plot_number():
+    t = OutputTranslator(first_plot_number=5)
+    out = t.translate(display({"image/svg+xml": SVG}, "update_display_data"))
+    assert out == [DisplayedFile("plot_5.svg", "image/svg+xml", SVG.encode())]
+    assert t.next_plot_number == 6
+
+
+def test_execute_result_png_is_a_file():
+    png = tiny_png()
+    t = OutputTranslator()
+    out = t.translate(msg("execute_result", execution_count=1,
+                          data={"image/png": base64.b64encode(png).decode(), "text/plain": "<I>"},
+                          metadata={}))
+    assert out == [DisplayedFile("plot_1.png", "image/png", png)]
+
+
+def test_png_preferred_over_svg():
+    t = OutputTranslator()
+    (item,) = t.translate(display({"image/svg+xml": SVG,
+                                   "image/png": base64.b64encode(tiny_png()).decode()}))
+    assert item.mime_type == "image/png"
+
+
+# -- errors ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("traceback", [IPYTHON_TRACEBACK, IPYTHON9_TRACEBACK],
+                         ids=["ipython8", "ipython9"])
+def test_ipython_traceback_is_cleaned_and_error_recorded(traceback):
+    t = OutputTranslator()
+    out = t.translate(msg("error", ename="ZeroDivisionError", evalue="division by zero",
+                          traceback=traceback))
+    text = texts(out)
+    assert "\x1b" not in text and "[0;31m" not in text
+    assert text.endswith("ZeroDivisionError: division by zero\n")
+    assert "----> 1 f(0)\n" in text
+    assert t.error == ("ZeroDivisionError", "division by zero")
+
+
+def test_error_without_traceback_still_says_what_happened():
+    t = OutputTranslator()
+    assert texts(t.translate(msg("error", ename="KeyboardInterrupt", evalue="",
+                                 traceback=[]))) == "KeyboardInterrupt: \n"
+    assert t.error == ("KeyboardInterrupt", "")
+
+
+def test_huge_traceback_keeps_head_and_tail():
+    frames = [f"frame {i}\n" for i in range(10_000)]
+    t = OutputTranslator()
+    text = texts(t.translate(msg("error", ename="RecursionError", evalue="too deep",
+                                 traceback=[*frames, "RecursionError: too deep"])))
+    assert len(text) < TRACEBACK_LIMIT + 100
+    assert text.startswith("frame 0\n") and text.endswith("RecursionError: too deep\n")
+    assert "characters cut" in text
+
+
+# -- cleaning --------------------------------------------------------------------------------
+def test_carriage_return_progress_collapses():
+    assert clean("10%\r20%\r30%\n") == "30%\n"
+    assert clean("a\r") == "a"
+    assert clean("line1\r\nline2\r\n") == "line1\nline2\n"
+    assert clean("\r 50%|#####     |\r100%|##########|\ndone\n") == "100%|##########|\ndone\n"
+    assert clean("x\r\r\ny") == "x\ny"
+    assert clean("\r") == ""
+
+
+def test_progress_is_collapsed_per_message():
+    t = OutputTranslator()
+    assert texts(t.translate(stream("\r 10%", "stderr"))) == " 10%"
+    assert texts(t.translate(stream("\r 20%\r 30%", "stderr"))) == " 30%"
+
+
+def test_ansi_sequences_are_stripped():
+    assert clean("\x1b[31mred\x1b[0m \x1b[1;38;5;200mbold\x1b[m") == "red bold"
+    assert clean("\x1b[?25lhidden cursor\x1b[?25h") == "hidden cursor"
+    assert clean("\x1b]0;title\x07text") == "text"
+    assert clean("\x1b]8;;https://x.org\x1b\\link\x1b]8;;\x1b\\") == "link"
+    assert clean("\x1b7saved\x1b8\x1b(B\x1bc") == "saved"
+    assert clean("\x1b[2K\r 42%") == " 42%"
+    assert clean("cut at the end \x1b[3") == "cut at the end "
+    assert clean("bell\x07 back\x08space\x00 tab\tok\x7f\x9b1m") == "bell backspace tab\tok"
+
+
+# -- cap -------------------------------------------------------------------------------------
+def test_cap_exact_boundary_drops_nothing():
+    t = OutputTranslator(max_output_chars=10)
+    assert texts(t.translate(stream("12345"))) + texts(t.translate(stream("67890"))) \
+        == "1234567890"
+    assert t.dropped_chars == 0 and t.finish() == []
+    assert t.translate(stream("x")) == []
+    assert t.dropped_chars == 1 and t.dropped_lines == 1
+
+
+def test_cap_cuts_the_crossing_chunk_and_counts_the_rest():
+    t = OutputTranslator(max_output_chars=10)
+    assert texts(t.translate(stream("abcdef\n"))) == "abcdef\n"
+    assert texts(t.translate(stream("ghijkl\nmn\n"))) == "ghi"
+    assert t.translate(stream("o\np")) == []
+    assert t.dropped_chars == len("jkl\nmn\n") + len("o\np")
+    assert t.dropped_lines == 4  # "jkl", "mn", "o", "p"
+    assert t.finish() == [envelopes.output(
+        "\n[output truncated: 10 characters (4 lines) dropped, limit 10]\n")]
+    assert t.text == "abcdef\nghi"
+
+
+def test_truncation_note_formats_large_numbers():
+    t = OutputTranslator()
+    t.translate(stream("x" * 1_000_000))
+    t.translate(stream("y\n" * 6_172 + "z"))
+    assert t.finish() == [envelopes.output(
+        "\n[output truncated: 12,345 characters (6,173 lines) dropped, limit 1,000,000]\n")]
+
+
+def test_rich_text_counts_against_the_cap_images_do_not():
+    t = OutputTranslator(max_output_chars=4)
+    assert texts(t.translate(msg("execute_result", execution_count=1,
+                                 data={"text/plain": "'abcdef'"}, metadata={}))) == "'abc"
+    png = base64.b64encode(tiny_png()).decode()
+    assert isinstance(t.translate(display({"image/png": png}))[0], DisplayedFile)
+    assert t.dropped_chars == len("def'\n")
+
+
+def test_error_after_cap_is_still_emitted():
+    t = OutputTranslator(max_output_chars=5)
+    t.translate(stream("0123456789"))
+    out = t.translate(msg("error", ename="ValueError", evalue="bad",
+                          traceback=["\x1b[0;31mValueError\x1b[0m: bad"]))
+    assert out == [envelopes.output("ValueError: bad\n")]
+    assert t.error == ("ValueError", "bad")
+    assert t.dropped_chars == 5 and len(t.finish()) == 1
+
+
+# -- properties ------------------------------------------------------------------------------
+NASTY = st.text(alphabet=st.sampled_from(
+    list("ab1;?[]()\\PX^_ \t\n\r\x1b\x07\x08\x00\x0c\x7f\x9b\x9c\x90\u00e9\U0001f600")
+    + [chr(c) for c in range(0x20)]), max_size=80)
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+@settings(max_examples=400, deadline=None)
+@given(NASTY)
+def test_clean_never_leaves_escapes_or_controls(text):
+    cleaned = clean(text)
+    assert not CONTROL.search(cleaned)
+    assert clean(cleaned) == cleaned
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["stream", "result", "error"]), NASTY), max_size=12),
+       st.integers(min_value=0, max_value=120))
+def test_emitted_text_respects_the_cap(messages, cap):
+    t = OutputTranslator(max_output_chars=cap)
+    capped = tracebacks = 0
+    for kind, text in messages:
+        if kind == "stream":
+            out = t.translate(stream(text))
+        elif kind == "result":
+            out = t.translate(msg("execute_result", execution_count=1, data={"text/plain": text},
+                                  metadata={}))
+        else:
+            out = t.translate(msg("error", ename="E", evalue="v", traceback=[text]))
+        for chunk in out:
+            assert set(chunk) == {"type", "content"} and chunk["type"] == "hot_code_output"
+            assert chunk["content"] and not CONTROL.search(chunk["content"])
+            assert "\x1b" not in chunk["content"]
+        if kind == "error":
+            tracebacks += len(texts(out))
+        else:
+            capped += len(texts(out))
+    assert capped <= cap
+    assert capped == t.emitted_chars and len(t.text) == capped + tracebacks
+    assert (t.dropped_chars > 0) == bool(t.finish())
