@@ -9,6 +9,7 @@ import asyncio
 import hmac
 import http
 import logging
+import mimetypes
 import re
 import urllib.parse
 from pathlib import Path
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
 FILE_PATH = re.compile(r"/files/(file_[0-9a-f]{32})")
+STATIC_PATH = re.compile(r"/static/([A-Za-z0-9_-]+\.(?:html|js|css|png|svg|ico))")
 OUTBOUND_BUFFER_BYTES = 64 * 2**20  # a client that reads slower than this is disconnected
 CLOSE_SLOW_CONSUMER = 1013
 
@@ -157,11 +159,20 @@ class GatewayServer:
             return self._download(request, match.group(1))
         if path.startswith("/files/"):
             return _json(404, {"error": "no such file"})
-        if path in ("/", "/index.html"):
-            page = STATIC_DIR / "index.html"
-            if page.exists():
-                return _response(200, page.read_bytes(), "text/html; charset=utf-8")
+        if path == "/":
+            path = "/static/index.html"
+        if match := STATIC_PATH.fullmatch(path):
+            return self._static(match.group(1))
         return _json(404, {"error": "not found"})
+
+    def _static(self, name: str) -> Response:
+        page = STATIC_DIR / name
+        if not page.is_file():
+            return _json(404, {"error": "not found"})
+        mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        if mime.startswith("text/") or mime.endswith("javascript"):
+            mime += "; charset=utf-8"
+        return _response(200, page.read_bytes(), mime)
 
     def _download(self, request: Request, file_id: str) -> Response:
         identity = identity_of(self.gateway, request)

@@ -1,9 +1,13 @@
 #!/bin/sh
-# System packages the gateway needs: bubblewrap (the sandbox) and util-linux's prlimit.
+# System packages: bubblewrap (the sandbox), util-linux's prlimit (rlimits), and Debian's chromium
+# for the live page's browser test (WITH_BROWSER=0 skips it on a server that only runs the gateway).
 set -e
 missing=""
 command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
 command -v prlimit >/dev/null 2>&1 || missing="$missing util-linux"
+if [ "${WITH_BROWSER:-1}" = 1 ]; then
+    command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
     echo "missing system packages:$missing (install them as root: apt-get install$missing)" >&2
