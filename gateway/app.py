@@ -42,6 +42,7 @@ class Gateway:
                 self.host.report.missing["disk"] = "no tmpfs mounts (not root); per-file cap only"
         self.metrics = Metrics()
         self.pool = KernelPool(settings, self.host, self.workdirs)
+        self.metrics.watch_pool(self.pool)
         self.store = FileStore(settings.data_dir / "files", settings.thread_file_quota,
                                settings.total_file_quota)
         self.threads: dict[str, ThreadSession] = {}

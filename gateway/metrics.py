@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+if TYPE_CHECKING:
+    from .pool import KernelPool
 
 
 class Metrics:
@@ -14,15 +20,16 @@ class Metrics:
         self.duration = Histogram(
             "gateway_execution_seconds", "Execution duration (queue excluded)", registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
-        self.kernels = Gauge("gateway_kernels", "Kernels by state", ["state"], registry=r)
-        self.kernel_events = Counter("gateway_kernel_events", "Kernel starts, restarts, deaths",
-                                     ["event"], registry=r)
         self.pool_wait = Histogram("gateway_pool_wait_seconds", "Time to lease a kernel",
                                    registry=r)
         self.output_bytes = Counter("gateway_output_characters",
                                     "Characters of text output sent", registry=r)
         self.connections = Gauge("gateway_websocket_connections", "Open websocket connections",
                                  registry=r)
+
+    def watch_pool(self, pool: KernelPool) -> None:
+        """Kernel gauges and counters are read from the pool at scrape time: one source of truth."""
+        self.registry.register(_PoolCollector(pool))
 
     def execution_finished(self, state: str, seconds: float) -> None:
         self.executions.labels(state).inc()
@@ -33,3 +40,20 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _PoolCollector:
+    def __init__(self, pool: KernelPool) -> None:
+        self.pool = pool
+
+    def collect(self):
+        snapshot = self.pool.snapshot()
+        kernels = GaugeMetricFamily("gateway_kernels", "Kernels by state", labels=["state"])
+        for state in ("warm", "starting", "leased"):
+            kernels.add_metric([state], snapshot[state])
+        yield kernels
+        events = CounterMetricFamily("gateway_kernel_events", "Kernel starts, restarts, deaths",
+                                     labels=["event"])
+        for event in ("starts", "start_failures", "restarts", "deaths"):
+            events.add_metric([event], snapshot[event])
+        yield events

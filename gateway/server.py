@@ -72,6 +72,23 @@ def content_disposition(name: str) -> str:
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{urllib.parse.quote(base)}"
 
 
+def _routing_of(message: str | bytes) -> tuple[str | None, str | None]:
+    """Best effort: route an error for a rejected request to its thread and call, if valid."""
+    try:
+        data = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    ids = []
+    for key in ("thread_id", "call_id"):
+        try:
+            ids.append(protocol.validate_id(data.get(key), key))
+        except GatewayError:
+            ids.append(None)
+    return ids[0], ids[1]
+
+
 class Client:
     """One websocket connection: a bounded outbound buffer drained by a writer task."""
 
@@ -230,6 +247,8 @@ class GatewayServer:
             call_id = getattr(request, "call_id", None)
             await self._route(client, request)
         except GatewayError as exc:
+            if thread_id is None:
+                thread_id, call_id = _routing_of(message)
             client.send(envelopes.envelope(envelopes.error(exc.code, str(exc)), thread_id,
                                            call_id))
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 from . import envelopes
 from .errors import GatewayError, ProtocolError, QueueFull
 from .hotcode import HotCodeStream
+from .tool_output import tool_output
 from .translate import DisplayedFile, OutputTranslator
 from .workdirs import changed_files, snapshot
 
@@ -151,7 +152,9 @@ class ThreadSession:
     async def _ensure_kernel(self) -> str | None:
         """Lease or replace the kernel; returns why a new kernel was needed, if one was."""
         if self.kernel is None:
+            began = time.monotonic()
             self.kernel = await self.pool.lease()
+            self.metrics.pool_wait.observe(time.monotonic() - began)
             reason, self._lost_kernel_reason = self._lost_kernel_reason, None
             return reason
         if not await self.kernel.is_alive():
@@ -204,6 +207,8 @@ class ThreadSession:
         if restarted_because:
             details["kernel_restarted"] = True
             details.setdefault("reason", restarted_because)
+        details["tool_output"] = tool_output(translator.text, state, files, details.get("reason"),
+                                             translator.dropped_chars)
         self.emit(envelopes.status(state, execution_count=result.execution_count,
                                    duration_ms=_ms(began), files=files, **details), job.call_id)
         self.metrics.execution_finished(state, time.monotonic() - began)

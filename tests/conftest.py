@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -42,6 +43,9 @@ def test_settings(data_dir: Path, **overrides) -> Settings:
     )
     values.update(overrides)
     return Settings(**values)
+
+
+test_settings.__test__ = False  # a helper that test modules import, not a test
 
 
 class Running:
@@ -97,4 +101,5 @@ async def client(running):
 
 @pytest.fixture
 def thread_id(request) -> str:
-    return f"t{next(_thread_numbers)}-{request.node.name[:40]}".replace("[", "-").replace("]", "")
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", request.node.name[:40])
+    return f"t{next(_thread_numbers)}-{name}"

@@ -1,0 +1,598 @@
+// Live page of the code-interpreter gateway: plain ES module, no build step, no dependencies.
+//
+// One websocket (ws://HOST/ws?token=T) carries envelopes of every thread this page runs code on
+// or watches: {"stream_type": "code_execution", "chunk": {"type", "content"}, "thread_id",
+// "call_id"}. Each call gets a card: its code typed out as the hot_code chunks arrive, its output,
+// its plots and files, and a status badge.
+
+const FENCE_OPEN = "```python\n";
+const FENCE_CLOSE = "\n```";
+const FINAL_STATES = new Set(["complete", "error", "timeout", "interrupted", "killed"]);
+const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$/;
+const HIGHLIGHT_LIMIT = 30000; // longer code is shown plain: re-highlighting it per frame is costly
+const RECENT_KEY = "gateway.recentThreads";
+const TOKEN_KEY = "gateway.token";
+
+const $ = (id) => document.getElementById(id);
+const el = (tag, props = {}, ...children) => {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("data-") || key === "role" || key.startsWith("aria-")) {
+      node.setAttribute(key, value);
+    } else node[key] = value;
+  }
+  node.append(...children);
+  return node;
+};
+
+const ui = {
+  token: $("token"), connForm: $("conn-form"), conn: $("conn-state"), connText: $("conn-text"),
+  thread: $("thread"), recent: $("recent-threads"), newThread: $("new-thread"),
+  watch: $("watch"), interrupt: $("interrupt"), restart: $("restart"), watching: $("watching"),
+  code: $("code"), run: $("run"), upload: $("upload"), clear: $("clear"),
+  stream: $("stream"), calls: $("calls"), empty: $("empty"),
+};
+
+// ---------------------------------------------------------------------------------------------
+// Python highlighting (just enough to read code comfortably; textContent stays the exact code)
+
+const KEYWORDS = new Set((
+  "False None True and as assert async await break class continue def del elif else except " +
+  "finally for from global if import in is lambda nonlocal not or pass raise return try while " +
+  "with yield match case").split(" "));
+const BUILTINS = new Set((
+  "print len range enumerate zip map filter sorted sum min max abs round open int float str " +
+  "bool list dict set tuple type isinstance super object repr format any all iter next " +
+  "Exception ValueError KeyError TypeError RuntimeError self").split(" "));
+const TOKENS = new RegExp([
+  String.raw`(?<comment>#[^\n]*)`,
+  String.raw`(?<string>[rRbBuUfF]{0,2}(?:"""[\s\S]*?(?:"""|$(?![\s\S]))|'''[\s\S]*?(?:'''|$(?![\s\S]))|"(?:[^"\\\n]|\\[\s\S])*(?:"|(?=\n)|$)|'(?:[^'\\\n]|\\[\s\S])*(?:'|(?=\n)|$)))`,
+  String.raw`(?<number>\b(?:0[xXoObB][\da-fA-F_]+|\d[\d_]*\.?[\d_]*(?:[eE][+-]?\d+)?j?)\b)`,
+  String.raw`(?<decorator>@[A-Za-z_][\w.]*)`,
+  String.raw`(?<word>[A-Za-z_][\w]*)`,
+].join("|"), "g");
+
+function escapeHtml(text) {
+  return text.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+}
+
+function highlight(code) {
+  let html = "";
+  let last = 0;
+  let previousWord = "";
+  for (const match of code.matchAll(TOKENS)) {
+    html += escapeHtml(code.slice(last, match.index));
+    const text = match[0];
+    const g = match.groups;
+    let cls = null;
+    if (g.comment !== undefined) cls = "c";
+    else if (g.string !== undefined) cls = "s";
+    else if (g.number !== undefined) cls = "n";
+    else if (g.decorator !== undefined) cls = "d";
+    else if (KEYWORDS.has(text)) cls = "k";
+    else if (previousWord === "def" || previousWord === "class") cls = "f";
+    else if (BUILTINS.has(text)) cls = "b";
+    html += cls ? `<span class="${cls}">${escapeHtml(text)}</span>` : escapeHtml(text);
+    if (g.word !== undefined) previousWord = text;
+    last = match.index + text.length;
+  }
+  return html + escapeHtml(code.slice(last));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Formatting helpers
+
+function formatDuration(ms) {
+  if (typeof ms !== "number" || !Number.isFinite(ms)) return "";
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60000) return `${(ms / 1000).toFixed(ms < 10000 ? 2 : 1)} s`;
+  return `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`;
+}
+
+function formatSize(bytes) {
+  if (!Number.isFinite(bytes)) return "";
+  const units = ["B", "KB", "MB", "GB"];
+  let i = 0;
+  while (bytes >= 1024 && i < units.length - 1) { bytes /= 1024; i += 1; }
+  return i === 0 ? `${bytes} B` : `${bytes.toFixed(1)} ${units[i]}`;
+}
+
+function base64Size(b64) {
+  if (!b64) return NaN;
+  const padding = b64.endsWith("==") ? 2 : b64.endsWith("=") ? 1 : 0;
+  return Math.floor((b64.length * 3) / 4) - padding;
+}
+
+function fileKind(name, mime) {
+  const ext = (name.includes(".") ? name.split(".").pop() : "").toLowerCase();
+  const families = {
+    doc: ["doc", "docx", "odt", "rtf", "md", "txt"],
+    sheet: ["xls", "xlsx", "csv", "tsv", "ods", "parquet"],
+    pdf: ["pdf"],
+    image: ["png", "jpg", "jpeg", "gif", "svg", "webp"],
+    archive: ["zip", "gz", "tar", "bz2", "xz"],
+  };
+  let family = "other";
+  for (const [fam, exts] of Object.entries(families)) if (exts.includes(ext)) family = fam;
+  if (mime.startsWith("image/")) family = "image";
+  return { label: (ext || "file").slice(0, 4).toUpperCase(), family };
+}
+
+// ---------------------------------------------------------------------------------------------
+// State
+
+const state = {
+  socket: null,
+  token: "",
+  everOpened: false,
+  retry: 0,
+  retryTimer: null,
+  watched: new Set(), // threads to (re)subscribe on every connect
+  calls: new Map(), // "thread\u0000call" -> CallView
+  typing: new Set(), // CallViews with code still to type out
+  frame: null,
+  callNumber: 0,
+};
+
+function currentThread() {
+  return ui.thread.value.trim();
+}
+
+function validThread(id) {
+  return ID_PATTERN.test(id) && !id.includes("..");
+}
+
+function newThreadId() {
+  const stamp = new Date().toISOString().slice(5, 16).replace(/[-T:]/g, "");
+  const random = Math.random().toString(36).slice(2, 6);
+  return `page-${stamp}-${random}`;
+}
+
+function rememberThread(id) {
+  let recent = [];
+  try { recent = JSON.parse(localStorage.getItem(RECENT_KEY) || "[]"); } catch { /* ignore */ }
+  recent = [id, ...recent.filter((t) => t !== id)].slice(0, 12);
+  try { localStorage.setItem(RECENT_KEY, JSON.stringify(recent)); } catch { /* ignore */ }
+  renderRecent(recent);
+}
+
+function renderRecent(recent) {
+  if (!recent) {
+    try { recent = JSON.parse(localStorage.getItem(RECENT_KEY) || "[]"); } catch { recent = []; }
+  }
+  ui.recent.replaceChildren(...recent.map((id) => el("option", { value: id })));
+}
+
+function renderWatching() {
+  const threads = [...state.watched];
+  ui.watching.replaceChildren();
+  if (!threads.length) return;
+  ui.watching.append("Live: ");
+  for (const id of threads) ui.watching.append(el("span", { class: "chip", text: id }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// One call's card
+
+class CallView {
+  constructor(threadId, callId) {
+    this.threadId = threadId;
+    this.callId = callId;
+    this.code = ""; // code received so far (fences stripped)
+    this.shown = 0; // how much of it is typed out
+    this.renderedLength = -1;
+    this.hotChunks = 0;
+    this.pendingClose = false; // a "\n```" chunk: the closer, unless more code follows
+    this.state = "writing";
+
+    this.badge = el("span", { class: "badge writing", "data-testid": "call-status", text: "writing" });
+    this.meta = el("span", { class: "meta" });
+    this.codeEl = el("code", { class: "language-python" });
+    this.codePre = el("pre", { class: "code", "data-testid": "call-code" }, this.codeEl);
+    this.codeBox = el("div", { class: "code-box typing" }, this.codePre);
+    this.outputEl = el("pre", { class: "output", "data-testid": "call-output", hidden: true });
+    this.filesEl = el("div", { class: "files", "data-testid": "call-files", hidden: true });
+    this.notesEl = el("div", { class: "notes", hidden: true });
+    const title = el("div", { class: "title" },
+      el("span", { class: "call-id", text: callId || "(no call id)" }),
+      el("span", { class: "thread-tag", text: threadId }));
+    this.root = el("article", {
+      class: "call", "data-testid": "call", "data-call-id": callId || "",
+      "data-thread-id": threadId, "data-state": "writing",
+    }, el("header", {}, title, el("div", { class: "right" }, this.meta, this.badge)),
+    this.codeBox, this.outputEl, this.filesEl, this.notesEl);
+  }
+
+  setState(name, label = name) {
+    this.state = name;
+    this.root.dataset.state = name;
+    this.badge.className = `badge ${name}`;
+    this.badge.textContent = label;
+  }
+
+  hotCode(text) {
+    this.hotChunks += 1;
+    if (this.hotChunks === 1 && text === FENCE_OPEN) return;
+    if (this.pendingClose) { // the earlier "\n```" was code after all
+      this.code += FENCE_CLOSE;
+      this.pendingClose = false;
+    }
+    if (text === FENCE_CLOSE) {
+      this.pendingClose = true;
+      if (!FINAL_STATES.has(this.state)) this.setState("running");
+      return;
+    }
+    this.code += text;
+    if (this.state === "sent") this.setState("writing");
+    scheduleTyping(this);
+  }
+
+  // Advance the typing effect by one frame; returns true while there is more to type.
+  type(instant = false) {
+    const backlog = this.code.length - this.shown;
+    if (backlog > 0) {
+      let step = instant ? backlog : Math.max(2, Math.ceil(backlog / 6));
+      let end = Math.min(this.code.length, this.shown + step);
+      const unit = this.code.charCodeAt(end - 1);
+      if (unit >= 0xd800 && unit <= 0xdbff && end < this.code.length) end += 1; // whole emoji
+      this.shown = end;
+    }
+    if (this.shown !== this.renderedLength) {
+      const visible = this.code.slice(0, this.shown);
+      if (visible.length <= HIGHLIGHT_LIMIT) this.codeEl.innerHTML = highlight(visible);
+      else this.codeEl.textContent = visible;
+      this.renderedLength = this.shown;
+    }
+    const more = this.shown < this.code.length;
+    this.codeBox.classList.toggle("typing", more || !this.codeClosed());
+    this.root.dataset.typing = more ? "yes" : "done";
+    return more;
+  }
+
+  codeClosed() {
+    return this.pendingClose || FINAL_STATES.has(this.state);
+  }
+
+  output(text) {
+    if (this.state === "writing" || this.state === "sent") this.setState("running");
+    this.outputEl.hidden = false;
+    this.outputEl.append(text);
+  }
+
+  file(content) {
+    const name = String(content.filename || "file");
+    const mime = String(content.mime_type || "application/octet-stream");
+    const b64 = typeof content.base64 === "string" ? content.base64 : "";
+    const url = `/files/${encodeURIComponent(content.file_id || "")}?token=${encodeURIComponent(state.token)}`;
+    this.filesEl.hidden = false;
+    const size = formatSize(base64Size(b64));
+    if (mime.startsWith("image/")) {
+      const img = el("img", {
+        class: "plot", alt: name, "data-testid": "plot", decoding: "async",
+        src: b64 ? `data:${mime};base64,${b64}` : url,
+      });
+      const caption = el("figcaption", {},
+        el("span", { text: name }),
+        el("a", { href: url, download: name, "data-testid": "file-link", text: "download" }));
+      this.filesEl.append(el("figure", {}, img, caption));
+      return;
+    }
+    const kind = fileKind(name, mime);
+    this.filesEl.append(el("a", {
+      class: "file", href: url, download: name, "data-testid": "file-link",
+      "data-file-id": content.file_id || "", title: `${mime}`,
+    }, el("span", { class: `icon ${kind.family}`, text: kind.label }),
+    el("span", { class: "name", text: name }),
+    el("span", { class: "size", text: size || "fetch" })));
+  }
+
+  status(content) {
+    const name = String(content.state || "unknown");
+    if (!FINAL_STATES.has(name)) { // queued, running, ... as the gateway may add them
+      this.setState(name);
+      return;
+    }
+    this.pendingClose = false;
+    const duration = formatDuration(content.duration_ms);
+    this.setState(name, duration ? `${name} · ${duration}` : name);
+    this.badge.title = `duration_ms: ${content.duration_ms}`;
+    if (content.execution_count != null) this.meta.textContent = `[${content.execution_count}]`;
+    if (content.error && content.error.ename && name !== "complete") {
+      this.note(`${content.error.ename}: ${content.error.evalue || ""}`, "error");
+    }
+    if (content.reason) this.note(String(content.reason), name === "complete" ? "info" : "warn");
+    if (content.kernel_restarted) this.note("the kernel was restarted", "warn");
+    this.type(true);
+    this.codeBox.classList.remove("typing");
+  }
+
+  error(content) {
+    const code = content && content.code ? content.code : "error";
+    const message = content && content.message ? content.message : JSON.stringify(content);
+    this.note(`${code}: ${message}`, "error", "call-error");
+    this.setState("error", "refused");
+    this.codeBox.classList.remove("typing");
+  }
+
+  note(text, kind, testid = "call-note") {
+    this.notesEl.hidden = false;
+    this.notesEl.append(el("p", { class: `note ${kind}`, "data-testid": testid, text }));
+  }
+}
+
+function scheduleTyping(view) {
+  state.typing.add(view);
+  if (document.hidden) { // no animation frames in a hidden tab: show it at once
+    view.type(true);
+    state.typing.delete(view);
+    return;
+  }
+  if (state.frame === null) state.frame = requestAnimationFrame(typeFrame);
+}
+
+function typeFrame() {
+  state.frame = null;
+  const stick = nearBottom();
+  for (const view of state.typing) if (!view.type()) state.typing.delete(view);
+  if (stick) scrollToBottom();
+  if (state.typing.size) state.frame = requestAnimationFrame(typeFrame);
+}
+
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) return;
+  for (const view of state.typing) view.type(true);
+  state.typing.clear();
+});
+
+function nearBottom() {
+  const s = ui.stream;
+  return s.scrollHeight - s.scrollTop - s.clientHeight < 120;
+}
+
+function scrollToBottom() {
+  ui.stream.scrollTop = ui.stream.scrollHeight;
+}
+
+function callView(threadId, callId, create = true) {
+  const key = `${threadId}\u0000${callId}`;
+  let view = state.calls.get(key);
+  if (!view && create) {
+    view = new CallView(threadId, callId);
+    state.calls.set(key, view);
+    ui.empty.hidden = true;
+    ui.calls.append(view.root);
+  }
+  return view;
+}
+
+function logEvent(text, kind = "info", testid = "event") {
+  ui.empty.hidden = true;
+  const time = new Date().toLocaleTimeString();
+  ui.calls.append(el("div", { class: `event ${kind}`, "data-testid": testid },
+    el("time", { text: time }), el("span", { text })));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Envelopes
+
+function handleEnvelope(envelope) {
+  const chunk = envelope && envelope.chunk;
+  if (!chunk || typeof chunk.type !== "string") return;
+  const threadId = envelope.thread_id || "";
+  const callId = envelope.call_id;
+  const content = chunk.content;
+  const stick = nearBottom();
+
+  switch (chunk.type) {
+    case "subscribed":
+      logEvent(`watching thread ${content && content.thread_id}`, "ok", "event-subscribed");
+      break;
+    case "file_uploaded":
+      logEvent(`uploaded ${content.filename} (${formatSize(content.size)}) → ${content.path}`, "ok",
+        "event-uploaded");
+      break;
+    case "hot_code":
+      if (callId) callView(threadId, callId).hotCode(String(content));
+      break;
+    case "hot_code_output":
+      if (callId) callView(threadId, callId).output(String(content));
+      break;
+    case "code_interpreter_stream":
+      if (callId && content) callView(threadId, callId).file(content);
+      break;
+    case "status":
+      if (callId) callView(threadId, callId).status(content || {});
+      else if (content && content.state === "restarted") logEvent(`${threadId}: kernel restarted`, "warn", "event-restarted");
+      else if (content && content.state === "closed") logEvent(`${threadId}: thread closed`, "warn");
+      else if (content) logEvent(`${threadId}: ${content.state}`);
+      break;
+    case "error": {
+      const view = callId ? callView(threadId, callId, true) : null;
+      if (view) view.error(content);
+      else logEvent(`${threadId ? threadId + ": " : ""}${content.code}: ${content.message}`, "error", "event-error");
+      break;
+    }
+    default: // chunk types this page does not know: ignore, as the contract allows
+      break;
+  }
+  if (stick) scrollToBottom();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection
+
+function setConnection(name, text) {
+  ui.conn.dataset.state = name;
+  ui.connText.textContent = text;
+}
+
+function connect() {
+  const token = ui.token.value.trim();
+  if (!token) {
+    setConnection("closed", "enter a token to connect");
+    ui.token.focus();
+    return;
+  }
+  clearTimeout(state.retryTimer);
+  if (state.socket) {
+    state.socket.onclose = null;
+    state.socket.close();
+  }
+  state.token = token;
+  try { sessionStorage.setItem(TOKEN_KEY, token); } catch { /* ignore */ }
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(`${scheme}://${location.host}/ws?token=${encodeURIComponent(token)}`);
+  state.socket = socket;
+  let opened = false;
+  setConnection("connecting", "connecting…");
+
+  socket.onopen = () => {
+    opened = true;
+    state.everOpened = true;
+    state.retry = 0;
+    setConnection("open", `connected to ${location.host}`);
+    for (const id of state.watched) send({ type: "subscribe", thread_id: id });
+  };
+  socket.onmessage = (message) => {
+    let envelope;
+    try { envelope = JSON.parse(message.data); } catch { return; }
+    handleEnvelope(envelope);
+  };
+  socket.onclose = (closed) => {
+    if (state.socket !== socket) return;
+    state.socket = null;
+    if (!opened && !state.everOpened) {
+      setConnection("failed", "could not connect: wrong token or gateway down");
+      return;
+    }
+    const delay = Math.min(10000, 1000 * 2 ** state.retry);
+    state.retry += 1;
+    const why = closed.reason ? ` (${closed.reason})` : "";
+    setConnection("closed", `disconnected${why}; retrying in ${Math.round(delay / 1000)} s`);
+    state.retryTimer = setTimeout(connect, delay);
+  };
+}
+
+function send(message) {
+  if (!state.socket || state.socket.readyState !== WebSocket.OPEN) {
+    logEvent("not connected: connect with a token first", "error", "event-error");
+    return false;
+  }
+  state.socket.send(JSON.stringify(message));
+  return true;
+}
+
+function threadOrComplain() {
+  const id = currentThread();
+  if (!validThread(id)) {
+    ui.thread.classList.add("invalid");
+    logEvent("thread id: a letter or digit, then letters, digits and _ . : @ - (at most 128)", "error", "event-error");
+    ui.thread.focus();
+    return null;
+  }
+  ui.thread.classList.remove("invalid");
+  rememberThread(id);
+  return id;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Actions
+
+function run() {
+  const threadId = threadOrComplain();
+  const code = ui.code.value;
+  if (!threadId || !code.trim()) return;
+  state.callNumber += 1;
+  const callId = `page-${state.callNumber}-${Math.random().toString(36).slice(2, 8)}`;
+  if (!send({ type: "execute", thread_id: threadId, call_id: callId, code })) return;
+  state.watched.add(threadId); // re-subscribe after a reconnect
+  renderWatching();
+  const view = callView(threadId, callId);
+  view.setState("sent");
+  scrollToBottom();
+}
+
+function watch() {
+  const threadId = threadOrComplain();
+  if (!threadId) return;
+  if (send({ type: "subscribe", thread_id: threadId })) {
+    state.watched.add(threadId);
+    renderWatching();
+  }
+}
+
+function upload(file) {
+  const threadId = threadOrComplain();
+  if (!threadId || !file) return;
+  const reader = new FileReader();
+  reader.onload = () => {
+    const data = String(reader.result);
+    const b64 = data.slice(data.indexOf(",") + 1);
+    state.callNumber += 1;
+    send({ type: "upload", thread_id: threadId, call_id: `upload-${state.callNumber}`,
+      filename: file.name, base64: b64 });
+  };
+  reader.readAsDataURL(file);
+}
+
+ui.connForm.addEventListener("submit", (e) => { e.preventDefault(); connect(); });
+ui.run.addEventListener("click", run);
+ui.watch.addEventListener("click", watch);
+ui.interrupt.addEventListener("click", () => {
+  const id = threadOrComplain();
+  if (id) send({ type: "interrupt", thread_id: id });
+});
+ui.restart.addEventListener("click", () => {
+  const id = threadOrComplain();
+  if (id) send({ type: "restart", thread_id: id });
+});
+ui.newThread.addEventListener("click", () => {
+  ui.thread.value = newThreadId();
+  ui.thread.classList.remove("invalid");
+});
+ui.clear.addEventListener("click", () => {
+  state.calls.clear();
+  state.typing.clear();
+  ui.calls.replaceChildren();
+  ui.empty.hidden = false;
+});
+ui.upload.addEventListener("change", () => {
+  upload(ui.upload.files[0]);
+  ui.upload.value = "";
+});
+ui.thread.addEventListener("input", () => ui.thread.classList.remove("invalid"));
+ui.code.addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+    e.preventDefault();
+    run();
+  } else if (e.key === "Tab" && !e.shiftKey) {
+    e.preventDefault();
+    ui.code.setRangeText("    ", ui.code.selectionStart, ui.code.selectionEnd, "end");
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Start: ?token= and ?thread= prefill (the token is then removed from the address bar)
+
+(function start() {
+  const params = new URLSearchParams(location.search);
+  let token = params.get("token");
+  if (!token) {
+    try { token = sessionStorage.getItem(TOKEN_KEY); } catch { token = null; }
+  }
+  if (token) ui.token.value = token;
+  if (params.has("token")) {
+    params.delete("token");
+    const rest = params.toString();
+    history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : "") + location.hash);
+  }
+  const thread = params.get("thread");
+  ui.thread.value = thread && validThread(thread) ? thread : newThreadId();
+  if (thread && validThread(thread)) state.watched.add(thread); // open with ?thread=: watch it
+  renderRecent();
+  renderWatching();
+  if (token) connect();
+  else setConnection("closed", "enter a token to connect");
+})();
