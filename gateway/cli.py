@@ -21,11 +21,23 @@ app.add_typer(config_app, name="config")
 Opt = typer.Option
 
 
-def _settings(**flags) -> config.Settings:
+def _settings(config_file: Path | None = None, assignments: list[str] | None = None,
+              **flags) -> config.Settings:
     tokens = flags.pop("token", None)
     if tokens:
         flags["tokens"] = config.parse_tokens(tokens)
-    return config.from_environment(**flags)
+    for assignment in assignments or []:
+        key, sep, value = assignment.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--set {assignment!r}: expected KEY=VALUE")
+        try:
+            flags[key.strip()] = config.coerce(key.strip(), value)
+        except ValueError as exc:
+            raise typer.BadParameter(f"--set {assignment!r}: {exc}") from exc
+    try:
+        return config.from_environment(config_file=config_file, **flags)
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
 
 
 def _setup_logging(settings: config.Settings) -> None:
@@ -53,8 +65,16 @@ def serve(
     disk_limit: Annotated[int | None, Opt(help="Bytes of working directory per thread.")] = None,
     max_output_chars: Annotated[int | None, Opt(help="Output cap per execution.")] = None,
     log_json: Annotated[bool | None, Opt(help="JSON log lines.")] = None,
+    shutdown_grace: Annotated[float | None, Opt(help="Seconds running executions get to "
+                                                     "finish on SIGTERM.")] = None,
+    config_file: Annotated[Path | None, Opt("--config", help="TOML file of settings.")] = None,
+    assignments: Annotated[list[str] | None, Opt("--set", help="Any setting: KEY=VALUE "
+                                                      "(repeatable).")] = None,
 ) -> None:
-    """Run the gateway: websocket at /ws, live page at /, health, metrics, file downloads."""
+    """Run the gateway: websocket at /ws, live page at /, health, metrics, file downloads.
+
+    Settings come from defaults, then --config, then GATEWAY_* variables, then flags.
+    """
     settings = _settings(**{k: v for k, v in locals().items()})
     _setup_logging(settings)
     if not settings.tokens:
@@ -78,15 +98,20 @@ async def _serve(settings: config.Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
-    logging.getLogger("gateway").info("shutting down")
-    await server.close()
-    await gateway.close()
+    log = logging.getLogger("gateway")
+    log.info("shutting down: letting running executions finish (up to %.0f s)",
+             settings.shutdown_grace)
+    summary = await server.shutdown(settings.shutdown_grace)
+    log.info("shut down: %s", summary)
 
 
 @config_app.command("show")
-def config_show(as_json: Annotated[bool, Opt("--json", help="JSON output.")] = False) -> None:
-    """Print the effective settings (environment + defaults), secrets masked."""
-    data = config.from_environment().masked()
+def config_show(
+    config_file: Annotated[Path | None, Opt("--config", help="TOML file of settings.")] = None,
+    as_json: Annotated[bool, Opt("--json", help="JSON output.")] = False,
+) -> None:
+    """Print the effective settings (defaults, file, environment), secrets masked."""
+    data = _settings(config_file=config_file).masked()
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return

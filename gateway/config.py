@@ -33,6 +33,7 @@ class Settings:
     # Execution
     execution_timeout: float = 60.0
     max_timeout: float = 3600.0
+    shutdown_grace: float = 30.0  # on SIGTERM, running executions get this long to finish
     interrupt_grace: float = 3.0  # after an interrupt, wait this long before restarting the kernel
     max_queued_executions: int = 16
     max_output_chars: int = 1_000_000
@@ -89,22 +90,47 @@ def parse_tokens(spec: str) -> dict[str, str]:
     return tokens
 
 
-def from_environment(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
-    """Settings from ``GATEWAY_<FIELD>`` variables, then explicit overrides (CLI flags)."""
+FIELDS = {f.name for f in dataclasses.fields(Settings)}
+
+
+def from_environment(
+    environ: dict[str, str] | None = None,
+    config_file: Path | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Defaults, then a TOML file, then ``GATEWAY_<FIELD>`` variables, then explicit overrides."""
     environ = dict(os.environ if environ is None else environ)
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(Settings):
-        raw = environ.get(f"GATEWAY_{f.name.upper()}")
+    if config_file is not None:
+        values.update(read_config_file(config_file))
+    for name in FIELDS:
+        raw = environ.get(f"GATEWAY_{name.upper()}")
         if raw is not None:
-            values[f.name] = _coerce(f.name, raw)
+            values[name] = coerce(name, raw)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(**values)
 
 
-def _coerce(name: str, raw: str) -> Any:
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A TOML file of settings (top-level keys named like the fields); unknown keys are errors."""
+    import tomllib
+
+    with open(path, "rb") as handle:
+        data = tomllib.load(handle)
+    unknown = set(data) - FIELDS
+    if unknown:
+        raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
+    return {name: coerce(name, value) if isinstance(value, str) else value
+            for name, value in data.items()}
+
+
+def coerce(name: str, raw: Any) -> Any:
+    """A setting's value from text (environment, ``--set KEY=VALUE``), checked against its type."""
+    if name not in FIELDS:
+        raise ValueError(f"unknown setting {name!r}")
     default = getattr(Settings(), name)
     if name == "tokens":
-        return parse_tokens(raw)
+        return parse_tokens(raw) if isinstance(raw, str) else dict(raw)
     if isinstance(default, bool):
         return raw.lower() in {"1", "true", "yes", "on"}
     if isinstance(default, int):
@@ -113,4 +139,4 @@ def _coerce(name: str, raw: str) -> Any:
         return float(raw)
     if isinstance(default, Path):
         return Path(raw)
-    return raw
+    return str(raw)

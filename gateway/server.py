@@ -147,6 +147,18 @@ class GatewayServer:
             self.server.close()
             await self.server.wait_closed()
 
+    async def shutdown(self, grace: float) -> dict:
+        """Graceful stop: accept nothing new, let executions end (bounded) and report their
+        final status to still-connected clients, then close connections and every kernel."""
+        assert self.server is not None
+        self.server.close(close_connections=False)
+        summary = await self.gateway.drain(timeout=grace)
+        await asyncio.sleep(0.1)  # let writers flush the last statuses
+        self.server.close(close_connections=True)
+        await self.server.wait_closed()
+        await self.gateway.close()
+        return summary
+
     # -- HTTP -------------------------------------------------------------------------------
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urllib.parse.urlsplit(request.path).path

@@ -133,6 +133,7 @@ const state = {
   calls: new Map(), // "thread\u0000call" -> CallView
   typing: new Set(), // CallViews with code still to type out
   frame: null,
+  follow: true, // keep the stream scrolled to its newest content
   callNumber: 0,
 };
 
@@ -240,10 +241,12 @@ class CallView {
       this.shown = end;
     }
     if (this.shown !== this.renderedLength) {
+      const follow = atEnd(this.codePre);
       const visible = this.code.slice(0, this.shown);
       if (visible.length <= HIGHLIGHT_LIMIT) this.codeEl.innerHTML = highlight(visible);
       else this.codeEl.textContent = visible;
       this.renderedLength = this.shown;
+      if (follow) this.codePre.scrollTop = this.codePre.scrollHeight;
     }
     const more = this.shown < this.code.length;
     this.codeBox.classList.toggle("typing", more || !this.codeClosed());
@@ -258,7 +261,9 @@ class CallView {
   output(text) {
     if (this.state === "writing" || this.state === "sent") this.setState("running");
     this.outputEl.hidden = false;
+    const follow = atEnd(this.outputEl);
     this.outputEl.append(text);
+    if (follow) this.outputEl.scrollTop = this.outputEl.scrollHeight;
   }
 
   file(content) {
@@ -273,6 +278,7 @@ class CallView {
         class: "plot", alt: name, "data-testid": "plot", decoding: "async",
         src: b64 ? `data:${mime};base64,${b64}` : url,
       });
+      img.addEventListener("load", followStream); // it grows when decoded
       const caption = el("figcaption", {},
         el("span", { text: name }),
         el("a", { href: url, download: name, "data-testid": "file-link", text: "download" }));
@@ -334,9 +340,8 @@ function scheduleTyping(view) {
 
 function typeFrame() {
   state.frame = null;
-  const stick = nearBottom();
   for (const view of state.typing) if (!view.type()) state.typing.delete(view);
-  if (stick) scrollToBottom();
+  followStream();
   if (state.typing.size) state.frame = requestAnimationFrame(typeFrame);
 }
 
@@ -346,9 +351,17 @@ document.addEventListener("visibilitychange", () => {
   state.typing.clear();
 });
 
-function nearBottom() {
-  const s = ui.stream;
-  return s.scrollHeight - s.scrollTop - s.clientHeight < 120;
+// Is a scroll box showing its end? (Then keep it there as content grows.)
+function atEnd(box, slack = 24) {
+  return box.scrollHeight - box.scrollTop - box.clientHeight < slack;
+}
+
+// The stream follows new content until the reader scrolls up, and again once they scroll back
+// down. Only scroll events change that: content growing below does not.
+ui.stream.addEventListener("scroll", () => { state.follow = atEnd(ui.stream, 120); });
+
+function followStream() {
+  if (state.follow) scrollToBottom();
 }
 
 function scrollToBottom() {
@@ -383,7 +396,6 @@ function handleEnvelope(envelope) {
   const threadId = envelope.thread_id || "";
   const callId = envelope.call_id;
   const content = chunk.content;
-  const stick = nearBottom();
 
   switch (chunk.type) {
     case "subscribed":
@@ -417,7 +429,7 @@ function handleEnvelope(envelope) {
     default: // chunk types this page does not know: ignore, as the contract allows
       break;
   }
-  if (stick) scrollToBottom();
+  followStream();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -511,6 +523,7 @@ function run() {
   renderWatching();
   const view = callView(threadId, callId);
   view.setState("sent");
+  state.follow = true;
   scrollToBottom();
 }
 

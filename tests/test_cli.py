@@ -1,0 +1,189 @@
+"""The CLI against a real gateway running as its own process, then its graceful shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.client import GatewayClient
+
+GATEWAY = str(Path(sys.executable).parent / "gateway")
+ADMIN = "admin-secret"
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line contains ``text`` (the gateway's kernels name its data dir)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if text.encode() in cmdline:
+                found.append(int(entry))
+    return found
+
+
+class ServerProcess:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        env = {**os.environ, "GATEWAY_TOKENS": "alice:tok-alice", "GATEWAY_ADMIN_TOKEN": ADMIN}
+        self.process = subprocess.Popen(
+            [GATEWAY, "serve", "--port", "0", "--data-dir", str(data_dir), "--pool-size", "2",
+             "--set", "memory_limit=536870912", "--shutdown-grace", "20"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        line = self.process.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert match, f"no listening line: {line!r} {self.process.stderr.read()}"
+        self.port = int(match.group(1))
+        self.url = f"ws://127.0.0.1:{self.port}/ws"
+        self.admin_url = f"ws://127.0.0.1:{self.port}/admin"
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [GATEWAY, *args, "--url", self.admin_url, "--admin-token", ADMIN],
+            capture_output=True, text=True, timeout=120)
+        if check:
+            assert result.returncode == 0, result.stderr
+        return result
+
+    def json(self, *args: str):
+        return json.loads(self.cli(*args, "--json").stdout)
+
+    def http(self, path: str) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=30) as r:
+            return r.read().decode()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    server = ServerProcess(tmp_path_factory.mktemp("cli") / "data")
+    yield server
+    if server.process.poll() is None:
+        server.process.kill()
+        server.process.wait()
+
+
+async def run_cells(server: ServerProcess, thread_id: str, cells: list[str]) -> list:
+    async with await GatewayClient.connect(server.url, "tok-alice") as client:
+        return [await client.thread(thread_id).run(cell) for cell in cells]
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_pool_ls_and_stats(server):
+    await run_cells(server, "cli-a", ["x = 1", "open('out.csv', 'w').write('a,b\\n1,2\\n')"])
+    rows = server.json("pool", "ls")
+    leased = [row for row in rows if row["thread"] == "cli-a"]
+    assert len(leased) == 1
+    row = leased[0]
+    assert row["owner"] == "alice" and row["state"] == "idle" and row["executions"] == 2
+    assert row["pid"] > 0 and row["rss_bytes"] > 10 * 2**20
+    assert any(r["pooled"] for r in rows), "warm kernels are listed too"
+    table = server.cli("pool", "ls").stdout
+    assert "cli-a" in table and "alice" in table
+    stats = server.json("pool", "stats")
+    assert stats["leases"] >= 1 and stats["max_kernels"] == 16
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_metrics_count_what_ran(server):
+    await run_cells(server, "cli-m", ["1 + 1", "1 / 0", "print('x')"])
+    families = {f.name: f for f in text_string_to_metric_families(server.http("/metrics"))}
+    executions = {s.labels["state"]: s.value for s in families["gateway_executions"].samples
+                  if s.name == "gateway_executions_total"}
+    assert executions["error"] >= 1 and executions["complete"] >= 3
+    count = [s.value for s in families["gateway_execution_seconds"].samples
+             if s.name == "gateway_execution_seconds_count"][0]
+    assert count == sum(executions.values())
+    kernels = {s.labels["state"]: s.value for s in families["gateway_kernels"].samples}
+    assert kernels["leased"] >= 2
+    assert "gateway_websocket_connections" in families
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_thread_restart_and_kill(server):
+    await run_cells(server, "cli-r", ["kept = 5"])
+    threads = {t["thread_id"]: t for t in server.json("thread", "ls")}
+    old_kernel = threads["cli-r"]["kernel"]
+    restarted = server.json("thread", "restart", "cli-r")
+    assert restarted["kernel"] != old_kernel
+    (after,) = await run_cells(server, "cli-r", ["'kept' in globals()"])
+    assert after.output == "False\n"
+    server.json("thread", "kill", "cli-r")
+    assert "cli-r" not in {t["thread_id"] for t in server.json("thread", "ls")}
+    missing = server.cli("thread", "kill", "no-such-thread", check=False)
+    assert missing.returncode == 1 and "not_found" in missing.stderr
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_files_ls_and_gc(server):
+    await run_cells(server, "cli-f", ["open('keep.txt', 'w').write('k')"])
+    files = server.json("files", "ls", "--thread", "cli-f")
+    assert [f["name"] for f in files] == ["keep.txt"]
+    assert server.json("files", "gc")["deleted"] == 0, "nothing is older than the retention"
+    assert server.json("files", "gc", "--older-than", "0")["deleted"] >= 1
+    assert server.json("files", "ls", "--thread", "cli-f") == []
+
+
+def test_resize_and_wrong_admin_token(server):
+    assert server.json("pool", "resize", "3")["target"] == 3
+    bad = subprocess.run([GATEWAY, "pool", "stats", "--url", server.admin_url,
+                          "--admin-token", "wrong"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "401" in bad.stderr
+    too_big = server.cli("pool", "resize", "1000", check=False)
+    assert too_big.returncode == 1 and "max_kernels" in too_big.stderr
+
+
+def test_config_show_masks_secrets(tmp_path):
+    config = tmp_path / "gateway.toml"
+    config.write_text('pool_size = 5\nadmin_token = "very-secret"\n')
+    env = {**os.environ, "GATEWAY_TOKENS": "alice:tok-secret", "GATEWAY_MAX_KERNELS": "9"}
+    result = subprocess.run([GATEWAY, "config", "show", "--config", str(config), "--json"],
+                            capture_output=True, text=True, env=env, timeout=60)
+    data = json.loads(result.stdout)
+    assert data["pool_size"] == 5 and data["max_kernels"] == 9
+    assert data["tokens"] == ["alice"] and data["admin_token"] == "***"
+    assert "secret" not in result.stdout.replace('"***"', "")
+
+
+def test_exec_runs_once_in_a_fresh_sandbox():
+    result = subprocess.run([GATEWAY, "exec", "import os\nprint(os.getcwd())\n6 * 7", "--json"],
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    envelopes = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    outputs = "".join(e["chunk"]["content"] for e in envelopes
+                      if e["chunk"]["type"] == "hot_code_output")
+    assert outputs == "/mnt/data\n42\n"
+    assert envelopes[-1]["chunk"]["content"]["state"] == "complete"
+    pretty = subprocess.run([GATEWAY, "exec", "print('pretty')"], capture_output=True, text=True,
+                            timeout=180)
+    assert "pretty" in pretty.stdout and "[complete]" in pretty.stdout
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_sigterm_finishes_running_work_and_leaves_no_process(server):
+    assert processes_mentioning(str(server.data_dir)), "kernels run under the data dir"
+    async with await GatewayClient.connect(server.url, "tok-alice") as client:
+        thread = client.thread("cli-shutdown")
+        call = await thread.execute("import time\ntime.sleep(2)\nprint('finished')")
+        await client.next_envelope(thread.id, call, timeout=60)  # the hot code: it is running
+        server.process.send_signal(signal.SIGTERM)
+        result = await thread.collect(call, timeout=60)
+    assert result.state == "complete" and result.output == "finished\n"
+    assert server.process.wait(timeout=60) == 0
+    deadline = time.monotonic() + 10
+    while processes_mentioning(str(server.data_dir)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert processes_mentioning(str(server.data_dir)) == []
+    assert not any(os.path.ismount(p) for p in (server.data_dir / "workdirs").iterdir())
