@@ -16,7 +16,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key in ("thread_id", "call_id", "kernel_id"):
+        for key in ("thread_id", "call_id", "kernel_id", "state"):
             if hasattr(record, key):
                 data[key] = getattr(record, key)
         if record.exc_info:
@@ -33,3 +33,5 @@ def configure(level: str = "INFO", as_json: bool = False) -> None:
     root.setLevel(level.upper())
     # jupyter_client and traitlets are chatty about things operators cannot act on.
     logging.getLogger("traitlets").setLevel(logging.WARNING)
+    # One line per websocket open/close is noise at scale; the metrics count connections.
+    logging.getLogger("websockets.server").setLevel(logging.WARNING)

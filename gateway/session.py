@@ -212,6 +212,11 @@ class ThreadSession:
         self.emit(envelopes.status(state, execution_count=result.execution_count,
                                    duration_ms=_ms(began), files=files, **details), job.call_id)
         self.metrics.execution_finished(state, time.monotonic() - began)
+        # Ids, state and sizes only: code and file contents never reach info-level logs.
+        log.info("thread %s call %s: %s in %.1f ms, %d files", self.thread_id, job.call_id,
+                 state, _ms(began), len(files),
+                 extra={"thread_id": self.thread_id, "call_id": job.call_id,
+                        "kernel_id": kernel.id, "state": state})
 
     async def _conclude(self, result: RunResult, translator: OutputTranslator) -> tuple[str, dict]:
         details: dict = {}
