@@ -157,6 +157,9 @@ class KernelPool:
             if self.total < self.settings.max_kernels:
                 return await self._start_leased()
             remaining = deadline - time.monotonic()
+            if self._starting:
+                # A kernel on its way is worth waiting for even past ``lease_wait``.
+                remaining = max(remaining, self.settings.kernel_start_timeout)
             if remaining <= 0:
                 raise PoolExhausted(
                     f"all {self.settings.max_kernels} kernels are in use; try again later")

@@ -134,6 +134,7 @@ const state = {
   typing: new Set(), // CallViews with code still to type out
   frame: null,
   follow: true, // keep the stream scrolled to its newest content
+  autoScrollTop: 0,
   callNumber: 0,
 };
 
@@ -357,8 +358,12 @@ function atEnd(box, slack = 24) {
 }
 
 // The stream follows new content until the reader scrolls up, and again once they scroll back
-// down. Only scroll events change that: content growing below does not.
-ui.stream.addEventListener("scroll", () => { state.follow = atEnd(ui.stream, 120); });
+// to the end. (Scroll events arrive a frame late, when more content may have grown below: only a
+// position above the one we scrolled to means the reader moved.)
+ui.stream.addEventListener("scroll", () => {
+  if (atEnd(ui.stream, 120)) state.follow = true;
+  else if (ui.stream.scrollTop < state.autoScrollTop - 4) state.follow = false;
+});
 
 function followStream() {
   if (state.follow) scrollToBottom();
@@ -366,6 +371,7 @@ function followStream() {
 
 function scrollToBottom() {
   ui.stream.scrollTop = ui.stream.scrollHeight;
+  state.autoScrollTop = ui.stream.scrollTop;
 }
 
 function callView(threadId, callId, create = true) {
@@ -570,6 +576,8 @@ ui.clear.addEventListener("click", () => {
   state.typing.clear();
   ui.calls.replaceChildren();
   ui.empty.hidden = false;
+  state.follow = true;
+  state.autoScrollTop = 0;
 });
 ui.upload.addEventListener("change", () => {
   upload(ui.upload.files[0]);
