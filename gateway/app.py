@@ -17,7 +17,7 @@ from .errors import NotAllowed, PoolExhausted, ProtocolError
 from .files import FileStore
 from .metrics import Metrics
 from .pool import KernelPool
-from .protocol import validate_filename
+from .protocol import Upload
 from .sandbox import HostSandbox
 from .session import Listener, ThreadSession
 from .workdirs import Workdirs
@@ -130,19 +130,39 @@ class Gateway:
         await session.close()
         session.emit(envelopes.status("closed"), None)
 
-    async def upload(self, session: ThreadSession, filename: str, data: bytes) -> dict:
-        """Place a user file in the thread's working directory (its kernel's /mnt/data)."""
-        name = validate_filename(filename)
+    async def upload(self, session: ThreadSession, request: Upload) -> dict:
+        """Place a user file (or one part of it) in the thread's working directory."""
         root = (await session.workdir()).resolve()
-        target = (root / name).resolve()
+        target = (root / request.filename).resolve()
         if not target.is_relative_to(root):
             raise ProtocolError("filename escapes the working directory", code="bad_filename")
+        # Parts accumulate in a hidden file: never announced as generated, never under NAME_MAX.
+        partial = root / f".upload-{request.call_id or secrets.token_hex(8)}"
+        size = partial.stat().st_size if partial.exists() else 0
+        if request.offset != size:
+            partial.unlink(missing_ok=True)
+            raise ProtocolError(f"upload part at offset {request.offset}, expected {size}; "
+                                "start again at offset 0", code="bad_offset")
+        if size + len(request.data) > self.settings.max_upload_total:
+            partial.unlink(missing_ok=True)
+            raise ProtocolError(f"upload larger than {self.settings.max_upload_total} bytes",
+                                code="too_large")
+        try:
+            with open(partial, "ab") as handle:
+                handle.write(request.data)
+        except OSError as exc:  # the thread's disk cap (ENOSPC), for one
+            partial.unlink(missing_ok=True)
+            raise ProtocolError(f"upload failed: {exc.strerror}", code="upload_failed") from exc
+        if not request.final:
+            return {"filename": request.filename, "received": size + len(request.data),
+                    "final": False}
         target.parent.mkdir(parents=True, exist_ok=True)
-        # A hidden temporary name: never announced as a generated file, never over NAME_MAX.
-        partial = target.with_name(f".upload-{secrets.token_hex(8)}")
-        partial.write_bytes(data)
+        if not target.parent.resolve().is_relative_to(root):
+            partial.unlink(missing_ok=True)
+            raise ProtocolError("filename escapes the working directory", code="bad_filename")
         partial.rename(target)
-        return {"filename": name, "size": len(data), "path": f"/mnt/data/{name}"}
+        return {"filename": request.filename, "size": target.stat().st_size,
+                "path": f"/mnt/data/{request.filename}"}
 
     async def _cull_idle(self) -> None:
         while True:

@@ -180,12 +180,23 @@ class Thread:
         await self.client.send({"type": "subscribe", "thread_id": self.id})
         await self.client.next_envelope(self.id, None, timeout=30)
 
-    async def upload(self, filename: str, data: bytes, call_id: str | None = None) -> dict:
+    async def upload(self, filename: str, data: bytes, call_id: str | None = None,
+                     part_size: int = 8 * 2**20) -> dict:
+        """Upload a file, in parts of ``part_size`` bytes; returns the final confirmation chunk
+        (or the first error chunk)."""
         call_id = call_id or self.new_call_id()
-        await self.client.send({"type": "upload", "thread_id": self.id, "call_id": call_id,
-                                "filename": filename, "base64": base64.b64encode(data).decode()})
-        envelope = await self.client.next_envelope(self.id, call_id, timeout=120)
-        return envelope["chunk"]
+        offset = 0
+        while True:
+            part = data[offset : offset + part_size]
+            final = offset + len(part) >= len(data)
+            await self.client.send({
+                "type": "upload", "thread_id": self.id, "call_id": call_id,
+                "filename": filename, "base64": base64.b64encode(part).decode(),
+                "offset": offset, "final": final})
+            envelope = await self.client.next_envelope(self.id, call_id, timeout=120)
+            offset += len(part)
+            if final or envelope["chunk"]["type"] == "error":
+                return envelope["chunk"]
 
 
 async def admin_call(url: str, token: str, command: dict, timeout: float = 120) -> object:

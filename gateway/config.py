@@ -50,7 +50,8 @@ class Settings:
     kernels_dir: Path = PACKAGE_ROOT / "kernels"
 
     # Files
-    max_upload_bytes: int = 50 * MiB
+    max_upload_bytes: int = 50 * MiB  # per upload message
+    max_upload_total: int = 1024 * MiB  # per file sent in parts
     inline_file_limit: int = 10 * MiB  # larger generated files are announced with empty base64
     thread_file_quota: int = 1024 * MiB
     total_file_quota: int = 20 * 1024 * MiB

@@ -286,6 +286,10 @@ class Upload:
     filename: str
     data: bytes = field(repr=False)  # may be tens of megabytes: keep it out of logs
     call_id: str | None = None
+    # A file larger than one message is sent in parts: ``offset`` of this part, ``final`` on the
+    # last. The parts go to a hidden file that becomes visible under ``filename`` at the end.
+    offset: int = 0
+    final: bool = True
 
     def __post_init__(self) -> None:
         validate_id(self.thread_id, "upload.thread_id")
@@ -294,6 +298,13 @@ class Upload:
             raise ProtocolError(f"upload.data: expected bytes, got {type(self.data).__name__}")
         if self.call_id is not None:
             validate_id(self.call_id, "upload.call_id")
+        if type(self.offset) is not int or self.offset < 0:
+            raise ProtocolError(f"upload.offset: expected a non-negative integer, got "
+                                f"{_clip(self.offset)}")
+        if type(self.final) is not bool:
+            raise ProtocolError(f"upload.final: expected boolean, got {_json_type(self.final)}")
+        if (self.offset or not self.final) and self.call_id is None:
+            raise ProtocolError("upload: a file sent in parts needs a call_id naming the upload")
 
 
 Request = CodeDelta | Execute | Interrupt | Restart | Close | Subscribe | Upload
@@ -375,5 +386,7 @@ def parse_request(
         if call_id is not None:
             validate_id(call_id, "upload.call_id")
         data = _decode_base64(get("base64"), max_upload_bytes)
-        return Upload(thread_id, filename, data, call_id)
+        offset, final = get("offset"), get("final")
+        return Upload(thread_id, filename, data, call_id, 0 if offset is None else offset,
+                      True if final is None else final)
     return REQUEST_TYPES[kind](get("thread_id"))  # type: ignore[call-arg]

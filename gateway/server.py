@@ -294,7 +294,7 @@ class GatewayServer:
                                  request.call_id)
 
     async def _upload(self, session, request: protocol.Upload) -> None:
-        result = await self.gateway.upload(session, request.filename, request.data)
+        result = await self.gateway.upload(session, request)
         session.emit({"type": "file_uploaded", "content": result}, request.call_id)
 
     def _background(self, coro, client: Client, thread_id: str, call_id: str | None = None):

@@ -162,3 +162,29 @@ async def test_large_files_are_announced_without_inline_bytes(data_root):
         assert (status, body) == (200, b"y" * 5000)
     finally:
         await stop_gateway(again)
+
+
+async def test_large_upload_in_parts(client, thread_id):
+    import os
+
+    data = os.urandom(3 * 2**20 + 123)
+    thread = client.thread(thread_id)
+    done = await thread.upload("big/input.bin", data, part_size=2**20)
+    assert done["type"] == "file_uploaded"
+    assert done["content"]["size"] == len(data)
+    digest = hashlib.sha256(data).hexdigest()
+    result = await thread.run(
+        "import hashlib, os\nprint(hashlib.sha256(open('big/input.bin','rb').read()).hexdigest())"
+        "\nprint([n for n in os.listdir('.') if n.startswith('.upload')])")
+    assert result.output == f"{digest}\n[]\n"
+
+
+async def test_upload_part_out_of_order_is_refused(client, thread_id):
+    await client.send({"type": "upload", "thread_id": thread_id, "call_id": "up1",
+                       "filename": "x.bin", "base64": "AAAA", "offset": 10, "final": True})
+    reply = await client.next_envelope(thread_id, "up1", timeout=60)
+    assert reply["chunk"]["content"]["code"] == "bad_offset"
+    await client.send({"type": "upload", "thread_id": thread_id, "filename": "x.bin",
+                       "base64": "AAAA", "final": False})
+    reply = await client.next_envelope(thread_id, None, timeout=60)
+    assert reply["chunk"]["content"]["code"] == "bad_request"
