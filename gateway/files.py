@@ -6,6 +6,7 @@ import hashlib
 import mimetypes
 import secrets
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ EXTRA_TYPES = {
     ".parquet": "application/vnd.apache.parquet",
     ".svg": "image/svg+xml",
 }
+
+COPY_BLOCK = 1 << 20
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -64,44 +67,68 @@ class FileStore:
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.thread_quota = thread_quota
         self.total_quota = total_quota
-        self.db = sqlite3.connect(root / "files.sqlite3", isolation_level=None)
+        # Large files are copied in a worker thread; the lock keeps the connection's use serial.
+        self.db = sqlite3.connect(root / "files.sqlite3", isolation_level=None,
+                                  check_same_thread=False)
+        self._lock = threading.Lock()
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
 
     def put(self, thread_id: str, owner: str, name: str, data: bytes,
             mime_type: str | None = None) -> StoredFile:
-        if self._used("thread_id = ?", thread_id) + len(data) > self.thread_quota:
-            raise FileRejected(f"thread file quota of {self.thread_quota // 2**20} MiB exceeded")
-        if self._used("1 = ?", 1) + len(data) > self.total_quota:
-            raise FileRejected("the gateway's file storage is full")
-        stored = StoredFile(
-            id="file_" + secrets.token_hex(16),
-            thread_id=thread_id,
-            owner=owner,
-            name=name,
-            mime_type=mime_type or mime_type_of(name),
-            size=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
-            created=time.time(),
-        )
-        partial = self.blobs / (stored.id + ".part")
+        """Store bytes already in memory (plots)."""
+        self._check_quota(thread_id, len(data))
+        file_id = "file_" + secrets.token_hex(16)
+        partial = self.blobs / (file_id + ".part")
         partial.write_bytes(data)
+        return self._commit(file_id, partial, thread_id, owner, name, mime_type,
+                            len(data), hashlib.sha256(data).hexdigest())
+
+    def put_path(self, thread_id: str, owner: str, name: str, source: Path) -> StoredFile:
+        """Store a file by streaming copy (blocking: call it in a worker thread)."""
+        self._check_quota(thread_id, source.stat().st_size)
+        file_id = "file_" + secrets.token_hex(16)
+        partial = self.blobs / (file_id + ".part")
+        digest, size = hashlib.sha256(), 0
+        with open(source, "rb") as reader, open(partial, "wb") as writer:
+            while block := reader.read(COPY_BLOCK):
+                digest.update(block)
+                writer.write(block)
+                size += len(block)
+        return self._commit(file_id, partial, thread_id, owner, name, None, size,
+                            digest.hexdigest())
+
+    def _check_quota(self, thread_id: str, size: int) -> None:
+        if self._used("thread_id = ?", thread_id) + size > self.thread_quota:
+            raise FileRejected(f"thread file quota of {self.thread_quota // 2**20} MiB exceeded")
+        if self._used("1 = ?", 1) + size > self.total_quota:
+            raise FileRejected("the gateway's file storage is full")
+
+    def _commit(self, file_id: str, partial: Path, thread_id: str, owner: str, name: str,
+                mime_type: str | None, size: int, sha256: str) -> StoredFile:
+        stored = StoredFile(file_id, thread_id, owner, name, mime_type or mime_type_of(name),
+                            size, sha256, time.time())
         partial.rename(self.blobs / stored.id)  # a crash never leaves a half file under an id
-        self.db.execute(
-            "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (stored.id, stored.thread_id, stored.owner, stored.name, stored.mime_type,
-             stored.size, stored.sha256, stored.created),
-        )
+        with self._lock:
+            self.db.execute(
+                "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (stored.id, stored.thread_id, stored.owner, stored.name, stored.mime_type,
+                 stored.size, stored.sha256, stored.created),
+            )
         return stored
 
     def _used(self, where: str, value: object) -> int:
-        row = self.db.execute(f"SELECT COALESCE(SUM(size), 0) FROM files WHERE {where}", (value,))
-        return int(row.fetchone()[0])
+        with self._lock:
+            row = self.db.execute(f"SELECT COALESCE(SUM(size), 0) FROM files WHERE {where}",
+                                  (value,))
+            return int(row.fetchone()[0])
 
     def get(self, file_id: str, owner: str) -> StoredFile | None:
         """The file if ``owner`` may read it; None both for unknown ids and other owners."""
-        row = self.db.execute("SELECT * FROM files WHERE id = ? AND owner = ?", (file_id, owner))
-        found = row.fetchone()
+        with self._lock:
+            row = self.db.execute("SELECT * FROM files WHERE id = ? AND owner = ?",
+                                  (file_id, owner))
+            found = row.fetchone()
         return StoredFile(*found) if found else None
 
     def read(self, stored: StoredFile) -> bytes:
@@ -111,21 +138,24 @@ class FileStore:
         return self.blobs / stored.id
 
     def list(self, thread_id: str | None = None) -> list[StoredFile]:
-        if thread_id is None:
-            rows = self.db.execute("SELECT * FROM files ORDER BY created")
-        else:
-            rows = self.db.execute(
-                "SELECT * FROM files WHERE thread_id = ? ORDER BY created", (thread_id,))
+        with self._lock:
+            if thread_id is None:
+                rows = self.db.execute("SELECT * FROM files ORDER BY created").fetchall()
+            else:
+                rows = self.db.execute("SELECT * FROM files WHERE thread_id = ? ORDER BY created",
+                                       (thread_id,)).fetchall()
         return [StoredFile(*row) for row in rows]
 
     def collect_garbage(self, older_than: float) -> int:
         """Delete files created more than ``older_than`` seconds ago; returns how many."""
         cutoff = time.time() - older_than
-        ids = [row[0] for row in self.db.execute("SELECT id FROM files WHERE created < ?",
-                                                 (cutoff,))]
+        with self._lock:
+            ids = [row[0] for row in self.db.execute("SELECT id FROM files WHERE created < ?",
+                                                     (cutoff,))]
+            for file_id in ids:
+                self.db.execute("DELETE FROM files WHERE id = ?", (file_id,))
         for file_id in ids:
             (self.blobs / file_id).unlink(missing_ok=True)
-            self.db.execute("DELETE FROM files WHERE id = ?", (file_id,))
         return len(ids)
 
     def close(self) -> None:

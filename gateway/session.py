@@ -201,7 +201,7 @@ class ThreadSession:
         self._plot_number = translator.next_plot_number
         after = await asyncio.to_thread(snapshot, workdir)
         for name in changed_files(before, after):
-            self._announce_workdir_file(workdir, name, job.call_id, files)
+            await self._announce_workdir_file(workdir, name, job.call_id, files)
         state, details = await self._conclude(result, translator)
         self.executions += 1
         if restarted_because:
@@ -240,19 +240,29 @@ class ThreadSession:
                                              "the interrupt and was restarted")
         return state, details
 
-    def _announce_workdir_file(self, workdir: Path, name: str, call_id: str,
-                               files: list[str]) -> None:
+    async def _announce_workdir_file(self, workdir: Path, name: str, call_id: str,
+                                     files: list[str]) -> None:
+        """Store a file the cell wrote (copied off the event loop: it may be large)."""
         path = workdir / name
         try:
             if path.is_symlink() or not path.resolve().is_relative_to(workdir.resolve()):
                 return
-            data = path.read_bytes()
-        except OSError:
+            stored = await asyncio.to_thread(self.store.put_path, self.thread_id, self.owner,
+                                             name, path)
+        except GatewayError as exc:
+            self.emit(envelopes.output(f"[file {name} not saved: {exc}]\n"), call_id)
             return
-        self._announce_file(name, data, None, call_id, files)
+        except OSError:  # deleted or unreadable meanwhile: nothing to announce
+            return
+        data = b""
+        if stored.size <= self.settings.inline_file_limit:
+            data = await asyncio.to_thread(self.store.read, stored)
+        files.append(name)
+        self.emit(file_chunk(stored, data, self.settings.inline_file_limit), call_id)
 
     def _announce_file(self, name: str, data: bytes, mime_type: str | None, call_id: str,
                        files: list[str]) -> None:
+        """Store and announce a displayed image (already in memory)."""
         try:
             stored = self.store.put(self.thread_id, self.owner, name, data, mime_type)
         except GatewayError as exc:

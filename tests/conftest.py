@@ -40,6 +40,7 @@ def test_settings(data_dir: Path, **overrides) -> Settings:
         pids_limit=128,
         disk_limit=64 * MiB,
         idle_timeout=3600.0,
+        kernel_start_timeout=120.0,  # shared CI machines can be very slow at times
     )
     values.update(overrides)
     return Settings(**values)

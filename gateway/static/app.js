@@ -188,6 +188,7 @@ class CallView {
     this.hotChunks = 0;
     this.pendingClose = false; // a "\n```" chunk: the closer, unless more code follows
     this.state = "writing";
+    this.fileIds = new Set();
 
     this.badge = el("span", { class: "badge writing", "data-testid": "call-status", text: "writing" });
     this.meta = el("span", { class: "meta" });
@@ -268,10 +269,13 @@ class CallView {
   }
 
   file(content) {
+    const fileId = String(content.file_id || "");
+    if (fileId && this.fileIds.has(fileId)) return; // announced in both shapes
+    this.fileIds.add(fileId);
     const name = String(content.filename || "file");
     const mime = String(content.mime_type || "application/octet-stream");
     const b64 = typeof content.base64 === "string" ? content.base64 : "";
-    const url = `/files/${encodeURIComponent(content.file_id || "")}?token=${encodeURIComponent(state.token)}`;
+    const url = `/files/${encodeURIComponent(fileId)}?token=${encodeURIComponent(state.token)}`;
     this.filesEl.hidden = false;
     const size = formatSize(base64Size(b64));
     if (mime.startsWith("image/")) {
@@ -419,6 +423,9 @@ function handleEnvelope(envelope) {
       break;
     case "code_interpreter_stream":
       if (callId && content) callView(threadId, callId).file(content);
+      break;
+    case "code_interpreter_file": // the projectdavid SDK's flat shape (gateway compat setting)
+      if (callId) callView(threadId, callId).file(chunk);
       break;
     case "status":
       if (callId) callView(threadId, callId).status(content || {});
