@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from .pool import KernelPool
 from .protocol import Upload
 from .sandbox import HostSandbox
 from .session import Listener, ThreadSession
-from .workdirs import Workdirs
+from .workdirs import UnsafePath, Workdirs, open_directory
 
 log = logging.getLogger(__name__)
 
@@ -132,36 +133,54 @@ class Gateway:
 
     async def upload(self, session: ThreadSession, request: Upload) -> dict:
         """Place a user file (or one part of it) in the thread's working directory."""
-        root = (await session.workdir()).resolve()
-        target = (root / request.filename).resolve()
-        if not target.is_relative_to(root):
-            raise ProtocolError("filename escapes the working directory", code="bad_filename")
-        # Parts accumulate in a hidden file: never announced as generated, never under NAME_MAX.
-        partial = root / f".upload-{request.call_id or secrets.token_hex(8)}"
-        size = partial.stat().st_size if partial.exists() else 0
-        if request.offset != size:
-            partial.unlink(missing_ok=True)
-            raise ProtocolError(f"upload part at offset {request.offset}, expected {size}; "
-                                "start again at offset 0", code="bad_offset")
-        if size + len(request.data) > self.settings.max_upload_total:
-            partial.unlink(missing_ok=True)
-            raise ProtocolError(f"upload larger than {self.settings.max_upload_total} bytes",
-                                code="too_large")
+        root = await session.workdir()
+        return await asyncio.to_thread(self._write_upload, root, request)
+
+    def _write_upload(self, root: Path, request: Upload) -> dict:
+        # Parts collect in a hidden file at the top: never announced as generated, never over
+        # NAME_MAX. Every path is opened from directory descriptors without following links
+        # (workdirs.open_directory): the kernel may race symlinks into the directory.
+        partial = f".upload-{request.call_id or secrets.token_hex(8)}"
+        root_fd = open_directory(root, [])
         try:
-            with open(partial, "ab") as handle:
-                handle.write(request.data)
+            return self._write_upload_at(root_fd, partial, request)
+        except ProtocolError:
+            _unlink_at(partial, root_fd)
+            raise
+        except UnsafePath as exc:
+            _unlink_at(partial, root_fd)
+            raise ProtocolError(f"upload refused: {exc.strerror or exc}",
+                                code="bad_filename") from exc
         except OSError as exc:  # the thread's disk cap (ENOSPC), for one
-            partial.unlink(missing_ok=True)
+            _unlink_at(partial, root_fd)
             raise ProtocolError(f"upload failed: {exc.strerror}", code="upload_failed") from exc
+        finally:
+            os.close(root_fd)
+
+    def _write_upload_at(self, root_fd: int, partial: str, request: Upload) -> dict:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        if request.offset == 0:
+            _unlink_at(partial, root_fd)
+        fd = os.open(partial, flags, 0o644, dir_fd=root_fd)
+        with os.fdopen(fd, "ab") as handle:
+            size = os.fstat(fd).st_size
+            if request.offset != size:
+                raise ProtocolError(f"upload part at offset {request.offset}, expected {size}; "
+                                    "start again at offset 0", code="bad_offset")
+            if size + len(request.data) > self.settings.max_upload_total:
+                raise ProtocolError(f"upload larger than {self.settings.max_upload_total} "
+                                    "bytes", code="too_large")
+            handle.write(request.data)
+            total = size + len(request.data)
         if not request.final:
-            return {"filename": request.filename, "received": size + len(request.data),
-                    "final": False}
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.parent.resolve().is_relative_to(root):
-            partial.unlink(missing_ok=True)
-            raise ProtocolError("filename escapes the working directory", code="bad_filename")
-        partial.rename(target)
-        return {"filename": request.filename, "size": target.stat().st_size,
+            return {"filename": request.filename, "received": total, "final": False}
+        *parents, name = request.filename.split("/")
+        parent_fd = open_directory(root_fd, parents, create=True)
+        try:
+            os.rename(partial, name, src_dir_fd=root_fd, dst_dir_fd=parent_fd)
+        finally:
+            os.close(parent_fd)
+        return {"filename": request.filename, "size": total,
                 "path": f"/mnt/data/{request.filename}"}
 
     async def _cull_idle(self) -> None:
@@ -194,3 +213,10 @@ def _remove_tree(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
+
+
+def _unlink_at(name: str, dir_fd: int) -> None:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+import os
 import secrets
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import FileRejected
 
@@ -84,13 +86,13 @@ class FileStore:
         return self._commit(file_id, partial, thread_id, owner, name, mime_type,
                             len(data), hashlib.sha256(data).hexdigest())
 
-    def put_path(self, thread_id: str, owner: str, name: str, source: Path) -> StoredFile:
-        """Store a file by streaming copy (blocking: call it in a worker thread)."""
-        self._check_quota(thread_id, source.stat().st_size)
+    def put_stream(self, thread_id: str, owner: str, name: str, reader: BinaryIO) -> StoredFile:
+        """Store an open file by streaming copy (blocking: call it in a worker thread)."""
+        self._check_quota(thread_id, os.fstat(reader.fileno()).st_size)
         file_id = "file_" + secrets.token_hex(16)
         partial = self.blobs / (file_id + ".part")
         digest, size = hashlib.sha256(), 0
-        with open(source, "rb") as reader, open(partial, "wb") as writer:
+        with open(partial, "wb") as writer:
             while block := reader.read(COPY_BLOCK):
                 digest.update(block)
                 writer.write(block)

@@ -16,7 +16,7 @@ from .errors import GatewayError, ProtocolError, QueueFull
 from .hotcode import HotCodeStream
 from .tool_output import tool_output
 from .translate import DisplayedFile, OutputTranslator
-from .workdirs import changed_files, snapshot
+from .workdirs import changed_files, open_regular_file, snapshot
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -243,16 +243,16 @@ class ThreadSession:
     async def _announce_workdir_file(self, workdir: Path, name: str, call_id: str,
                                      files: list[str]) -> None:
         """Store a file the cell wrote (copied off the event loop: it may be large)."""
-        path = workdir / name
+        def store() -> StoredFile:
+            with open_regular_file(workdir, name) as reader:
+                return self.store.put_stream(self.thread_id, self.owner, name, reader)
+
         try:
-            if path.is_symlink() or not path.resolve().is_relative_to(workdir.resolve()):
-                return
-            stored = await asyncio.to_thread(self.store.put_path, self.thread_id, self.owner,
-                                             name, path)
+            stored = await asyncio.to_thread(store)
         except GatewayError as exc:
             self.emit(envelopes.output(f"[file {name} not saved: {exc}]\n"), call_id)
             return
-        except OSError:  # deleted or unreadable meanwhile: nothing to announce
+        except OSError:  # deleted, swapped for a link or a FIFO meanwhile: nothing to announce
             return
         data = b""
         if stored.size <= self.settings.inline_file_limit:

@@ -6,6 +6,7 @@ import logging
 import os
 import secrets
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -80,3 +81,56 @@ def changed_files(
 ) -> list[str]:
     """Files new or modified between two snapshots, in a stable order."""
     return sorted(name for name, stamp in after.items() if before.get(name) != stamp)
+
+
+# The kernel owns its working directory and can swap any path in it for a symlink or a FIFO at
+# any moment. The gateway (root) therefore never resolves a path there: it walks it one
+# component at a time with O_NOFOLLOW from a directory descriptor, so a race cannot lead it out.
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class UnsafePath(OSError):
+    """A path inside a working directory is not a plain file under plain directories."""
+
+
+def open_directory(root: Path | int, parts: list[str], create: bool = False) -> int:
+    """A descriptor of ``root/parts...`` (root: a path or a directory descriptor), refusing
+    symlinks anywhere below root; optionally creating missing directories."""
+    fd = os.dup(root) if isinstance(root, int) else os.open(root, _DIR_FLAGS)
+    try:
+        for part in parts:
+            if create:
+                try:
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
+            try:
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                raise UnsafePath(exc.errno, f"{part!r} is not a plain directory") from exc
+            os.close(fd)
+            fd = child
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def open_regular_file(root: Path, relative: str):
+    """``root/relative`` opened for reading, only if it is a regular file reached without links.
+
+    O_NONBLOCK keeps a FIFO swapped in at the last moment from blocking the reader forever.
+    """
+    *parents, name = relative.split("/")
+    directory = open_directory(root, parents)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=directory)
+    except OSError as exc:
+        raise UnsafePath(exc.errno, f"{relative!r} is not a plain file") from exc
+    finally:
+        os.close(directory)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafePath(f"{relative!r} is not a regular file")
+    return os.fdopen(fd, "rb")

@@ -188,3 +188,22 @@ async def test_upload_part_out_of_order_is_refused(client, thread_id):
                        "base64": "AAAA", "final": False})
     reply = await client.next_envelope(thread_id, None, timeout=60)
     assert reply["chunk"]["content"]["code"] == "bad_request"
+
+
+async def test_generated_symlinks_and_fifos_are_not_followed(client, thread_id):
+    """The gateway runs as root: a link the code plants must never make it read host files."""
+    result = await client.thread(thread_id).run(
+        "import os\nos.symlink('/etc/hostname', 'host.txt')\nos.mkfifo('pipe')\n"
+        "os.makedirs('d')\nopen('d/real.txt', 'w').write('real')")
+    assert [f["filename"] for f in result.files] == ["d/real.txt"]
+
+
+async def test_upload_into_a_symlinked_directory_is_refused(client, thread_id):
+    thread = client.thread(thread_id)
+    await thread.run("import os\nos.symlink('/tmp', 'outside')")
+    reply = await thread.upload("outside/x.txt", b"x")
+    assert reply["type"] == "error" and reply["content"]["code"] == "bad_filename"
+    reply = await thread.upload("inside/deeper/x.txt", b"ok")
+    assert reply["type"] == "file_uploaded"
+    check = await thread.run("print(open('inside/deeper/x.txt').read())")
+    assert check.output == "ok\n"

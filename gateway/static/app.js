@@ -135,6 +135,7 @@ const state = {
   frame: null,
   follow: true, // keep the stream scrolled to its newest content
   autoScrollTop: 0,
+  uploads: new Map(), // "thread\u0000call" -> resolve(chunk) of an upload part in flight
   callNumber: 0,
 };
 
@@ -393,8 +394,11 @@ function callView(threadId, callId, create = true) {
 function logEvent(text, kind = "info", testid = "event") {
   ui.empty.hidden = true;
   const time = new Date().toLocaleTimeString();
-  ui.calls.append(el("div", { class: `event ${kind}`, "data-testid": testid },
-    el("time", { text: time }), el("span", { text })));
+  const row = el("div", { class: `event ${kind}`, "data-testid": testid },
+    el("time", { text: time }), el("span", { text }));
+  ui.calls.append(row);
+  followStream();
+  return row;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -411,10 +415,17 @@ function handleEnvelope(envelope) {
     case "subscribed":
       logEvent(`watching thread ${content && content.thread_id}`, "ok", "event-subscribed");
       break;
-    case "file_uploaded":
-      logEvent(`uploaded ${content.filename} (${formatSize(content.size)}) → ${content.path}`, "ok",
-        "event-uploaded");
+    case "file_uploaded": {
+      const waiting = state.uploads.get(`${threadId}\u0000${callId}`);
+      if (waiting) { // this page's own upload: it reports progress itself
+        state.uploads.delete(`${threadId}\u0000${callId}`);
+        waiting(chunk);
+      } else if (content && content.final !== false) { // someone else's, when complete
+        logEvent(`uploaded ${content.filename} (${formatSize(content.size)}) → ${content.path}`,
+          "ok", "event-uploaded");
+      }
       break;
+    }
     case "hot_code":
       if (callId) callView(threadId, callId).hotCode(String(content));
       break;
@@ -434,6 +445,12 @@ function handleEnvelope(envelope) {
       else if (content) logEvent(`${threadId}: ${content.state}`);
       break;
     case "error": {
+      const waiting = state.uploads.get(`${threadId}\u0000${callId}`);
+      if (waiting) {
+        state.uploads.delete(`${threadId}\u0000${callId}`);
+        waiting(chunk);
+        break;
+      }
       const view = callId ? callView(threadId, callId, true) : null;
       if (view) view.error(content);
       else logEvent(`${threadId ? threadId + ": " : ""}${content.code}: ${content.message}`, "error", "event-error");
@@ -549,18 +566,59 @@ function watch() {
   }
 }
 
-function upload(file) {
+const UPLOAD_PART = 4 * 2 ** 20; // bytes per message; larger files go in parts
+
+function readBase64(blob) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => {
+      const data = String(reader.result);
+      resolve(data.slice(data.indexOf(",") + 1));
+    };
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(blob);
+  });
+}
+
+// Send a file in parts, each confirmed by a file_uploaded chunk before the next goes out.
+async function upload(file) {
   const threadId = threadOrComplain();
   if (!threadId || !file) return;
-  const reader = new FileReader();
-  reader.onload = () => {
-    const data = String(reader.result);
-    const b64 = data.slice(data.indexOf(",") + 1);
-    state.callNumber += 1;
-    send({ type: "upload", thread_id: threadId, call_id: `upload-${state.callNumber}`,
-      filename: file.name, base64: b64 });
-  };
-  reader.readAsDataURL(file);
+  state.callNumber += 1;
+  const callId = `upload-${state.callNumber}-${Math.random().toString(36).slice(2, 6)}`;
+  const row = logEvent(`uploading ${file.name}…`, "info", "event-uploading");
+  state.watched.add(threadId);
+  renderWatching();
+  let offset = 0;
+  for (;;) {
+    const part = file.slice(offset, offset + UPLOAD_PART);
+    const final = offset + part.size >= file.size;
+    let base64;
+    try { base64 = await readBase64(part); } catch (error) {
+      row.lastChild.textContent = `could not read ${file.name}: ${error}`;
+      row.className = "event error";
+      return;
+    }
+    const answer = new Promise((resolve) => state.uploads.set(`${threadId}\u0000${callId}`, resolve));
+    if (!send({ type: "upload", thread_id: threadId, call_id: callId, filename: file.name,
+      base64, offset, final })) return;
+    const chunk = await answer;
+    if (chunk.type === "error") {
+      row.lastChild.textContent = `upload of ${file.name} refused: ${chunk.content.code}: ${chunk.content.message}`;
+      row.className = "event error";
+      row.dataset.testid = "event-error";
+      return;
+    }
+    offset += part.size;
+    if (final) {
+      const c = chunk.content;
+      row.lastChild.textContent = `uploaded ${c.filename} (${formatSize(c.size)}) → ${c.path}`;
+      row.className = "event ok";
+      row.dataset.testid = "event-uploaded";
+      return;
+    }
+    row.lastChild.textContent = `uploading ${file.name}: ${Math.round((100 * offset) / file.size)}%`;
+  }
 }
 
 ui.connForm.addEventListener("submit", (e) => { e.preventDefault(); connect(); });
