@@ -57,6 +57,10 @@ class Settings:
     total_file_quota: int = 20 * 1024 * MiB
     file_retention: float = 30 * 86400.0  # seconds; `gateway files gc` deletes older files
 
+    # Clients
+    projectdavid_compat: bool = False  # also emit the flat chunks the projectdavid SDK reads
+    public_url: str = ""  # e.g. https://gw.example.com; gives compat file chunks a url
+
     # Websocket
     max_message_bytes: int = 64 * MiB
     log_level: str = "INFO"

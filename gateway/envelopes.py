@@ -56,5 +56,30 @@ def envelope(chunk: Chunk, thread_id: str | None = None, call_id: str | None = N
     }
 
 
+def projectdavid_file(chunk: Chunk, base_url: str | None = None) -> Chunk:
+    """Our nested file chunk as the flat ``code_interpreter_file`` chunk the projectdavid SDK
+    (1.48+) reads; ``url`` is ``{base_url}/files/{file_id}`` when a public base URL is known."""
+    content = chunk["content"]
+    flat = {"type": "code_interpreter_file", **content}
+    if base_url:
+        flat["url"] = f"{base_url.rstrip('/')}/files/{content['file_id']}"
+    return flat
+
+
+def projectdavid_compatible(chunk: Chunk, base_url: str | None = None) -> list[Chunk]:
+    """Opt-in compatibility: the contract's chunk, plus what the projectdavid SDK understands.
+
+    Files are announced twice (nested per SPEC.md, then flat); error chunks gain the flat
+    ``message`` and ``tool`` keys the SDK reads. Everything else is unchanged.
+    """
+    if chunk["type"] == "code_interpreter_stream":
+        return [chunk, projectdavid_file(chunk, base_url)]
+    if chunk["type"] == "error":
+        content = chunk["content"]
+        return [{**chunk, "message": f"{content['code']}: {content['message']}",
+                 "tool": "code_interpreter"}]
+    return [chunk]
+
+
 def dumps(message: dict) -> str:
     return orjson.dumps(message).decode()

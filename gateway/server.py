@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 FILE_PATH = re.compile(r"/files/(file_[0-9a-f]{32})")
 STATIC_PATH = re.compile(r"/static/([A-Za-z0-9_-]+\.(?:html|js|css|png|svg|ico))")
+# frame-ancestors only works as a header; the page's meta tag carries the rest too.
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 OUTBOUND_BUFFER_BYTES = 64 * 2**20  # a client that reads slower than this is disconnected
 CLOSE_SLOW_CONSUMER = 1013
 
@@ -201,6 +204,9 @@ class GatewayServer:
         mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if mime.startswith("text/") or mime.endswith("javascript"):
             mime += "; charset=utf-8"
+        if name.endswith(".html"):
+            return _response(200, page.read_bytes(), mime, Content_Security_Policy=PAGE_CSP,
+                             Referrer_Policy="no-referrer")
         return _response(200, page.read_bytes(), mime)
 
     def _download(self, request: Request, file_id: str) -> Response:
@@ -261,8 +267,15 @@ class GatewayServer:
         except GatewayError as exc:
             if thread_id is None:
                 thread_id, call_id = _routing_of(message)
-            client.send(envelopes.envelope(envelopes.error(exc.code, str(exc)), thread_id,
-                                           call_id))
+            self._send_error(client, exc.code, str(exc), thread_id, call_id)
+
+    def _send_error(self, client: Client, code: str, message: str, thread_id: str | None,
+                    call_id: str | None) -> None:
+        chunk = envelopes.error(code, message)
+        settings = self.gateway.settings
+        if settings.projectdavid_compat:
+            chunk = envelopes.projectdavid_compatible(chunk, settings.public_url)[0]
+        client.send(envelopes.envelope(chunk, thread_id, call_id))
 
     async def _route(self, client: Client, request: protocol.Request) -> None:
         gw = self.gateway
@@ -304,13 +317,11 @@ class GatewayServer:
             try:
                 await coro
             except GatewayError as exc:
-                client.send(envelopes.envelope(envelopes.error(exc.code, str(exc)), thread_id,
-                                               call_id))
+                self._send_error(client, exc.code, str(exc), thread_id, call_id)
             except Exception:
                 log.exception("request on thread %s failed", thread_id)
-                client.send(envelopes.envelope(
-                    envelopes.error("internal_error", "the gateway failed to do this"),
-                    thread_id, call_id))
+                self._send_error(client, "internal_error", "the gateway failed to do this",
+                                 thread_id, call_id)
 
         task = asyncio.create_task(run())
         self._tasks.add(task)

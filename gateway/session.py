@@ -71,9 +71,13 @@ class ThreadSession:
 
     # -- outbound ---------------------------------------------------------------------------
     def emit(self, chunk: envelopes.Chunk, call_id: str | None) -> None:
-        message = envelopes.envelope(chunk, self.thread_id, call_id)
-        for listener in list(self.listeners):
-            listener.send(message)
+        chunks = [chunk]
+        if self.settings.projectdavid_compat:
+            chunks = envelopes.projectdavid_compatible(chunk, self.settings.public_url)
+        for each in chunks:
+            message = envelopes.envelope(each, self.thread_id, call_id)
+            for listener in list(self.listeners):
+                listener.send(message)
 
     # -- hot code ---------------------------------------------------------------------------
     def code_delta(self, call_id: str, delta: str, fmt: str) -> None:
@@ -101,20 +105,25 @@ class ThreadSession:
             raise QueueFull(
                 f"thread already has {self.settings.max_queued_executions} executions queued")
         stream = self._calls.pop(call_id, None)
-        if code is None:
-            if stream is None:
-                raise ProtocolError(
-                    f"execute of call {call_id!r} has no code and no streamed deltas",
-                    code="unknown_call")
+        if stream is not None:  # hot code already went out: run exactly that, nothing else
             try:
-                code, closing = stream.close()
+                streamed, closing = stream.close()
             except ProtocolError:
                 self._remember(call_id)
                 raise
+            if code is not None and code != streamed:
+                self._remember(call_id)
+                for chunk in closing:  # the fence the frontend opened still closes
+                    self.emit(chunk, call_id)
+                raise ProtocolError(f"execute of call {call_id!r}: 'code' differs from the code "
+                                    "streamed as deltas", code="code_mismatch")
+            code = streamed
+        elif code is None:
+            raise ProtocolError(f"execute of call {call_id!r} has no code and no streamed deltas",
+                                code="unknown_call")
         else:
-            closing = [envelopes.hot_code(envelopes.FENCE_OPEN)] if code else []
-            if code:
-                closing += [envelopes.hot_code(code), envelopes.hot_code(envelopes.FENCE_CLOSE)]
+            closing = [envelopes.hot_code(envelopes.FENCE_OPEN), envelopes.hot_code(code),
+                       envelopes.hot_code(envelopes.FENCE_CLOSE)] if code else []
         self._remember(call_id)
         for chunk in closing:
             self.emit(chunk, call_id)

@@ -100,7 +100,16 @@ async def client(running):
     await client.close()
 
 
-@pytest.fixture
-def thread_id(request) -> str:
+@pytest_asyncio.fixture(loop_scope="session")
+async def thread_id(request):
+    """A fresh thread id; afterwards its threads (and ``<id>-suffix`` ones) are closed so their
+    kernels go back to the shared gateway's budget."""
     name = re.sub(r"[^A-Za-z0-9_-]", "_", request.node.name[:40])
-    return f"t{next(_thread_numbers)}-{name}"
+    tid = f"t{next(_thread_numbers)}-{name}"
+    yield tid
+    if "running" in request.fixturenames:
+        gateway = request.getfixturevalue("running").gateway
+        for other in [t for t in gateway.threads if t == tid or t.startswith(tid + "-")]:
+            session = gateway.threads.get(other)
+            if session is not None:
+                await gateway.close_thread(other, session.owner)

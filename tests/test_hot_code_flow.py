@@ -77,3 +77,17 @@ async def test_deltas_after_execute_are_refused(client, thread_id):
     reply = await client.next_envelope(thread_id, "once", timeout=30)
     assert reply["chunk"]["type"] == "error"
     assert reply["chunk"]["content"]["code"] == "call_executed"
+
+
+async def test_execute_with_different_code_than_streamed_is_refused(client, thread_id):
+    thread = client.thread(thread_id)
+    await thread.send_code("mm", ["print(1)"], "raw")
+    await thread.execute("print(2)", call_id="mm")
+    result = await thread.collect("mm", timeout=60)
+    assert result.state == "protocol_error"
+    assert result.error["code"] == "code_mismatch"
+    same = await thread.run("'ok'")
+    assert same.state == "complete"
+    await thread.send_code("same", ["print(3)"], "raw")
+    await thread.execute("print(3)", call_id="same")
+    assert (await thread.collect("same", timeout=60)).output == "3\n"
