@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import sys
 import time
@@ -22,6 +23,8 @@ from .sandbox import HostSandbox, SandboxSpec, prepare_matplotlib_cache
 from .workdirs import Workdirs
 
 log = logging.getLogger(__name__)
+
+REFILL_DELAY = 0.25  # seconds between a lease and the start of its replacement
 
 
 @dataclass
@@ -54,6 +57,9 @@ class KernelPool:
         self._tasks: set[asyncio.Task] = set()
         self._python_roots = tuple(sorted({Path(sys.prefix), Path(sys.base_prefix)}))
         self._mpl_cache: Path | None = None
+        # Kernel starts are CPU-bound (fork, bwrap, imports): at most one per core at a time, so
+        # a burst makes kernels ready one after another instead of all at the very end.
+        self._start_slots = asyncio.Semaphore(max(1, os.cpu_count() or 1))
 
     @property
     def total(self) -> int:
@@ -93,7 +99,9 @@ class KernelPool:
         began = time.monotonic()
         self.stats.starts += 1
         try:
-            await kernel.start(self.settings.kernel_start_timeout)
+            async with self._start_slots:
+                began = time.monotonic()
+                await kernel.start(self.settings.kernel_start_timeout)
         except KernelStartError:
             self.stats.start_failures += 1
             raise
@@ -150,7 +158,9 @@ class KernelPool:
                 kernel = self._warm.pop(0)
                 if await kernel.is_alive():
                     self._leased.add(kernel)
-                    self._refill()
+                    # Start the replacement a moment later: its launch (fork, bwrap, imports)
+                    # would otherwise compete with this thread's first cell for the CPU.
+                    asyncio.get_running_loop().call_later(REFILL_DELAY, self._refill)
                     return kernel
                 self.stats.deaths += 1
                 self._spawn(self._discard(kernel))

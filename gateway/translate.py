@@ -41,11 +41,19 @@ def clean(text: str) -> str:
     ``"20%\\n"``, ``"a\\r"`` -> ``"a"``); then the remaining control characters go. Each message is
     cleaned on its own: holding text back for a later ``\\r`` would delay live output.
     """
-    text = _ESCAPE.sub("", text)
+    if "\x1b" in text or "\x9b" in text:  # a memchr: plain text skips the regex
+        text = _ESCAPE.sub("", text)
     if "\r" in text:
         lines = text.replace("\r\n", "\n").split("\n")
         text = "\n".join(_last_segment(line) for line in lines)
+    if text.isascii():  # bytes.translate finds ASCII control characters ~20x faster than re
+        raw = text.encode()
+        if len(raw.translate(None, _ASCII_CONTROL)) == len(raw):
+            return text
     return _CONTROL.sub("", text)
+
+
+_ASCII_CONTROL = bytes([*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F])
 
 
 def _last_segment(line: str) -> str:
