@@ -13,8 +13,19 @@ try:
     from matplotlib_inline.backend_inline import set_matplotlib_formats as _formats
 
     _formats("png")
-    import numpy as _np  # noqa: F401
-    import pandas as _pd  # noqa: F401
+    import numpy as _np
+    import pandas as _pd
+
+    # The first figure and the first groupby of a process load fonts, the Agg renderer and
+    # pandas' compiled paths: pay for that here, while the kernel waits in the pool.
+    import io as _io
+
+    _figure = _plt.figure(figsize=(2, 2))
+    _figure.gca().plot([0, 1], [0, 1])
+    _figure.savefig(_io.BytesIO(), format="png")
+    _plt.close(_figure)
+    _pd.DataFrame({"k": _np.arange(100) % 3, "v": _np.arange(100)}).groupby("k").v.sum()
+    del _figure, _io, _np, _pd, _plt, _mpl, _formats
 except ImportError:  # a kernel image without them still works
     pass
 
