@@ -122,8 +122,12 @@ class Gateway:
         return session
 
     def detach(self, listener: Listener) -> None:
-        for session in self.threads.values():
+        """A connection went away. Threads it only watched and never used are forgotten, so
+        subscribing to made-up ids cannot pile up sessions."""
+        for thread_id, session in list(self.threads.items()):
             session.listeners.discard(listener)
+            if not session.listeners and session.unused:
+                del self.threads[thread_id]
 
     async def close_thread(self, thread_id: str, identity: str) -> None:
         session = self.thread(thread_id, identity, create=False)

@@ -72,6 +72,9 @@ class Kernel:
         except Exception as exc:
             await self.shutdown()
             raise KernelStartError(f"kernel {self.id} failed to start: {exc!r}") from exc
+        except BaseException:  # cancelled mid-launch (thread closed, shutdown): leave nothing
+            await asyncio.shield(self.shutdown())
+            raise
 
     async def _wait_ready(self) -> None:
         # wait_for_ready polls but cannot notice a kernel that exited at once; do both.

@@ -121,14 +121,18 @@ class KernelPool:
         task.add_done_callback(self._tasks.discard)
 
     async def _warm_one(self) -> None:
-        workdir = await asyncio.to_thread(self.workdirs.create)
         kernel = None
         try:
-            kernel = await self._start_kernel(workdir)
-        except KernelStartError as exc:
-            log.error("%s", exc)
-            self.workdirs.remove(workdir)
-            await asyncio.sleep(1.0)  # do not spin on a broken kernel image
+            workdir = await asyncio.to_thread(self.workdirs.create)
+            try:
+                kernel = await self._start_kernel(workdir)
+            except KernelStartError as exc:
+                log.error("%s", exc)
+                self.workdirs.remove(workdir)
+                await asyncio.sleep(1.0)  # do not spin on a broken kernel image
+        except BaseException:
+            self._starting -= 1
+            raise
         async with self._changed:
             self._starting -= 1
             if kernel is not None:

@@ -34,7 +34,7 @@ STATIC_PATH = re.compile(r"/static/([A-Za-z0-9_-]+\.(?:html|js|css|png|svg|ico))
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
             "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 OUTBOUND_BUFFER_BYTES = 64 * 2**20  # a client that reads slower than this is disconnected
-CLOSE_SLOW_CONSUMER = 1013
+CLOSE_SLOW_CONSUMER = 1013  # kept for clients that test for it; an aborted link has no code
 
 
 def identity_of(gateway: Gateway, request: Request) -> str | None:
@@ -98,7 +98,7 @@ class Client:
     def __init__(self, connection: ServerConnection, identity: str) -> None:
         self.connection = connection
         self.identity = identity
-        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._buffered = 0
         self.dropped = False
 
@@ -108,18 +108,20 @@ class Client:
         text = envelopes.dumps(message)
         self._buffered += len(text)
         if self._buffered > OUTBOUND_BUFFER_BYTES:
+            # A close frame would queue behind the backlog the client is not reading: cut the
+            # connection at once and free the buffer.
             self.dropped = True
             log.warning("client %s reads too slowly: disconnecting", self.identity)
-            self._queue.put_nowait(None)
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._buffered = 0
+            self.connection.transport.abort()
             return
         self._queue.put_nowait(text)
 
     async def write(self) -> None:
         while True:
             text = await self._queue.get()
-            if text is None:
-                await self.connection.close(CLOSE_SLOW_CONSUMER, "slow consumer: buffer full")
-                return
             self._buffered -= len(text)
             await self.connection.send(text)
 

@@ -16,7 +16,7 @@ from .errors import GatewayError, ProtocolError, QueueFull
 from .hotcode import HotCodeStream
 from .tool_output import tool_output
 from .translate import DisplayedFile, OutputTranslator
-from .workdirs import changed_files, open_regular_file, snapshot
+from .workdirs import changed_files, display_name, open_regular_file, snapshot
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -143,6 +143,12 @@ class ThreadSession:
         return self._queue.qsize()
 
     @property
+    def unused(self) -> bool:
+        """Never executed, streamed or uploaded anything: nothing to keep."""
+        return (self.kernel is None and self.current is None and self._worker is None
+                and not self._calls and not self._executed)
+
+    @property
     def busy(self) -> bool:
         return self.current is not None
 
@@ -253,21 +259,23 @@ class ThreadSession:
     async def _announce_workdir_file(self, workdir: Path, name: str, call_id: str,
                                      files: list[str]) -> None:
         """Store a file the cell wrote (copied off the event loop: it may be large)."""
+        shown = display_name(name)
+
         def store() -> StoredFile:
             with open_regular_file(workdir, name) as reader:
-                return self.store.put_stream(self.thread_id, self.owner, name, reader)
+                return self.store.put_stream(self.thread_id, self.owner, shown, reader)
 
         try:
             stored = await asyncio.to_thread(store)
         except GatewayError as exc:
-            self.emit(envelopes.output(f"[file {name} not saved: {exc}]\n"), call_id)
+            self.emit(envelopes.output(f"[file {shown} not saved: {exc}]\n"), call_id)
             return
         except OSError:  # deleted, swapped for a link or a FIFO meanwhile: nothing to announce
             return
         data = b""
         if stored.size <= self.settings.inline_file_limit:
             data = await asyncio.to_thread(self.store.read, stored)
-        files.append(name)
+        files.append(shown)
         self.emit(file_chunk(stored, data, self.settings.inline_file_limit), call_id)
 
     def _announce_file(self, name: str, data: bytes, mime_type: str | None, call_id: str,

@@ -105,6 +105,7 @@ class OutputTranslator:
         self._dropped_newlines = 0
         self._dropped_partial_line = False
         self._pieces: list[str] = []
+        self._tracebacks_past_cap = 0
 
     @property
     def text(self) -> str:
@@ -168,6 +169,16 @@ class OutputTranslator:
         traceback = content.get("traceback") or [f"{ename}: {evalue}"]
         text = _shorten(clean("\n".join(_as_text(line) for line in traceback)), TRACEBACK_LIMIT)
         text = text if text.endswith("\n") else text + "\n"
+        room = max(self.max_output_chars - self.emitted_chars, 0)
+        if len(text) <= room:
+            self.emitted_chars += len(text)
+        elif self._tracebacks_past_cap + len(text) <= TRACEBACK_LIMIT:
+            # Past the cap one traceback's worth still goes out: it is what the model needs.
+            self._tracebacks_past_cap += len(text)
+        else:
+            self.dropped_chars += len(text)
+            self._dropped_newlines += text.count("\n")
+            return []
         self._pieces.append(text)
         return [envelopes.output(text)]
 

@@ -8,6 +8,7 @@ import secrets
 import shutil
 import stat
 import subprocess
+import unicodedata
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,15 @@ def snapshot(root: Path, limit: int = 10_000) -> dict[str, tuple[int, int]]:
                 st = entry.stat(follow_symlinks=False)
                 found[os.path.relpath(entry.path, root)] = (st.st_mtime_ns, st.st_size)
     return found
+
+
+_UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+
+
+def display_name(name: str) -> str:
+    """A file name safe to show: control, invisible, bidi-override and undecodable characters
+    (lone surrogates from non-UTF-8 bytes) become "_", so no name can spoof another."""
+    return "".join("_" if unicodedata.category(c) in _UNSAFE_CATEGORIES else c for c in name)
 
 
 def changed_files(

@@ -3,6 +3,22 @@
 # first cell of a new thread does not pay for them (the pool starts kernels ahead of time).
 import os as _os
 
+# exit()/quit() would stop the kernel a moment after the cell, so the death would land on a
+# later, innocent cell. Like sys.exit() (which IPython catches), they end the cell, not the
+# kernel; `restart` is how a thread gets a fresh kernel.
+from IPython.core.autocall import ZMQExitAutocall as _ZMQExitAutocall
+
+
+class _CellOnlyExit(_ZMQExitAutocall):
+    def __call__(self, keep_kernel: bool = True) -> None:
+        super().__call__(keep_kernel=True)
+
+
+_shell = get_ipython()  # noqa: F821
+_shell.exiter = _CellOnlyExit(_shell)
+_shell.user_ns["exit"] = _shell.user_ns["quit"] = _shell.exiter
+del _ZMQExitAutocall, _CellOnlyExit, _shell
+
 _os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
 
 try:
