@@ -312,6 +312,18 @@ def test_emitted_text_respects_the_cap(messages, cap):
             tracebacks += len(texts(out))
         else:
             capped += len(texts(out))
-    assert capped <= cap
-    assert capped == t.emitted_chars and len(t.text) == capped + tracebacks
+    # Tracebacks count against the cap too; past it, one traceback's worth still goes out.
+    assert capped <= cap and t.emitted_chars <= cap
+    assert len(t.text) == capped + tracebacks <= cap + TRACEBACK_LIMIT
     assert (t.dropped_chars > 0) == bool(t.finish())
+
+
+def test_tracebacks_past_the_cap_are_bounded_too():
+    t = OutputTranslator(max_output_chars=100)
+    t.translate(stream("x" * 100))
+    sent = [t.translate(msg("error", ename="E", evalue="v", traceback=["y" * 9_000]))
+            for _ in range(10)]
+    emitted = sum(len(c["content"]) for chunks in sent for c in chunks)
+    assert sent[0], "the first traceback past the cap still goes out"
+    assert emitted <= TRACEBACK_LIMIT
+    assert t.dropped_chars >= 7 * 9_000
