@@ -5,6 +5,7 @@ What cannot be enforced on this host is reported (``LimitReport``), never silent
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -149,12 +150,26 @@ class CgroupLimiter:
                 except (ProcessLookupError, ValueError):
                     pass
 
-    def remove(self, kernel_id: str) -> None:
+    def remove(self, kernel_id: str) -> bool:
+        """Remove the kernel's cgroups; False while processes are still leaving them."""
+        removed = True
         for path in self._dirs(kernel_id):
             try:
                 path.rmdir()
+            except FileNotFoundError:
+                pass
             except OSError:
-                pass  # still has processes; removed by a later cleanup
+                removed = False  # busy: killed processes take a moment to be reaped
+        return removed
+
+    async def remove_when_empty(self, kernel_id: str, attempts: int = 100,
+                                delay: float = 0.05) -> None:
+        """Retry ``remove`` until the killed processes are gone (bounded: ~5 s)."""
+        for _ in range(attempts):
+            if self.remove(kernel_id):
+                return
+            await asyncio.sleep(delay)
+        log.warning("cgroups of kernel %s still busy; left for the next start-up", kernel_id)
 
     def report(self, report: LimitReport) -> None:
         kind = f"cgroup v{self.version}"

@@ -240,4 +240,5 @@ class SandboxProvisioner(LocalProvisioner):
     async def cleanup(self, restart: bool = False) -> None:
         await super().cleanup(restart)
         if self.spec and self.host and self.host.cgroups:
-            self.host.cgroups.remove(self.spec.kernel_id)
+            self.host.cgroups.kill_all(self.spec.kernel_id)
+            await self.host.cgroups.remove_when_empty(self.spec.kernel_id)

@@ -166,3 +166,23 @@ async def test_interrupt_reaches_code_inside_the_sandbox(client, thread_id):
     result = await asyncio.wait_for(thread.collect(call), 30)
     assert result.state == "interrupted"
     assert "KeyboardInterrupt" in result.output
+
+
+async def test_dead_kernels_leave_no_cgroup_behind(running, client, thread_id):
+    import asyncio
+
+    cgroups = running.gateway.host.cgroups
+    if cgroups is None or not cgroups.controllers:
+        pytest.skip("cgroups are not writable on this host (reported on /healthz)")
+    thread = client.thread(thread_id)
+    await thread.run(
+        "import subprocess\nsubprocess.Popen(['sleep', '600'], start_new_session=True)")
+    old = running.gateway.threads[thread_id].kernel.id
+    dead = await thread.run("import os\nos._exit(1)")
+    assert dead.state == "killed"
+    paths = [cgroups._dir(c, old) for c in cgroups.controllers]
+    for _ in range(100):
+        if not any(p.exists() for p in paths):
+            break
+        await asyncio.sleep(0.1)
+    assert not any(p.exists() for p in paths), "the dead kernel's cgroups were not removed"
