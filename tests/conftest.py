@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import re
 import shutil
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,36 @@ os.environ["GATEWAY_TEST_SECRET"] = "must-not-leak"
 
 TOKENS = {"tok-alice": "alice", "tok-bob": "bob"}
 _thread_numbers = itertools.count(1)
+
+def host_processes(marker: bytes) -> list[int]:
+    """Host pids (not this one) whose command line (NUL-separated argv) contains ``marker``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker in cmdline:
+            found.append(int(entry))
+    return found
+
+
+async def download(http: str, file_id: str, token: str = "tok-alice") -> tuple[int, bytes, dict]:
+    """GET /files/{file_id}: (status, body, headers), errors included."""
+
+    def get():
+        request = urllib.request.Request(f"{http}/files/{file_id}",
+                                         headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, response.read(), dict(response.headers)
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read(), dict(exc.headers)
+
+    return await asyncio.to_thread(get)
+
 
 needs_linux = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                  reason="bubblewrap and cgroups exist only on Linux")

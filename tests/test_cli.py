@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import host_processes
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.client import GatewayClient
@@ -20,19 +21,6 @@ from gateway.client import GatewayClient
 GATEWAY = str(Path(sys.executable).parent / "gateway")
 ADMIN = "admin-secret"
 
-
-def processes_mentioning(text: str) -> list[int]:
-    """Pids whose command line contains ``text`` (the gateway's kernels name its data dir)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            if text.encode() in cmdline:
-                found.append(int(entry))
-    return found
 
 
 class ServerProcess:
@@ -173,7 +161,7 @@ def test_exec_runs_once_in_a_fresh_sandbox():
 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_sigterm_finishes_running_work_and_leaves_no_process(server):
-    assert processes_mentioning(str(server.data_dir)), "kernels run under the data dir"
+    assert host_processes(str(server.data_dir).encode()), "kernels run under the data dir"
     async with await GatewayClient.connect(server.url, "tok-alice") as client:
         thread = client.thread("cli-shutdown")
         call = await thread.execute("import time\ntime.sleep(2)\nprint('finished')")
@@ -183,7 +171,7 @@ async def test_sigterm_finishes_running_work_and_leaves_no_process(server):
     assert result.state == "complete" and result.output == "finished\n"
     assert server.process.wait(timeout=60) == 0
     deadline = time.monotonic() + 10
-    while processes_mentioning(str(server.data_dir)) and time.monotonic() < deadline:
+    while host_processes(str(server.data_dir).encode()) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert processes_mentioning(str(server.data_dir)) == []
+    assert host_processes(str(server.data_dir).encode()) == []
     assert not any(os.path.ismount(p) for p in (server.data_dir / "workdirs").iterdir())

@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import needs_linux, start_gateway, stop_gateway, test_settings
+from conftest import host_processes, needs_linux, start_gateway, stop_gateway, test_settings
 from websockets.asyncio.client import connect
 
 from gateway.client import GatewayClient
@@ -42,9 +42,6 @@ def cmdline(pid: int) -> bytes:
     except OSError:
         return b""
 
-
-def host_processes(marker: bytes) -> list[int]:
-    return [int(p) for p in os.listdir("/proc") if p.isdigit() and marker in cmdline(int(p))]
 
 
 def descendants(root: int) -> list[int]:

@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import io
-import urllib.error
-import urllib.request
 
 import pytest
-from conftest import start_gateway, stop_gateway, test_settings
+from conftest import download, start_gateway, stop_gateway, test_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
-
-async def download(http: str, file_id: str, token: str = "tok-alice") -> tuple[int, bytes, dict]:
-    def get():
-        request = urllib.request.Request(f"{http}/files/{file_id}",
-                                         headers={"Authorization": f"Bearer {token}"})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, response.read(), dict(response.headers)
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read(), dict(exc.headers)
-
-    return await asyncio.to_thread(get)
 
 
 def by_name(result) -> dict[str, dict]:

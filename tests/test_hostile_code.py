@@ -17,13 +17,11 @@ import random
 import re
 import time
 import unicodedata
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from conftest import needs_linux
+from conftest import download, host_processes, needs_linux
 from websockets.asyncio.client import connect
 
 from gateway.client import FINAL_STATES
@@ -112,32 +110,6 @@ def output_of(envelopes: list[dict]) -> str:
                    if e["chunk"]["type"] == "hot_code_output")
 
 
-async def download(http: str, file_id: str, token: str = "tok-alice") -> tuple[int, bytes, dict]:
-    def get():
-        request = urllib.request.Request(f"{http}/files/{file_id}",
-                                         headers={"Authorization": f"Bearer {token}"})
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                return response.status, response.read(), dict(response.headers)
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read(), dict(exc.headers)
-
-    return await asyncio.to_thread(get)
-
-
-def host_processes(marker: bytes) -> list[int]:
-    """Host pids whose command line contains ``marker`` (NUL-separated argv)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if marker in cmdline:
-            found.append(int(entry))
-    return found
 
 
 async def wait_until(predicate, timeout: float, interval: float = 0.2) -> bool:
