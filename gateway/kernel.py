@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import zmq
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.2  # how often a waiting execution checks that its kernel is still alive
 KERNEL_NAME = "python3"
+# A fresh kernel's first cell is about twice as slow as later ones (lazy imports, the first
+# output formatting, cold code paths). One throwaway cell while the kernel waits in the pool
+# pays for that. display() rather than a result, which would land in ``_`` and ``Out``; with
+# store_history=False it shows in neither ``In`` nor the execution count.
+WARM_UP_CELL = "print(end=' ')\ndisplay(2)"
 
 
 @dataclass
@@ -69,6 +74,7 @@ class Kernel:
             self._client = self._manager.client()
             self._client.start_channels()
             await asyncio.wait_for(self._wait_ready(), timeout)
+            await asyncio.wait_for(self._warm_up(), timeout)
         except Exception as exc:
             await self.shutdown()
             raise KernelStartError(f"kernel {self.id} failed to start: {exc!r}") from exc
@@ -89,6 +95,45 @@ class Kernel:
         finally:
             ready.cancel()
 
+    async def _warm_up(self) -> None:
+        msg_id = self._client.execute(WARM_UP_CELL, store_history=False, allow_stdin=False)
+        while True:
+            msg = await self._next_iopub(POLL_INTERVAL)
+            if msg is None:
+                if not await self.is_alive():
+                    raise KernelStartError(
+                        f"kernel exited during warm-up: {await self.death_reason()}")
+                continue
+            if (msg["parent_header"].get("msg_id") == msg_id
+                    and msg["header"]["msg_type"] == "status"
+                    and msg["content"]["execution_state"] == "idle"):
+                return
+
+    async def _next_iopub(self, timeout: float) -> dict | None:
+        """The next iopub message, or None after ``timeout`` seconds.
+
+        A plain ``recv_multipart`` under ``asyncio.timeout``: the client's ``get_iopub_msg``
+        polls before every receive, which costs more than the receive on this hot path.
+        """
+        channel = self._client.iopub_channel
+        try:
+            async with asyncio.timeout(timeout):
+                frames = await channel.socket.recv_multipart()
+        except TimeoutError:
+            return None
+        _, parts = channel.session.feed_identities(frames)
+        return channel.session.deserialize(parts)
+
+    def _discard_shell_replies(self) -> None:
+        # Replies only repeat what iopub said; read them (without decoding) so they never pile
+        # up, here rather than after ``idle``, where it would delay the status chunk.
+        socket = self._client.shell_channel.socket
+        while True:
+            try:
+                socket.recv_multipart(flags=zmq.NOBLOCK).result()
+            except zmq.Again:
+                return
+
     async def is_alive(self) -> bool:
         return await self._manager.is_alive()
 
@@ -102,6 +147,7 @@ class Kernel:
         """Execute ``code``; feed this cell's iopub messages to ``on_message`` until idle."""
         client = self._client
         self.executions += 1
+        self._discard_shell_replies()
         msg_id = client.execute(code, store_history=True, allow_stdin=False)
         deadline = time.monotonic() + timeout
         interrupted_at: float | None = None
@@ -116,9 +162,8 @@ class Kernel:
                 return RunResult("timeout", count, f"timed out after {timeout:g} s", stuck=True)
             limit = (interrupted_at + interrupt_grace) if interrupted_at else deadline
             wait = max(0.0, min(POLL_INTERVAL, limit - now))
-            try:
-                msg = await client.get_iopub_msg(timeout=wait)
-            except queue.Empty:
+            msg = await self._next_iopub(wait)
+            if msg is None:
                 if not await self.is_alive():
                     return RunResult("killed", count, await self.death_reason())
                 continue
@@ -132,17 +177,9 @@ class Kernel:
             elif kind == "status" and msg["content"]["execution_state"] == "idle":
                 break
             on_message(msg)
-        await self._drain_shell_reply()
         if interrupted_at is not None:
             return RunResult("timeout", count, f"timed out after {timeout:g} s; interrupted")
         return RunResult("error" if saw_error else "complete", count)
-
-    async def _drain_shell_reply(self) -> None:
-        # The reply precedes idle on the wire; read it so replies never pile up in the socket.
-        try:
-            await self._client.get_shell_msg(timeout=0)
-        except queue.Empty:
-            pass
 
     async def interrupt(self) -> None:
         # interrupt_mode "message": a control-channel request, which crosses the sandbox.

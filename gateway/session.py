@@ -227,6 +227,8 @@ class ThreadSession:
                                              translator.dropped_chars)
         self.emit(envelopes.status(state, execution_count=result.execution_count,
                                    duration_ms=_ms(began), files=files, **details), job.call_id)
+        # Let the connections' writers send the status before the bookkeeping below.
+        await asyncio.sleep(0)
         self.metrics.execution_finished(state, time.monotonic() - began)
         # Ids, state and sizes only: code and file contents never reach info-level logs.
         log.info("thread %s call %s: %s in %.1f ms, %d files", self.thread_id, job.call_id,

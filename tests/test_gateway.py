@@ -182,6 +182,14 @@ async def test_new_thread_gets_a_prewarmed_kernel(running, client, thread_id):
     assert pool.stats.starts - starts_before <= 1
 
 
+async def test_pool_warm_up_cell_leaves_no_trace(client, thread_id):
+    # Pooled kernels run a throwaway cell so the first real one is fast; a user must not be
+    # able to tell: first execution count 1, no output history, no `_` from it.
+    result = await client.thread(thread_id).run("print(repr(_), dict(Out), len(In))")
+    assert result.state == "complete"
+    assert result.status["execution_count"] == 1
+    assert result.output == "'' {} 2\n"
+
 async def test_healthz_reports_pool_and_sandbox(running):
     def get():
         with urllib.request.urlopen(running.http + "/healthz", timeout=10) as response:

@@ -1,6 +1,8 @@
 # Runs in every kernel before its first cell (IPython startup).
 # Inline png for plt.show(), no GUI backend, and the usual data-analysis imports warmed so the
 # first cell of a new thread does not pay for them (the pool starts kernels ahead of time).
+import io as _io
+import logging as _logging
 import os as _os
 
 # exit()/quit() would stop the kernel a moment after the cell, so the death would land on a
@@ -17,7 +19,12 @@ class _CellOnlyExit(_ZMQExitAutocall):
 _shell = get_ipython()  # noqa: F821
 _shell.exiter = _CellOnlyExit(_shell)
 _shell.user_ns["exit"] = _shell.user_ns["quit"] = _shell.exiter
-del _ZMQExitAutocall, _CellOnlyExit, _shell
+
+# ipykernel leaves its logger at DEBUG (only the handler filters), so every message builds
+# several debug records nobody sees; at WARNING they are skipped before they are built.
+if getattr(_shell, "kernel", None) is not None:
+    _shell.kernel.log.setLevel(_logging.WARNING)
+del _ZMQExitAutocall, _CellOnlyExit, _shell, _logging
 
 _os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
 
@@ -34,15 +41,13 @@ try:
 
     # The first figure and the first groupby of a process load fonts, the Agg renderer and
     # pandas' compiled paths: pay for that here, while the kernel waits in the pool.
-    import io as _io
-
     _figure = _plt.figure(figsize=(2, 2))
     _figure.gca().plot([0, 1], [0, 1])
     _figure.savefig(_io.BytesIO(), format="png")
     _plt.close(_figure)
     _pd.DataFrame({"k": _np.arange(100) % 3, "v": _np.arange(100)}).groupby("k").v.sum()
-    del _figure, _io, _np, _pd, _plt, _mpl, _formats
+    del _figure, _np, _pd, _plt, _mpl, _formats
 except ImportError:  # a kernel image without them still works
     pass
 
-del _os
+del _io, _os
