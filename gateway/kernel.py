@@ -112,15 +112,20 @@ class Kernel:
     async def _next_iopub(self, timeout: float) -> dict | None:
         """The next iopub message, or None after ``timeout`` seconds.
 
-        A plain ``recv_multipart`` under ``asyncio.timeout``: the client's ``get_iopub_msg``
-        polls before every receive, which costs more than the receive on this hot path.
+        Receive without blocking and poll only when nothing is queued: the client's
+        ``get_iopub_msg`` polls before every receive. Never a receive under a timeout: one
+        cancelled just as it completed would drop its message.
         """
         channel = self._client.iopub_channel
         try:
-            async with asyncio.timeout(timeout):
-                frames = await channel.socket.recv_multipart()
-        except TimeoutError:
-            return None
+            frames = channel.socket.recv_multipart(flags=zmq.NOBLOCK).result()
+        except zmq.Again:
+            if not await channel.socket.poll(int(timeout * 1000)):
+                return None
+            try:
+                frames = channel.socket.recv_multipart(flags=zmq.NOBLOCK).result()
+            except zmq.Again:
+                return None
         _, parts = channel.session.feed_identities(frames)
         return channel.session.deserialize(parts)
 
