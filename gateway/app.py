@@ -6,6 +6,7 @@ The websocket server and the CLI are thin shells over ``Gateway``.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import secrets
@@ -49,6 +50,7 @@ class Gateway:
         self.threads: dict[str, ThreadSession] = {}
         self.started = time.time()
         self.draining = False
+        self.upload_port: int | None = None  # set by the server once its upload port is bound
         self._culler: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -98,6 +100,15 @@ class Gateway:
         self.threads.clear()
         await self.pool.close()
         return {"drained": True, "unfinished_executions": unfinished}
+
+    def identity_for(self, token: str | None) -> str | None:
+        """The identity behind a client token, or None (compared in constant time)."""
+        if not token:
+            return None
+        for known, identity in self.settings.tokens.items():
+            if hmac.compare_digest(known.encode(), token.encode()):
+                return identity
+        return None
 
     # -- threads ----------------------------------------------------------------------------
     def thread(self, thread_id: str, identity: str, *, create: bool) -> ThreadSession:
@@ -209,6 +220,7 @@ class Gateway:
                        "not_enforced": self.host.report.missing},
             "pool": self.pool.snapshot(),
             "threads": len(self.threads),
+            "upload_port": self.upload_port,
             "uptime_seconds": round(time.time() - self.started, 1),
         }
 

@@ -71,7 +71,8 @@ def serve(
     assignments: Annotated[list[str] | None, Opt("--set", help="Any setting: KEY=VALUE "
                                                       "(repeatable).")] = None,
 ) -> None:
-    """Run the gateway: websocket at /ws, live page at /, health, metrics, file downloads.
+    """Run the gateway: websocket at /ws, live page at /, health, metrics, file downloads,
+    and HTTP uploads on --set upload_port=N (0: any free port).
 
     Settings come from defaults, then --config, then GATEWAY_* variables, then flags.
     """
@@ -93,6 +94,9 @@ async def _serve(settings: config.Settings) -> None:
     await server.start()
     print(f"gateway listening on http://{settings.host}:{server.port}/ "
           f"(websocket ws://{settings.host}:{server.port}/ws)", flush=True)
+    if server.uploads is not None:
+        print(f"HTTP uploads: PUT http://{settings.host}:{server.uploads.port}"
+              "/threads/THREAD/files/NAME", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

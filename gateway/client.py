@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
+import os
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections import defaultdict
@@ -109,6 +112,37 @@ class GatewayClient:
     def thread(self, thread_id: str) -> Thread:
         return Thread(self, thread_id)
 
+    def upload_http(self, thread_id: str, filename: str, source: bytes | str | os.PathLike,
+                    call_id: str | None = None) -> dict:
+        """Blocking HTTP PUT of a (large) file into the thread's working directory, streamed
+        from disk when ``source`` is a path; returns the confirmation (run it in a thread
+        from async code). Raises ``UploadError`` when the gateway refuses it."""
+        with urllib.request.urlopen(f"{self.http_base}/healthz", timeout=30) as response:
+            port = orjson.loads(response.read()).get("upload_port")
+        if not port:
+            raise UploadError(0, "unavailable", "this gateway has HTTP uploads turned off")
+        base = urllib.parse.urlsplit(self.http_base)
+        url = (f"{base.scheme}://{base.hostname}:{port}/threads/"
+               f"{urllib.parse.quote(thread_id, safe='')}/files/{urllib.parse.quote(filename)}")
+        if call_id:
+            url += f"?call_id={urllib.parse.quote(call_id, safe='')}"
+        with contextlib.ExitStack() as stack:
+            if isinstance(source, bytes):
+                body, length = source, len(source)
+            else:
+                body = stack.enter_context(open(source, "rb"))
+                length = os.fstat(body.fileno()).st_size
+            request = urllib.request.Request(url, data=body, method="PUT", headers={
+                "Authorization": f"Bearer {self.token}", "Content-Length": str(length),
+                "Content-Type": "application/octet-stream"})
+            try:
+                with urllib.request.urlopen(request, timeout=600) as response:
+                    return orjson.loads(response.read())
+            except urllib.error.HTTPError as exc:
+                error = orjson.loads(exc.read() or b"{}").get("error", {})
+                raise UploadError(exc.code, error.get("code", "error"),
+                                  error.get("message", str(exc))) from None
+
     def download(self, file_id: str) -> bytes:
         """Blocking HTTP GET of a stored file (run it in a thread from async code)."""
         request = urllib.request.Request(f"{self.http_base}/files/{file_id}",
@@ -209,6 +243,15 @@ async def admin_call(url: str, token: str, command: dict, timeout: float = 120) 
         error = answer.get("error", {})
         raise AdminError(error.get("code", "error"), error.get("message", "admin command failed"))
     return answer["result"]
+
+
+class UploadError(Exception):
+    """The gateway refused an HTTP upload: HTTP status, error code and message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
 
 
 class AdminError(Exception):

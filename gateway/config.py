@@ -18,6 +18,9 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8765
+    # HTTP PUT uploads of large files (websockets' server takes no request bodies): 0 picks a
+    # free port, announced in the log and /healthz; -1 turns them off.
+    upload_port: int = 0
     # token -> identity. A thread belongs to the identity whose token created it.
     tokens: dict[str, str] = field(default_factory=dict)
     admin_token: str = ""  # for the admin API (/admin); empty disables it

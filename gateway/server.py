@@ -24,6 +24,7 @@ from . import envelopes, protocol
 from .admin import error_answer, execute_admin
 from .app import Gateway
 from .errors import GatewayError
+from .http_upload import UploadServer
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +40,7 @@ CLOSE_SLOW_CONSUMER = 1013  # kept for clients that test for it; an aborted link
 
 def identity_of(gateway: Gateway, request: Request) -> str | None:
     """The identity behind the request's token (header, or ``?token=`` for browsers)."""
-    token = _bearer(request)
-    if not token:
-        return None
-    for known, identity in gateway.settings.tokens.items():
-        if hmac.compare_digest(known.encode(), token.encode()):
-            return identity
-    return None
+    return gateway.identity_for(_bearer(request))
 
 
 def _bearer(request: Request) -> str | None:
@@ -130,6 +125,7 @@ class GatewayServer:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.server: Server | None = None
+        self.uploads: UploadServer | None = None
         self._tasks: set[asyncio.Task] = set()
 
     async def start(self) -> None:
@@ -141,6 +137,10 @@ class GatewayServer:
             compression=None,  # outputs are small text or base64: deflate only adds latency
             server_header=None,
         )
+        if s.upload_port >= 0:
+            self.uploads = UploadServer(self.gateway)
+            await self.uploads.start()
+            self.gateway.upload_port = self.uploads.port
 
     @property
     def port(self) -> int:
@@ -148,6 +148,8 @@ class GatewayServer:
         return self.server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
+        if self.uploads is not None:
+            await self.uploads.close()
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
@@ -157,6 +159,8 @@ class GatewayServer:
         final status to still-connected clients, then close connections and every kernel."""
         assert self.server is not None
         self.server.close(close_connections=False)
+        if self.uploads is not None:
+            await self.uploads.close()
         summary = await self.gateway.drain(timeout=grace)
         await asyncio.sleep(0.1)  # let writers flush the last statuses
         self.server.close(close_connections=True)
