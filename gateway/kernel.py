@@ -112,19 +112,19 @@ class Kernel:
     async def _next_iopub(self, timeout: float) -> dict | None:
         """The next iopub message, or None after ``timeout`` seconds.
 
-        Receive without blocking and poll only when nothing is queued: the client's
-        ``get_iopub_msg`` polls before every receive. Never a receive under a timeout: one
-        cancelled just as it completed would drop its message.
+        Receive at once when a message is queued and poll only when none is: the client's
+        ``get_iopub_msg`` polls before every receive. Never a receive under a timeout (one
+        cancelled just as it completed would drop its message), and no ``zmq.Again`` on this
+        path: its traceback would keep this frame, and a 100 MB output with it, in a reference
+        cycle until the next full garbage collection.
         """
         channel = self._client.iopub_channel
-        try:
-            frames = channel.socket.recv_multipart(flags=zmq.NOBLOCK).result()
-        except zmq.Again:
+        frames = _receive_ready(channel.socket)
+        if frames is None:
             if not await channel.socket.poll(int(timeout * 1000)):
                 return None
-            try:
-                frames = channel.socket.recv_multipart(flags=zmq.NOBLOCK).result()
-            except zmq.Again:
+            frames = _receive_ready(channel.socket)
+            if frames is None:
                 return None
         _, parts = channel.session.feed_identities(frames)
         return channel.session.deserialize(parts)
@@ -132,12 +132,8 @@ class Kernel:
     def _discard_shell_replies(self) -> None:
         # Replies only repeat what iopub said; read them (without decoding) so they never pile
         # up, here rather than after ``idle``, where it would delay the status chunk.
-        socket = self._client.shell_channel.socket
-        while True:
-            try:
-                socket.recv_multipart(flags=zmq.NOBLOCK).result()
-            except zmq.Again:
-                return
+        while _receive_ready(self._client.shell_channel.socket) is not None:
+            pass
 
     async def is_alive(self) -> bool:
         return await self._manager.is_alive()
@@ -228,3 +224,10 @@ class Kernel:
                 await self._manager.provisioner.cleanup(restart=False)
         except Exception:  # a kernel that is already gone must not break shutdown
             log.exception("kernel %s: error during shutdown", self.id)
+
+
+def _receive_ready(socket: zmq.Socket) -> list[bytes] | None:
+    """A message already queued on ``socket``, or None, without waiting."""
+    if not socket.get(zmq.EVENTS) & zmq.POLLIN:
+        return None
+    return socket.recv_multipart(flags=zmq.NOBLOCK).result()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import hashlib
 import json
 import os
@@ -202,6 +203,30 @@ async def test_single_huge_print_is_capped_and_bounded_on_the_wire(running, thre
     again = await thread.run("'usable'")
     assert again.state == "complete" and "usable" in again.output
     await bystander.check()
+
+
+def rss_mib() -> float:
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
+@needs_linux
+async def test_huge_output_is_freed_at_once_not_left_for_the_garbage_collector(threads):
+    # The gateway runs in this process. A 100 MB message kept alive by a reference cycle (an
+    # exception's traceback holding the receiving frame did that once) would stay until the
+    # next full collection: with the collector off, memory must come back by itself.
+    thread = threads()
+    assert (await thread.run("1")).state == "complete"
+    gc.collect()
+    gc.disable()
+    try:
+        before = rss_mib()
+        result = await thread.run("print('x' * 100_000_000)")
+        grown = rss_mib() - before
+    finally:
+        gc.enable()
+    assert result.state == "complete"
+    assert grown < 40, f"gateway process kept {grown:.0f} MiB after a 100 MB print"
 
 
 async def test_flood_of_small_lines_is_capped_and_bounded_on_the_wire(running, threads,
