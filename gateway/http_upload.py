@@ -123,6 +123,8 @@ class UploadServer:
             return HTTP_STATUS.get(exc.code, 400), {"error": {"code": exc.code,
                                                               "message": str(exc)}}
         session.emit({"type": "file_uploaded", "content": result}, call_id)
+        log.info("thread %s: HTTP upload of %d bytes", session.thread_id, result["size"],
+                 extra={"thread_id": session.thread_id, "call_id": call_id})
         return 201, result
 
     def _route(self, request: h11.Request):
