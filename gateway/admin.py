@@ -28,6 +28,20 @@ def _rss(kernel: Kernel, gateway: Gateway) -> int | None:
     return _tree_rss(pid) if pid else None
 
 
+def process_rss(pid: int | str | None) -> int | None:
+    """Resident memory of a process in bytes (``"self"`` for this one); None if it is gone or
+    ``pid`` is None."""
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def _tree_rss(pid: int) -> int | None:
     total, stack, seen = 0, [pid], set()
     while stack:
@@ -35,10 +49,8 @@ def _tree_rss(pid: int) -> int | None:
         if current in seen:
             continue
         seen.add(current)
+        total += process_rss(current) or 0
         try:
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
             children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
         except OSError:
             continue

@@ -54,6 +54,7 @@ import orjson  # noqa: E402
 from jupyter_client.manager import AsyncKernelManager  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
+from gateway.admin import process_rss  # noqa: E402
 from gateway.client import GatewayClient, Result  # noqa: E402
 
 BIN = Path(sys.executable).parent  # .venv/bin when run as `.venv/bin/python scripts/bench.py`
@@ -159,13 +160,7 @@ def http_json(url: str, data: bytes | None = None, method: str | None = None) ->
 
 def proc_rss(pid: int) -> int:
     """VmRSS of a process in bytes (0 if it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return process_rss(pid) or 0
 
 
 def proc_pss(pid: int) -> int:

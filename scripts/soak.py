@@ -45,6 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from gateway.admin import process_rss  # noqa: E402
 from gateway.client import GatewayClient, is_final  # noqa: E402
 
 
@@ -124,18 +125,6 @@ class Stats:
     churn_connections: int = 0
     churn_failures: int = 0
     rss_samples: list = field(default_factory=list)
-
-
-def rss_of(pid: int | None) -> int | None:
-    if not pid:
-        return None
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def processes_with(marker: str) -> list[int]:
@@ -252,7 +241,7 @@ class Soak:
     async def run(self) -> None:
         self.clients = [await GatewayClient.connect(self.url, self.token)
                         for _ in range(self.args.connections)]
-        rss_start = rss_of(self.pid)
+        rss_start = process_rss(self.pid)
         self.stats.rss_samples.append((0.0, rss_start))
         self.events_start = kernel_events(self.http)
         workers = [asyncio.create_task(self.worker(i)) for i in range(self.args.threads)]
@@ -264,7 +253,7 @@ class Soak:
         self.find_duplicates()
         await self.close_threads()
         self.events_end = kernel_events(self.http)
-        self.rss_end = rss_of(self.pid)
+        self.rss_end = process_rss(self.pid)
         for client in self.clients:
             with contextlib.suppress(Exception):
                 await client.close()
@@ -375,7 +364,7 @@ class Soak:
         while True:
             await asyncio.sleep(5)
             self.stats.rss_samples.append(
-                (round(time.monotonic() - self.stats.started, 1), rss_of(self.pid)))
+                (round(time.monotonic() - self.stats.started, 1), process_rss(self.pid)))
 
 
 # -- report ----------------------------------------------------------------------------------

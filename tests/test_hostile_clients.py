@@ -24,6 +24,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from gateway import protocol, server
+from gateway.admin import process_rss
 from gateway.client import FINAL_STATES
 from gateway.errors import ProtocolError
 
@@ -90,14 +91,6 @@ def abort(ws) -> None:
         ws.transport.abort()
     except Exception:
         pass
-
-
-def rss_bytes() -> int:
-    """The test process's resident memory: the in-process gateway lives here."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS in /proc/self/status")
 
 
 async def close_threads(url: str, headers: dict, thread_ids) -> None:
@@ -324,7 +317,7 @@ async def _slow_consumer(tmp_path: Path):
     """A gateway, a client that never reads, and 100 executions printing ~1 MB each."""
     running = await start_gateway(test_settings(tmp_path / "slow", pool_size=2,
                                                 max_queued_executions=200))
-    baseline = rss_bytes()
+    baseline = process_rss("self")
     ws = await connect(running.url, additional_headers=ALICE, max_size=None, max_queue=1,
                        compression=None)
     executions = 100
@@ -344,7 +337,7 @@ async def test_slow_consumer_keeps_gateway_memory_bounded_and_others_served(tmp_
             served = None
             while time.monotonic() < deadline:
                 await asyncio.sleep(0.5)
-                peak = max(peak, rss_bytes() - baseline)
+                peak = max(peak, process_rss("self") - baseline)
                 session = running.gateway.threads.get("slow")
                 if served is None and session and session.executions > 30:
                     # A well-behaved client is served while the slow one is stuck.

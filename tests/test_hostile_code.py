@@ -25,6 +25,7 @@ import pytest_asyncio
 from conftest import download, host_processes, needs_linux
 from websockets.asyncio.client import connect
 
+from gateway.admin import process_rss
 from gateway.client import FINAL_STATES
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), needs_linux]
@@ -205,12 +206,6 @@ async def test_single_huge_print_is_capped_and_bounded_on_the_wire(running, thre
     await bystander.check()
 
 
-def rss_mib() -> float:
-    status = Path("/proc/self/status").read_text()
-    return int(status.split("VmRSS:")[1].split()[0]) / 1024
-
-
-@needs_linux
 async def test_huge_output_is_freed_at_once_not_left_for_the_garbage_collector(threads):
     # The gateway runs in this process. A 100 MB message kept alive by a reference cycle (an
     # exception's traceback holding the receiving frame did that once) would stay until the
@@ -220,9 +215,9 @@ async def test_huge_output_is_freed_at_once_not_left_for_the_garbage_collector(t
     gc.collect()
     gc.disable()
     try:
-        before = rss_mib()
+        before = process_rss("self")
         result = await thread.run("print('x' * 100_000_000)")
-        grown = rss_mib() - before
+        grown = (process_rss("self") - before) / 2**20
     finally:
         gc.enable()
     assert result.state == "complete"
