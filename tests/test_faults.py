@@ -24,7 +24,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import host_processes, needs_linux, start_gateway, stop_gateway, test_settings
+from conftest import (
+    host_processes,
+    needs_linux,
+    start_gateway,
+    stop_gateway,
+    swap_race_cells,
+    test_settings,
+)
 from websockets.asyncio.client import connect
 
 from gateway.client import GatewayClient
@@ -335,30 +342,7 @@ async def test_swapping_a_file_for_a_fifo_cannot_hang_the_gateway(tmp_path):
     try:
         async with await GatewayClient.connect(gateway.url, "tok-alice") as client:
             thread = client.thread("fifo")
-            setup = """
-import ctypes, os
-libc = ctypes.CDLL(None, use_errno=True)
-RENAME_EXCHANGE, AT_FDCWD = 2, -100
-os.makedirs('/mnt/data/x', exist_ok=True)
-pairs = []
-for i in range(20):
-    regular, fifo = f'/mnt/data/x/f{i}.txt', f'/mnt/data/x/.p{i}'
-    open(regular, 'w').write('regular')
-    os.mkfifo(fifo)
-    pairs.append((regular.encode(), fifo.encode()))
-if os.fork() == 0:  # a separate process swaps at full speed (no GIL to share)
-    try:
-        while True:
-            for a, b in pairs:
-                libc.renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE)
-    finally:
-        os._exit(0)
-"""
-            touch = ("import os\n"
-                     "for i in range(20):\n"
-                     "    for n in (f'x/f{i}.txt', f'x/.p{i}'):\n"
-                     "        try: os.utime(n)\n"
-                     "        except OSError: pass\n")
+            setup, touch = swap_race_cells("p", "os.mkfifo(other)", "regular")
             deadline = time.monotonic() + 40
             executions = 0
             while time.monotonic() < deadline and executions < 300:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from conftest import download, host_processes, needs_linux
+from conftest import download, host_processes, needs_linux, swap_race_cells
 from websockets.asyncio.client import connect
 
 from gateway.admin import process_rss
@@ -417,31 +417,9 @@ async def test_swapping_a_file_for_a_symlink_cannot_make_the_gateway_read_host_f
     sentinel.write_text("HOST-SECRET-" + "s" * 20)
     try:
         thread = threads()
-        setup = f"""
-import ctypes, os
-libc = ctypes.CDLL(None, use_errno=True)
-RENAME_EXCHANGE, AT_FDCWD = 2, -100
-os.makedirs('/mnt/data/x', exist_ok=True)
-pairs = []
-for i in range(20):
-    regular, link = f'/mnt/data/x/f{{i}}.txt', f'/mnt/data/x/.s{{i}}'
-    open(regular, 'w').write('regular-' + 'r' * 24)
-    os.symlink({str(sentinel)!r}, link)
-    pairs.append((regular.encode(), link.encode()))
-if os.fork() == 0:  # a separate process swaps at full speed (no GIL to share)
-    try:
-        while True:
-            for a, b in pairs:
-                libc.renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE)
-    finally:
-        os._exit(0)
-"""
+        setup, touch = swap_race_cells("s", f"os.symlink({str(sentinel)!r}, other)",
+                                       "regular-" + "r" * 24, ", follow_symlinks=False")
         assert (await thread.run(setup)).state == "complete"
-        touch = ("import os\n"
-                 "for i in range(20):\n"
-                 "    for n in (f'x/f{i}.txt', f'x/.s{i}'):\n"
-                 "        try: os.utime(n, follow_symlinks=False)\n"
-                 "        except OSError: pass\n")
         leaked = []
         deadline = time.monotonic() + 40
         executions = 0
