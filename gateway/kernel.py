@@ -74,7 +74,7 @@ class Kernel:
             self._client = self._manager.client()
             self._client.start_channels()
             await asyncio.wait_for(self._wait_ready(), timeout)
-            await asyncio.wait_for(self._warm_up(), timeout)
+            await self._warm_up(timeout)
         except Exception as exc:
             await self.shutdown()
             raise KernelStartError(f"kernel {self.id} failed to start: {exc!r}") from exc
@@ -95,19 +95,11 @@ class Kernel:
         finally:
             ready.cancel()
 
-    async def _warm_up(self) -> None:
-        msg_id = self._client.execute(WARM_UP_CELL, store_history=False, allow_stdin=False)
-        while True:
-            msg = await self._next_iopub(POLL_INTERVAL)
-            if msg is None:
-                if not await self.is_alive():
-                    raise KernelStartError(
-                        f"kernel exited during warm-up: {await self.death_reason()}")
-                continue
-            if (msg["parent_header"].get("msg_id") == msg_id
-                    and msg["header"]["msg_type"] == "status"
-                    and msg["content"]["execution_state"] == "idle"):
-                return
+    async def _warm_up(self, timeout: float) -> None:
+        result = await self.run(WARM_UP_CELL, lambda msg: None, timeout, interrupt_grace=0,
+                                store_history=False)
+        if result.state != "complete":
+            raise KernelStartError(f"kernel warm-up ended {result.state}: {result.reason}")
 
     async def _next_iopub(self, timeout: float) -> dict | None:
         """The next iopub message, or None after ``timeout`` seconds.
@@ -144,12 +136,16 @@ class Kernel:
         on_message: Callable[[dict], None],
         timeout: float,
         interrupt_grace: float,
+        store_history: bool = True,
     ) -> RunResult:
-        """Execute ``code``; feed this cell's iopub messages to ``on_message`` until idle."""
+        """Execute ``code``; feed this cell's iopub messages to ``on_message`` until idle.
+
+        ``store_history=False`` runs a cell the user never sees: not in ``In``, the execution
+        count or ``executions``."""
         client = self._client
-        self.executions += 1
+        self.executions += store_history
         self._discard_shell_replies()
-        msg_id = client.execute(code, store_history=True, allow_stdin=False)
+        msg_id = client.execute(code, store_history=store_history, allow_stdin=False)
         deadline = time.monotonic() + timeout
         interrupted_at: float | None = None
         saw_error = False
