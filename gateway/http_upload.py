@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 import secrets
@@ -40,12 +41,6 @@ HTTP_STATUS = {
     "unauthorized": 401, "forbidden": 403, "not_found": 404, "method_not_allowed": 405,
     "too_large": 413, "pool_exhausted": 503, "busy": 503, "upload_failed": 507,
 }
-
-
-class HttpError(GatewayError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class UploadServer:
@@ -117,8 +112,8 @@ class UploadServer:
         if not isinstance(request, h11.Request):
             raise h11.RemoteProtocolError("expected a request")
         try:
-            session, filename, call_id = self._route(request)
-            result = await self._receive(conn, reader, session, filename, call_id)
+            session, first, call_id = self._route(request)
+            result = await self._receive(conn, reader, session, first)
         except GatewayError as exc:
             return HTTP_STATUS.get(exc.code, 400), {"error": {"code": exc.code,
                                                               "message": str(exc)}}
@@ -132,15 +127,16 @@ class UploadServer:
         parts = urllib.parse.urlsplit(target)
         match = PATH.fullmatch(parts.path)
         if match is None:
-            raise HttpError("not_found", "expected PUT /threads/{thread_id}/files/{filename}")
+            raise ProtocolError("expected PUT /threads/{thread_id}/files/{filename}",
+                                code="not_found")
         if request.method not in (b"PUT", b"POST"):
-            raise HttpError("method_not_allowed", "use PUT")
+            raise ProtocolError("use PUT", code="method_not_allowed")
         headers = {name.lower(): value for name, value in request.headers}
         auth = headers.get(b"authorization", b"").decode("latin-1")
         identity = self.gateway.identity_for(auth.removeprefix("Bearer ").strip()
                                              if auth.startswith("Bearer ") else "")
         if identity is None:
-            raise HttpError("unauthorized", "missing or invalid token")
+            raise ProtocolError("missing or invalid token", code="unauthorized")
         length = headers.get(b"content-length")
         if length is not None and int(length) > self.gateway.settings.max_upload_total:
             raise ProtocolError(f"upload larger than {self.gateway.settings.max_upload_total} "
@@ -151,14 +147,15 @@ class UploadServer:
         except UnicodeDecodeError:
             raise ProtocolError("the path is not UTF-8 once decoded", code="bad_filename") from None
         call_id = urllib.parse.parse_qs(parts.query).get("call_id", [None])[0]
-        # Validates the ids and the name before a byte of the body is read.
-        Upload(thread_id, filename, b"", call_id=call_id or f"http_{secrets.token_hex(8)}")
+        # Validates the ids and the name before a byte of the body is read; the parts of the
+        # body share this request's id (the call id, if the client gave one).
+        first = Upload(thread_id, filename, b"", call_id=call_id or f"http_{secrets.token_hex(8)}",
+                       final=False)
         session = self.gateway.thread(thread_id, identity, create=True)
-        return session, filename, call_id
+        return session, first, call_id
 
     async def _receive(self, conn: h11.Connection, reader: asyncio.StreamReader, session,
-                       filename: str, call_id: str | None) -> dict:
-        part_id = call_id or f"http_{secrets.token_hex(8)}"
+                       first: Upload) -> dict:
         buffered: list[bytes] = []
         size = offset = 0
         while True:
@@ -167,18 +164,18 @@ class UploadServer:
                 buffered.append(bytes(event.data))
                 size += len(event.data)
                 if size - offset >= PART_BYTES:
-                    offset = await self._write(session, filename, part_id, buffered, offset,
-                                               final=False)
+                    offset = await self._write(session, first, buffered, offset, final=False)
             elif isinstance(event, h11.EndOfMessage):
-                await self._write(session, filename, part_id, buffered, offset, final=True)
-                return {"filename": filename, "size": size, "path": f"/mnt/data/{filename}"}
+                await self._write(session, first, buffered, offset, final=True)
+                return {"filename": first.filename, "size": size,
+                        "path": f"/mnt/data/{first.filename}"}
             else:
                 raise h11.RemoteProtocolError("connection closed before the body ended")
 
-    async def _write(self, session, filename: str, part_id: str, buffered: list[bytes],
-                     offset: int, *, final: bool) -> int:
+    async def _write(self, session, first: Upload, buffered: list[bytes], offset: int, *,
+                     final: bool) -> int:
         data = b"".join(buffered)
         buffered.clear()
-        await self.gateway.upload(session, Upload(session.thread_id, filename, data,
-                                                  call_id=part_id, offset=offset, final=final))
+        await self.gateway.upload(session, dataclasses.replace(first, data=data, offset=offset,
+                                                               final=final))
         return offset + len(data)
