@@ -53,7 +53,7 @@ DEFAULT_MAX_UPLOAD_BYTES = 50 * 2**20
 # Characters no file name needs and that hide or spoof things: controls (incl. NUL, newline),
 # format characters (bidi overrides such as U+202E, zero-width chars), lone surrogates, and the
 # Unicode line/paragraph separators.
-_BAD_FILENAME_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+UNSAFE_NAME_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 _CLIP = 80
 
 
@@ -130,7 +130,7 @@ def validate_filename(name: object) -> str:
     if len(name) > MAX_FILENAME_BYTES:  # cheap guard before looking at every character
         raise ProtocolError(too_long, code="bad_filename")
     for char in name:
-        if unicodedata.category(char) in _BAD_FILENAME_CATEGORIES:
+        if unicodedata.category(char) in UNSAFE_NAME_CATEGORIES:
             raise ProtocolError(
                 f"upload.filename: {_clip(name)} contains control or invisible character "
                 f"U+{ord(char):04X}",

@@ -11,6 +11,8 @@ import subprocess
 import unicodedata
 from pathlib import Path
 
+from .protocol import UNSAFE_NAME_CATEGORIES
+
 log = logging.getLogger(__name__)
 
 SKIP_NAMES = {"__pycache__", ".ipynb_checkpoints"}
@@ -77,13 +79,10 @@ def snapshot(root: Path, limit: int = 10_000) -> dict[str, tuple[int, int]]:
     return found
 
 
-_UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
-
-
 def display_name(name: str) -> str:
     """A file name safe to show: control, invisible, bidi-override and undecodable characters
     (lone surrogates from non-UTF-8 bytes) become "_", so no name can spoof another."""
-    return "".join("_" if unicodedata.category(c) in _UNSAFE_CATEGORIES else c for c in name)
+    return "".join("_" if unicodedata.category(c) in UNSAFE_NAME_CATEGORIES else c for c in name)
 
 
 def changed_files(
