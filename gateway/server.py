@@ -35,7 +35,6 @@ STATIC_PATH = re.compile(r"/static/([A-Za-z0-9_-]+\.(?:html|js|css|png|svg|ico))
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
             "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 OUTBOUND_BUFFER_BYTES = 64 * 2**20  # a client that reads slower than this is disconnected
-CLOSE_SLOW_CONSUMER = 1013  # kept for clients that test for it; an aborted link has no code
 
 
 def identity_of(gateway: Gateway, request: Request) -> str | None:

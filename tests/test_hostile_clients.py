@@ -379,7 +379,7 @@ async def test_slow_consumer_is_disconnected_promptly(tmp_path):
         with pytest.raises(ConnectionClosed) as closed:
             while True:
                 await asyncio.wait_for(ws.recv(), 30)
-        assert closed.value.rcvd is None or closed.value.rcvd.code == server.CLOSE_SLOW_CONSUMER
+        assert closed.value.rcvd is None  # aborted, not closed: no frame queues behind the backlog
     finally:
         abort(ws)
         await stop_gateway(running)
