@@ -6,14 +6,13 @@ The websocket server and the CLI are thin shells over ``Gateway``.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import os
 import secrets
 import time
 from pathlib import Path
 
-from . import envelopes
+from . import auth, envelopes
 from .config import Settings
 from .errors import NotAllowed, PoolExhausted, ProtocolError
 from .files import FileStore
@@ -102,13 +101,8 @@ class Gateway:
         return {"drained": True, "unfinished_executions": unfinished}
 
     def identity_for(self, token: str | None) -> str | None:
-        """The identity behind a client token, or None (compared in constant time)."""
-        if not token:
-            return None
-        for known, identity in self.settings.tokens.items():
-            if hmac.compare_digest(known.encode(), token.encode()):
-                return identity
-        return None
+        """The identity behind a client token, or None (tokens are stored hashed: auth.py)."""
+        return auth.identity_for(self.settings.tokens, token)
 
     # -- threads ----------------------------------------------------------------------------
     def thread(self, thread_id: str, identity: str, *, create: bool) -> ThreadSession:

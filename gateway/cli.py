@@ -17,6 +17,8 @@ from . import config
 app = typer.Typer(help="Sandboxed, streaming code-interpreter gateway.", no_args_is_help=True)
 config_app = typer.Typer(help="Settings.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+token_app = typer.Typer(help="Client tokens (stored hashed).", no_args_is_help=True)
+app.add_typer(token_app, name="token")
 
 Opt = typer.Option
 
@@ -26,6 +28,8 @@ def _settings(config_file: Path | None = None, assignments: list[str] | None = N
     tokens = flags.pop("token", None)
     if tokens:
         flags["tokens"] = config.parse_tokens(tokens)
+    if flags.get("allowed_origins") is not None:
+        flags["allowed_origins"] = config.coerce("allowed_origins", flags["allowed_origins"])
     for assignment in assignments or []:
         key, sep, value = assignment.partition("=")
         if not sep:
@@ -41,9 +45,11 @@ def _settings(config_file: Path | None = None, assignments: list[str] | None = N
 
 
 def _setup_logging(settings: config.Settings) -> None:
+    from . import redact
     from .logs import configure
 
     configure(settings.log_level, settings.log_json)
+    redact.install()
 
 
 @app.command()
@@ -67,6 +73,16 @@ def serve(
     log_json: Annotated[bool | None, Opt(help="JSON log lines.")] = None,
     shutdown_grace: Annotated[float | None, Opt(help="Seconds running executions get to "
                                                      "finish on SIGTERM.")] = None,
+    tls_cert: Annotated[str | None, Opt(help="PEM certificate: serve https/wss.")] = None,
+    tls_key: Annotated[str | None, Opt(help="PEM private key of --tls-cert.")] = None,
+    tls_client_ca: Annotated[str | None, Opt(help="PEM CA: require client certificates "
+                                                  "(mutual TLS).")] = None,
+    insecure_http: Annotated[bool | None, Opt("--insecure-http", help="Allow plain HTTP on a "
+                                              "non-loopback address (TLS proxy in front).")
+                             ] = None,
+    allowed_origins: Annotated[str | None, Opt(help="Browser origins allowed besides the "
+                                                    "gateway's own page, comma-separated; "
+                                                    "'*' for any.")] = None,
     config_file: Annotated[Path | None, Opt("--config", help="TOML file of settings.")] = None,
     assignments: Annotated[list[str] | None, Opt("--set", help="Any setting: KEY=VALUE "
                                                       "(repeatable).")] = None,
@@ -75,16 +91,37 @@ def serve(
     and HTTP uploads on --set upload_port=N (0: any free port).
 
     Settings come from defaults, then --config, then GATEWAY_* variables, then flags.
+    SIGHUP re-reads them all: tokens, admin token, origins and renewed TLS files take effect
+    without a restart.
     """
-    settings = _settings(**{k: v for k, v in locals().items()})
+    from . import tls
+
+    flags = {k: v for k, v in locals().items() if k != "tls"}
+    settings = _settings(**dict(flags))
     _setup_logging(settings)
     if not settings.tokens:
         typer.echo("error: no token configured (--token or GATEWAY_TOKENS)", err=True)
         raise typer.Exit(2)
-    asyncio.run(_serve(settings))
+    try:
+        tls.check_exposure(settings)
+    except (tls.InsecureExposure, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if token and not all(_digests_given(token)):
+        typer.echo("warning: --token shows a clear token to every local user in the process "
+                   "list; prefer GATEWAY_TOKENS or a hashed token (gateway token new)", err=True)
+    asyncio.run(_serve(settings, lambda: _settings(**dict(flags))))
 
 
-async def _serve(settings: config.Settings) -> None:
+def _digests_given(spec: str) -> list[bool]:
+    """For each entry of a tokens spec: is it already a digest?"""
+    from . import auth
+
+    return [auth.is_digest(token) for token in config.parse_tokens(spec)]
+
+
+async def _serve(settings: config.Settings, reread) -> None:
+    from . import tls
     from .app import Gateway
     from .server import GatewayServer
 
@@ -92,21 +129,50 @@ async def _serve(settings: config.Settings) -> None:
     await gateway.start()
     server = GatewayServer(gateway)
     await server.start()
-    print(f"gateway listening on http://{settings.host}:{server.port}/ "
-          f"(websocket ws://{settings.host}:{server.port}/ws)", flush=True)
+    web, ws = tls.schemes(settings)
+    print(f"gateway listening on {web}://{settings.host}:{server.port}/ "
+          f"(websocket {ws}://{settings.host}:{server.port}/ws)", flush=True)
     if server.uploads is not None:
-        print(f"HTTP uploads: PUT http://{settings.host}:{server.uploads.port}"
+        print(f"HTTP uploads: PUT {web}://{settings.host}:{server.uploads.port}"
               "/threads/THREAD/files/NAME", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _reload, server, reread)
     await stop.wait()
     log = logging.getLogger("gateway")
     log.info("shutting down: letting running executions finish (up to %.0f s)",
              settings.shutdown_grace)
     summary = await server.shutdown(settings.shutdown_grace)
     log.info("shut down: %s", summary)
+
+
+def _reload(server, reread) -> None:
+    """SIGHUP: re-read every source of settings; a bad file leaves the running ones in place."""
+    log = logging.getLogger("gateway")
+    try:
+        server.reload(reread())
+    except Exception as exc:  # the gateway keeps serving with what it had
+        log.error("reload failed, settings unchanged: %s", exc)
+
+
+@token_app.command("new")
+def token_new(identity: Annotated[str, typer.Argument(help="Who the token is for.")]) -> None:
+    """Make a token for IDENTITY: prints it once (hand it to the client; it is not stored) and
+    the entry for the tokens setting, which holds only its SHA-256."""
+    from . import auth
+
+    token = auth.new_token()
+    try:
+        line = auth.config_line(identity, token)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(f"token:  {token}")
+    typer.echo(f"config: {line}")
+    typer.echo("Add the config entry to the tokens setting (comma-separated), e.g. in the TOML "
+               f'file: tokens = "{line}", then send SIGHUP to the gateway. The token is shown '
+               "only now.", err=True)
 
 
 @config_app.command("show")

@@ -7,6 +7,7 @@ import base64
 import contextlib
 import itertools
 import os
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -70,22 +71,31 @@ class Result:
 class GatewayClient:
     """One websocket connection; envelopes are routed to the call (or thread) that awaits them."""
 
-    def __init__(self, connection: ClientConnection, http_base: str, token: str) -> None:
+    def __init__(self, connection: ClientConnection, http_base: str, token: str,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.connection = connection
         self.http_base = http_base
         self.token = token
+        self.ssl = ssl_context  # for the HTTP calls too (downloads, uploads)
         self._calls: dict[tuple[str | None, str | None], asyncio.Queue] = defaultdict(
             asyncio.Queue)
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def connect(cls, url: str, token: str, **kwargs) -> GatewayClient:
-        """``url`` like ``ws://127.0.0.1:8765/ws``."""
+    async def connect(cls, url: str, token: str, *, ssl: ssl.SSLContext | None = None,
+                      **kwargs) -> GatewayClient:
+        """``url`` like ``ws://127.0.0.1:8765/ws`` or ``wss://gw.example.com/ws``; ``ssl``: a
+        client context for ``wss://`` (a private CA, a client certificate for mutual TLS),
+        used for the HTTP calls as well. Without it the system's CAs are trusted."""
+        parts = urllib.parse.urlsplit(url)
+        secure = parts.scheme == "wss"
+        if secure:
+            kwargs["ssl"] = ssl or _default_context()
         connection = await connect(url, additional_headers={"Authorization": f"Bearer {token}"},
                                    max_size=None, compression=None, **kwargs)
-        parts = urllib.parse.urlsplit(url)
-        scheme = "https" if parts.scheme == "wss" else "http"
-        return cls(connection, f"{scheme}://{parts.netloc}", token)
+        scheme = "https" if secure else "http"
+        return cls(connection, f"{scheme}://{parts.netloc}", token,
+                   kwargs.get("ssl") if secure else None)
 
     async def __aenter__(self) -> GatewayClient:
         return self
@@ -117,7 +127,8 @@ class GatewayClient:
         """Blocking HTTP PUT of a (large) file into the thread's working directory, streamed
         from disk when ``source`` is a path; returns the confirmation (run it in a thread
         from async code). Raises ``UploadError`` when the gateway refuses it."""
-        with urllib.request.urlopen(f"{self.http_base}/healthz", timeout=30) as response:
+        with urllib.request.urlopen(f"{self.http_base}/healthz", timeout=30,
+                                    context=self.ssl) as response:
             port = orjson.loads(response.read()).get("upload_port")
         if not port:
             raise UploadError(0, "unavailable", "this gateway has HTTP uploads turned off")
@@ -136,7 +147,7 @@ class GatewayClient:
                 "Authorization": f"Bearer {self.token}", "Content-Length": str(length),
                 "Content-Type": "application/octet-stream"})
             try:
-                with urllib.request.urlopen(request, timeout=600) as response:
+                with urllib.request.urlopen(request, timeout=600, context=self.ssl) as response:
                     return orjson.loads(response.read())
             except urllib.error.HTTPError as exc:
                 error = orjson.loads(exc.read() or b"{}").get("error", {})
@@ -147,7 +158,7 @@ class GatewayClient:
         """Blocking HTTP GET of a stored file (run it in a thread from async code)."""
         request = urllib.request.Request(f"{self.http_base}/files/{file_id}",
                                          headers={"Authorization": f"Bearer {self.token}"})
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with urllib.request.urlopen(request, timeout=60, context=self.ssl) as response:
             return response.read()
 
 
@@ -233,10 +244,26 @@ class Thread:
                 return envelope["chunk"]
 
 
-async def admin_call(url: str, token: str, command: dict, timeout: float = 120) -> object:
+def _default_context() -> ssl.SSLContext:
+    return ssl.create_default_context()
+
+
+def client_context(cafile: str | None = None, certfile: str | None = None,
+                   keyfile: str | None = None) -> ssl.SSLContext:
+    """A client TLS context trusting ``cafile`` (a private CA; the system's CAs without it),
+    presenting ``certfile``/``keyfile`` when the gateway asks for a client certificate."""
+    context = ssl.create_default_context(cafile=cafile)
+    if certfile:
+        context.load_cert_chain(certfile, keyfile)
+    return context
+
+
+async def admin_call(url: str, token: str, command: dict, timeout: float = 120,
+                     ssl: ssl.SSLContext | None = None) -> object:
     """One admin command over ``/admin``; returns its result or raises ``AdminError``."""
+    extra = {"ssl": ssl or _default_context()} if url.startswith("wss:") else {}
     async with connect(url, additional_headers={"Authorization": f"Bearer {token}"},
-                       max_size=None, compression=None) as connection:
+                       max_size=None, compression=None, **extra) as connection:
         await connection.send(orjson.dumps(command).decode())
         answer = orjson.loads(await asyncio.wait_for(connection.recv(), timeout))
     if not answer.get("ok"):

@@ -69,6 +69,24 @@ class Settings:
     log_level: str = "INFO"
     log_json: bool = False
 
+    # Exposure: TLS, origins (see gateway/tls.py, gateway/origins.py)
+    tls_cert: str = ""  # PEM certificate (chain) for the websocket/HTTP and upload listeners
+    tls_key: str = ""  # PEM private key of tls_cert
+    tls_client_ca: str = ""  # PEM CA bundle: clients must present a certificate it signed
+    # Serve plain HTTP on a non-loopback address (a TLS-terminating proxy is in front).
+    insecure_http: bool = False
+    # Browser origins allowed besides the gateway's own page ("*": any).
+    allowed_origins: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        from . import auth, origins
+
+        # Clear tokens are hashed at once: the settings never hold one (gateway/auth.py).
+        self.tokens = auth.hashed_tokens(self.tokens)
+        if self.admin_token:
+            self.admin_token = auth.stored_form(self.admin_token)
+        self.allowed_origins = origins.parse_list(self.allowed_origins)
+
     @property
     def workdirs(self) -> Path:
         return self.data_dir / "workdirs"
@@ -147,4 +165,6 @@ def coerce(name: str, raw: Any) -> Any:
         return float(raw)
     if isinstance(default, Path):
         return Path(raw)
+    if isinstance(default, tuple):  # comma-separated list
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
     return str(raw)

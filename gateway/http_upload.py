@@ -19,11 +19,13 @@ import dataclasses
 import logging
 import re
 import secrets
+import ssl
 import urllib.parse
 
 import h11
 import orjson
 
+from . import auth
 from .app import Gateway
 from .errors import GatewayError, ProtocolError
 from .protocol import Upload
@@ -44,15 +46,16 @@ HTTP_STATUS = {
 
 
 class UploadServer:
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, ssl_context: ssl.SSLContext | None = None) -> None:
         self.gateway = gateway
+        self.ssl = ssl_context  # the websocket port's context: one certificate, one reload
         self.server: asyncio.Server | None = None
         self._slots = asyncio.Semaphore(MAX_CONCURRENT)
 
     async def start(self) -> None:
         s = self.gateway.settings
         self.server = await asyncio.start_server(self._serve, s.host, s.upload_port,
-                                                 limit=READ_BYTES)
+                                                 limit=READ_BYTES, ssl=self.ssl)
 
     @property
     def port(self) -> int:
@@ -132,9 +135,10 @@ class UploadServer:
         if request.method not in (b"PUT", b"POST"):
             raise ProtocolError("use PUT", code="method_not_allowed")
         headers = {name.lower(): value for name, value in request.headers}
-        auth = headers.get(b"authorization", b"").decode("latin-1")
-        identity = self.gateway.identity_for(auth.removeprefix("Bearer ").strip()
-                                             if auth.startswith("Bearer ") else "")
+        bearer = headers.get(b"authorization", b"").decode("latin-1")
+        identity = auth.identity_for(self.gateway.settings.tokens,
+                                     bearer.removeprefix("Bearer ").strip()
+                                     if bearer.startswith("Bearer ") else "")
         if identity is None:
             raise ProtocolError("missing or invalid token", code="unauthorized")
         length = headers.get(b"content-length")

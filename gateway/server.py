@@ -6,11 +6,12 @@ Everything here moves messages between sockets and the ``Gateway``; no execution
 from __future__ import annotations
 
 import asyncio
-import hmac
+import dataclasses
 import http
 import logging
 import mimetypes
 import re
+import ssl
 import urllib.parse
 from pathlib import Path
 
@@ -20,9 +21,10 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from . import envelopes, protocol
+from . import auth, envelopes, origins, protocol, tls
 from .admin import error_answer, execute_admin
 from .app import Gateway
+from .config import Settings
 from .errors import GatewayError
 from .http_upload import UploadServer
 
@@ -35,11 +37,14 @@ STATIC_PATH = re.compile(r"/static/([A-Za-z0-9_-]+\.(?:html|js|css|png|svg|ico))
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
             "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 OUTBOUND_BUFFER_BYTES = 64 * 2**20  # a client that reads slower than this is disconnected
+# What a SIGHUP reload changes in a running gateway; everything else needs a restart.
+RELOADABLE = ("tokens", "admin_token", "allowed_origins", "tls_cert", "tls_key", "tls_client_ca")
+CLOSE_TOKEN_REVOKED = 1008  # policy violation: the token this connection opened with is gone
 
 
 def identity_of(gateway: Gateway, request: Request) -> str | None:
     """The identity behind the request's token (header, or ``?token=`` for browsers)."""
-    return gateway.identity_for(_bearer(request))
+    return auth.identity_for(gateway.settings.tokens, _bearer(request))
 
 
 def _bearer(request: Request) -> str | None:
@@ -89,9 +94,11 @@ def _routing_of(message: str | bytes) -> tuple[str | None, str | None]:
 class Client:
     """One websocket connection: a bounded outbound buffer drained by a writer task."""
 
-    def __init__(self, connection: ServerConnection, identity: str) -> None:
+    def __init__(self, connection: ServerConnection, identity: str,
+                 token_digest: str | None = None) -> None:
         self.connection = connection
         self.identity = identity
+        self.token_digest = token_digest  # which token opened it: a reload may revoke it
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._buffered = 0
         self.dropped = False
@@ -125,19 +132,25 @@ class GatewayServer:
         self.gateway = gateway
         self.server: Server | None = None
         self.uploads: UploadServer | None = None
+        self.ssl: ssl.SSLContext | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._clients: set[Client] = set()
+        self._admins: set[ServerConnection] = set()
 
     async def start(self) -> None:
         s = self.gateway.settings
+        tls.check_exposure(s)
+        self.ssl = tls.server_context(s)
         self.server = await serve(
             self._handle, s.host, s.port,
             process_request=self._process_request,
             max_size=s.max_message_bytes,
             compression=None,  # outputs are small text or base64: deflate only adds latency
             server_header=None,
+            ssl=self.ssl,
         )
         if s.upload_port >= 0:
-            self.uploads = UploadServer(self.gateway)
+            self.uploads = UploadServer(self.gateway, self.ssl)
             await self.uploads.start()
             self.gateway.upload_port = self.uploads.port
 
@@ -145,6 +158,43 @@ class GatewayServer:
     def port(self) -> int:
         assert self.server is not None
         return self.server.sockets[0].getsockname()[1]
+
+    def reload(self, new: Settings) -> dict:
+        """Apply the reloadable settings of ``new`` (tokens, admin token, origins, renewed TLS
+        files) to the running gateway, without dropping connections, except those opened with
+        a token that is gone: they are closed, while their identity's threads keep running.
+        Returns what changed (names and counts, never secrets)."""
+        current = self.gateway.settings
+        changed = [name for name in RELOADABLE if getattr(current, name) != getattr(new, name)]
+        needs_restart = [f.name for f in dataclasses.fields(Settings)
+                         if f.name not in RELOADABLE
+                         and getattr(current, f.name) != getattr(new, f.name)]
+        if tls.enabled(new) != (self.ssl is not None):
+            raise ValueError("TLS cannot be turned on or off by a reload; restart the gateway")
+        if self.ssl is not None:
+            tls.reload(self.ssl, new)  # first: a bad certificate leaves everything as it was
+        for name in RELOADABLE:
+            setattr(current, name, getattr(new, name))
+        revoked = [c for c in self._clients
+                   if current.tokens.get(c.token_digest or "") != c.identity]
+        for client in revoked:
+            self._spawn(client.connection.close(CLOSE_TOKEN_REVOKED, "token revoked"))
+        if "admin_token" in changed:
+            for connection in list(self._admins):
+                self._spawn(connection.close(CLOSE_TOKEN_REVOKED, "token revoked"))
+        summary = {"changed": changed, "needs_restart": needs_restart,
+                   "identities": len(set(current.tokens.values())),
+                   "connections_closed": len(revoked)}
+        log.info("settings reloaded: %s", summary)
+        if needs_restart:
+            log.warning("settings reloaded; these take effect only after a restart: %s",
+                        ", ".join(needs_restart))
+        return summary
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
         if self.uploads is not None:
@@ -171,16 +221,19 @@ class GatewayServer:
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urllib.parse.urlsplit(request.path).path
         gw = self.gateway
+        if path in ("/ws", "/admin") and not self._origin_allowed(request):
+            # Before the token is looked at: a hijacking page learns nothing about it.
+            return _json(403, {"error": "origin not allowed"})
         if path == "/ws":
-            identity = identity_of(gw, request)
+            token = _bearer(request)
+            identity = auth.identity_for(gw.settings.tokens, token)
             if identity is None:
                 return _json(401, {"error": "missing or invalid token"})
             connection.identity = identity  # type: ignore[attr-defined]
+            connection.token_digest = auth.digest(token or "")  # type: ignore[attr-defined]
             return None
         if path == "/admin":
-            token = _bearer(request)
-            admin = gw.settings.admin_token
-            if not admin or not token or not hmac.compare_digest(admin.encode(), token.encode()):
+            if not auth.matches(gw.settings.admin_token, _bearer(request)):
                 return _json(401, {"error": "missing or invalid admin token"})
             connection.identity = None  # type: ignore[attr-defined]
             return None
@@ -201,6 +254,11 @@ class GatewayServer:
         if match := STATIC_PATH.fullmatch(path):
             return self._static(match.group(1))
         return _json(404, {"error": "not found"})
+
+    def _origin_allowed(self, request: Request) -> bool:
+        s = self.gateway.settings
+        return origins.allowed(request.headers.get("Origin"), request.headers.get("Host"),
+                               s.allowed_origins, tls=self.ssl is not None)
 
     def _static(self, name: str) -> Response:
         page = STATIC_DIR / name
@@ -228,9 +286,15 @@ class GatewayServer:
     # -- websocket --------------------------------------------------------------------------
     async def _handle(self, connection: ServerConnection) -> None:
         if connection.identity is None:  # type: ignore[attr-defined]
-            await self._handle_admin(connection)
+            self._admins.add(connection)
+            try:
+                await self._handle_admin(connection)
+            finally:
+                self._admins.discard(connection)
             return
-        client = Client(connection, connection.identity)  # type: ignore[attr-defined]
+        client = Client(connection, connection.identity,  # type: ignore[attr-defined]
+                        connection.token_digest)  # type: ignore[attr-defined]
+        self._clients.add(client)
         writer = asyncio.create_task(client.write())
         self.gateway.metrics.connections.inc()
         try:
@@ -241,6 +305,7 @@ class GatewayServer:
         except ConnectionClosed:
             pass
         finally:
+            self._clients.discard(client)
             self.gateway.metrics.connections.dec()
             self.gateway.detach(client)
             writer.cancel()
@@ -328,6 +393,4 @@ class GatewayServer:
                 self._send_error(client, "internal_error", "the gateway failed to do this",
                                  thread_id, call_id)
 
-        task = asyncio.create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(run())
