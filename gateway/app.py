@@ -14,11 +14,17 @@ from pathlib import Path
 
 from . import auth, envelopes
 from .config import Settings
-from .errors import NotAllowed, PoolExhausted, ProtocolError
+from .errors import KernelUnavailable, NotAllowed, PoolExhausted, ProtocolError
 from .files import FileStore
 from .metrics import Metrics
 from .pool import KernelPool
 from .protocol import Upload
+from .readiness import (
+    LastStartFailure,
+    check_kernel_setup,
+    fill_pool_or_give_up,
+    not_ready_reason,
+)
 from .sandbox import HostSandbox
 from .session import Listener, ThreadSession
 from .workdirs import UnsafePath, Workdirs, open_directory
@@ -51,15 +57,27 @@ class Gateway:
         self.draining = False
         self.upload_port: int | None = None  # set by the server once its upload port is bound
         self._culler: asyncio.Task | None = None
+        # The pool logs each failed kernel start; the last one is the reason we report.
+        self._start_failures = LastStartFailure()
+        self._pool_log = logging.getLogger(KernelPool.__module__)
 
     async def start(self) -> None:
+        """Check that kernels can start, fill the pool; ``KernelUnavailable`` says what to fix."""
+        await asyncio.to_thread(check_kernel_setup, self.settings.kernels_dir,
+                                self.settings.kernel_python)
         if not self.host.enabled:
             log.warning("SANDBOX DISABLED (--sandbox none): kernels run unisolated with the "
                         "gateway's privileges. Never expose this to untrusted code.")
         for name, why in self.host.report.missing.items():
             log.warning("limit not enforced: %s (%s)", name, why)
         await asyncio.to_thread(self._clean_leftovers)
-        await self.pool.start()
+        self._pool_log.addHandler(self._start_failures)
+        try:
+            await fill_pool_or_give_up(self.pool, self._start_failures)
+        except KernelUnavailable:
+            await self.pool.close()
+            self._pool_log.removeHandler(self._start_failures)
+            raise
         self._culler = asyncio.create_task(self._cull_idle())
         log.info("gateway ready: %d warm kernels, sandbox %s", len(self.pool._warm),
                  "on" if self.host.enabled else "OFF")
@@ -76,6 +94,7 @@ class Gateway:
                 _remove_tree(stale)
 
     async def close(self) -> None:
+        self._pool_log.removeHandler(self._start_failures)
         if self._culler:
             self._culler.cancel()
         await asyncio.gather(*(t.close() for t in self.threads.values()), return_exceptions=True)
@@ -206,6 +225,12 @@ class Gateway:
                         "one started (variables were lost, files were kept)")
 
     # -- introspection ----------------------------------------------------------------------
+    def readiness(self) -> dict:
+        """For /readyz: ready when a new thread gets a warm kernel at once; else the reason."""
+        snapshot = self.pool.snapshot()
+        reason = not_ready_reason(snapshot, self._start_failures.message)
+        return {"ready": reason is None, "reason": reason, "pool": snapshot}
+
     def health(self) -> dict:
         return {
             "status": "ok",

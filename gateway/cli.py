@@ -23,6 +23,34 @@ app.add_typer(token_app, name="token")
 Opt = typer.Option
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"gateway {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, Opt("--version", callback=_show_version, is_eager=True,
+                                 help="Print the version and exit.")] = False,
+) -> None:
+    """Sandboxed, streaming code-interpreter gateway."""
+
+
+def _run_gateway(coroutine):
+    """asyncio.run, but a gateway that cannot start at all (no kernel, no sandboxing tool) ends
+    with its one explanatory line instead of a traceback."""
+    from .errors import KernelUnavailable, SandboxUnavailable
+
+    try:
+        return asyncio.run(coroutine)
+    except (KernelUnavailable, SandboxUnavailable) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
 def _settings(config_file: Path | None = None, assignments: list[str] | None = None,
               **flags) -> config.Settings:
     tokens = flags.pop("token", None)
@@ -110,7 +138,7 @@ def serve(
     if token and not all(_digests_given(token)):
         typer.echo("warning: --token shows a clear token to every local user in the process "
                    "list; prefer GATEWAY_TOKENS or a hashed token (gateway token new)", err=True)
-    asyncio.run(_serve(settings, lambda: _settings(**dict(flags))))
+    _run_gateway(_serve(settings, lambda: _settings(**dict(flags))))
 
 
 def _digests_given(spec: str) -> list[bool]:
@@ -322,5 +350,5 @@ def exec_code(
     from .display import run_exec
 
     source = sys.stdin.read() if code == "-" else code
-    state = asyncio.run(run_exec(source, url, token, timeout, as_json))
+    state = _run_gateway(run_exec(source, url, token, timeout, as_json))
     raise typer.Exit(0 if state == "complete" else 1)

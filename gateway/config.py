@@ -6,12 +6,25 @@ import dataclasses
 import os
 import sys
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 MiB = 2**20
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+def bundled_kernels_dir() -> Path:
+    """The kernelspec and IPython startup shipped in the package as ``gateway.kernels``.
+
+    pyproject maps the top-level ``kernels/`` to that name, so this is the wheel's copy in an
+    installed gateway and the checkout's directory in an editable one.
+    """
+    try:
+        return Path(str(resources.files("gateway.kernels")))
+    except ModuleNotFoundError:
+        # A bare checkout that was never installed has no such package. Name where an install
+        # keeps it: the start-up check then says what is missing instead of this import failing.
+        return Path(__file__).resolve().parent / "kernels"
 
 
 @dataclass
@@ -50,7 +63,7 @@ class Settings:
     file_size_limit: int = 256 * MiB
     open_files_limit: int = 1024
     kernel_python: str = sys.executable
-    kernels_dir: Path = PACKAGE_ROOT / "kernels"
+    kernels_dir: Path = field(default_factory=bundled_kernels_dir)
 
     # Files
     max_upload_bytes: int = 50 * MiB  # per upload message

@@ -44,6 +44,14 @@ class KernelStartError(GatewayError):
     code = "kernel_start_failed"
 
 
+class KernelUnavailable(GatewayError):
+    """No kernel can start with this installation: its kernelspec or startup files are missing,
+    the kernel interpreter lacks ipykernel, or every start fails. Raised at start-up, with the fix.
+    """
+
+    code = "kernel_unavailable"
+
+
 class SandboxUnavailable(GatewayError):
     """The sandbox was requested but cannot work on this host (e.g. bubblewrap is missing)."""
 

@@ -15,16 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
-from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
 from .errors import KernelStartError
+from .kernelspec import KERNEL_NAME, PinnedKernelSpecs
 from .sandbox import HostSandbox, SandboxSpec
 
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.2  # how often a waiting execution checks that its kernel is still alive
-KERNEL_NAME = "python3"
 # A fresh kernel's first cell is about twice as slow as later ones (lazy imports, the first
 # output formatting, cold code paths). One throwaway cell while the kernel waits in the pool
 # pays for that. display() rather than a result, which would land in ``_`` and ``Out``; with
@@ -51,7 +50,8 @@ class Kernel:
         self.executions = 0
         self._manager = AsyncKernelManager(
             kernel_name=KERNEL_NAME,
-            kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels_dir)]),
+            # Our kernelspec by path, never one jupyter finds elsewhere on the host.
+            kernel_spec_manager=PinnedKernelSpecs(kernels_dir / KERNEL_NAME),
             transport="ipc",
             ip=str(spec.runtime_dir / "kernel"),
             connection_file=str(spec.runtime_dir / "connection.json"),

@@ -240,9 +240,8 @@ class GatewayServer:
         if path == "/healthz":
             return _json(200, gw.health())
         if path == "/readyz":
-            snapshot = gw.pool.snapshot()
-            ready = snapshot["warm"] > 0 or gw.pool.target == 0
-            return _json(200 if ready else 503, {"ready": ready, "pool": snapshot})
+            readiness = gw.readiness()
+            return _json(200 if readiness["ready"] else 503, readiness)
         if path == "/metrics":
             return _response(200, gw.metrics.render(), "text/plain; version=0.0.4")
         if match := FILE_PATH.fullmatch(path):
