@@ -27,7 +27,8 @@ from .readiness import (
 )
 from .sandbox import HostSandbox
 from .session import Listener, ThreadSession
-from .workdirs import UnsafePath, Workdirs, open_directory
+from .uids import UidRange
+from .workdirs import UnsafePath, Workdirs, give_to_directory_owner, open_directory
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,13 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.host = HostSandbox(enabled=settings.sandbox != "none")
+        self.host = HostSandbox(enabled=settings.sandbox != "none",
+                                drop_uid=settings.kernel_uid_base > 0)
         self.host.check()
+        uids = (UidRange(settings.kernel_uid_base, settings.kernel_uid_count)
+                if self.host.drop_uid else None)
         self.workdirs = Workdirs(settings.workdirs, settings.disk_limit,
-                                 use_tmpfs=self.host.enabled)
+                                 use_tmpfs=self.host.enabled, uids=uids)
         if self.host.enabled:
             if self.workdirs.use_tmpfs:
                 self.host.report.enforced["disk"] = "tmpfs per thread"
@@ -68,6 +72,8 @@ class Gateway:
         if not self.host.enabled:
             log.warning("SANDBOX DISABLED (--sandbox none): kernels run unisolated with the "
                         "gateway's privileges. Never expose this to untrusted code.")
+        for name, how in self.host.report.enforced.items():
+            log.info("sandbox enforces %s: %s", name, how)
         for name, why in self.host.report.missing.items():
             log.warning("limit not enforced: %s (%s)", name, why)
         await asyncio.to_thread(self._clean_leftovers)
@@ -190,6 +196,7 @@ class Gateway:
         if request.offset == 0:
             _unlink_at(partial, root_fd)
         fd = os.open(partial, flags, 0o644, dir_fd=root_fd)
+        give_to_directory_owner(root_fd, partial)
         with os.fdopen(fd, "ab") as handle:
             size = os.fstat(fd).st_size
             if request.offset != size:

@@ -62,6 +62,10 @@ class Settings:
     disk_limit: int = 512 * MiB
     file_size_limit: int = 256 * MiB
     open_files_limit: int = 1024
+    # Host uids for kernels when the gateway runs as root: one per working directory, from
+    # this range (give each gateway on a host its own); 0 keeps kernels as root (reported).
+    kernel_uid_base: int = 100_000
+    kernel_uid_count: int = 10_000
     kernel_python: str = sys.executable
     kernels_dir: Path = field(default_factory=bundled_kernels_dir)
 

@@ -32,6 +32,10 @@ class PoolExhausted(GatewayError):
     code = "pool_exhausted"
 
 
+class UidsExhausted(PoolExhausted):
+    """Every host uid of the kernels' range is taken by a working directory."""
+
+
 class QueueFull(GatewayError):
     """A thread already has as many executions queued as the settings allow."""
 

@@ -91,6 +91,7 @@ class KernelPool:
                                s.file_size_limit, s.open_files_limit),
             mpl_cache=self._mpl_cache,
             enabled=self.host.enabled,
+            uid=self.workdirs.owner(workdir),
         )
 
     async def _start_kernel(self, workdir: Path) -> Kernel:

@@ -12,6 +12,7 @@ import unicodedata
 from pathlib import Path
 
 from .protocol import UNSAFE_NAME_CATEGORIES
+from .uids import UidRange
 
 log = logging.getLogger(__name__)
 
@@ -23,22 +24,31 @@ class Workdirs:
 
     As root, each directory is a tmpfs mount of ``disk_limit`` bytes, so filling the disk fails
     inside the thread with ENOSPC and nobody else notices. Otherwise only RLIMIT_FSIZE bounds a
-    single file, and that gap is reported.
+    single file, and that gap is reported. With ``uids``, each directory belongs to a host uid
+    of its own, the uid its kernels run as.
     """
 
-    def __init__(self, root: Path, disk_limit: int, use_tmpfs: bool) -> None:
+    def __init__(self, root: Path, disk_limit: int, use_tmpfs: bool,
+                 uids: UidRange | None = None) -> None:
         self.root = root
         self.disk_limit = disk_limit
         self.use_tmpfs = use_tmpfs and os.geteuid() == 0 and shutil.which("mount") is not None
+        self.uids = uids
+        self._owners: dict[Path, int] = {}
         root.mkdir(parents=True, exist_ok=True)
         os.chmod(root, 0o700)
 
     def create(self) -> Path:
+        uid = self.uids.allocate() if self.uids else None
         path = self.root / secrets.token_hex(8)
         path.mkdir(mode=0o700)
+        if uid is not None:
+            self._owners[path] = uid
+        owner = f",uid={uid},gid={uid}" if uid is not None else ""
         if self.use_tmpfs:
             result = subprocess.run(
-                ["mount", "-t", "tmpfs", "-o", f"size={self.disk_limit},mode=0755,nosuid,nodev",
+                ["mount", "-t", "tmpfs", "-o",
+                 f"size={self.disk_limit},mode=0700,nosuid,nodev{owner}",
                  "gateway-workdir", str(path)],
                 capture_output=True,
             )
@@ -46,12 +56,21 @@ class Workdirs:
                 log.warning("tmpfs for workdir failed (%s); disk usage is not capped",
                             result.stderr.decode().strip())
                 self.use_tmpfs = False
+        if uid is not None and not os.path.ismount(path):
+            os.chown(path, uid, uid)
         return path
+
+    def owner(self, path: Path) -> int | None:
+        """The host uid the kernels of this working directory run as (None: the gateway's)."""
+        return self._owners.get(path)
 
     def remove(self, path: Path) -> None:
         if os.path.ismount(path):
             subprocess.run(["umount", "-l", str(path)], capture_output=True)
         shutil.rmtree(path, ignore_errors=True)
+        uid = self._owners.pop(path, None)
+        if uid is not None and self.uids:
+            self.uids.release(uid)
 
     def remove_all(self) -> None:
         """At start-up and shutdown: nothing from an earlier run stays mounted."""
@@ -111,6 +130,7 @@ def open_directory(root: Path | int, parts: list[str], create: bool = False) -> 
             if create:
                 try:
                     os.mkdir(part, 0o755, dir_fd=fd)
+                    give_to_directory_owner(fd, part)
                 except FileExistsError:
                     pass
             try:
@@ -123,6 +143,15 @@ def open_directory(root: Path | int, parts: list[str], create: bool = False) -> 
     except BaseException:
         os.close(fd)
         raise
+
+
+def give_to_directory_owner(directory_fd: int, name: str) -> None:
+    """``name`` in the directory now belongs to the directory's owner: what the gateway (root)
+    writes into a working directory must stay writable by the kernel's own uid."""
+    if os.geteuid() != 0:
+        return
+    owner = os.fstat(directory_fd)
+    os.chown(name, owner.st_uid, owner.st_gid, dir_fd=directory_fd, follow_symlinks=False)
 
 
 def open_regular_file(root: Path, relative: str):

@@ -22,7 +22,8 @@ for host, port in [("127.0.0.1", {port}), ("1.1.1.1", 53), ("8.8.8.8", 443)]:
     except OSError as exc:
         results.append(type(exc).__name__)
 print(results)
-print(sorted(name for _, name in socket.if_nameindex()))
+# The network namespace's interfaces (netlink, which if_nameindex() uses, is refused).
+print(sorted(line.split(':')[0].strip() for line in open('/proc/net/dev').readlines()[2:]))
 """
     result = await client.thread(thread_id).run(code)
     lines = result.output.splitlines()

@@ -1,0 +1,218 @@
+"""Escape probes: from inside real sandboxed kernels, the host's knobs stay out of reach.
+
+Every probe only opens, asks or calls with harmless arguments: no test writes a global sysctl.
+"""
+
+from __future__ import annotations
+
+import ast
+import errno
+import json
+import os
+import urllib.request
+from pathlib import Path
+
+import pytest
+import pyseccomp
+from conftest import host_processes, needs_linux
+
+from gateway.seccomp import (
+    ALLOWED_SOCKET_FAMILIES,
+    DENIED_SYSCALLS,
+    NETLINK_ERRNO,
+)
+
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), needs_linux]
+
+CLONE_NEWUSER = 0x10000000
+TIOCSTI = 0x5412
+
+
+def syscall_numbers() -> dict[str, int]:
+    """This machine's numbers for the denied syscalls (the kernel cell calls them raw)."""
+    arch = pyseccomp.system_arch()
+    numbers = {}
+    for name in [*DENIED_SYSCALLS, "clone", "ioctl", "getpid"]:
+        number = pyseccomp.resolve_syscall(arch, name)
+        if number >= 0:
+            numbers[name] = number
+    return numbers
+
+
+PROBE_CELL = """
+import ctypes, errno, json, os, socket
+libc = ctypes.CDLL(None, use_errno=True)
+report = {}
+def attempt(name, *args):
+    ctypes.set_errno(0)
+    result = libc.syscall(ctypes.c_long(NUMBERS[name]), *[ctypes.c_long(a) for a in args])
+    return errno.errorcode.get(ctypes.get_errno(), ctypes.get_errno()) if result == -1 else "ok"
+for path in ("/proc/sys/kernel/core_pattern", "/proc/sys/kernel/hostname",
+             "/proc/sys/vm/overcommit_memory"):
+    try:
+        os.close(os.open(path, os.O_WRONLY))  # opened, never written
+        report[path] = "writable"
+    except OSError as exc:
+        report[path] = errno.errorcode[exc.errno]
+report["syscalls"] = {name: attempt(name, 0, 0, 0, 0, 0, 0) for name in DENIED}
+report["clone_newuser"] = attempt("clone", CLONE_NEWUSER, 0, 0, 0, 0)
+report["unshare_newuser"] = attempt("unshare", CLONE_NEWUSER)
+report["tiocsti"] = attempt("ioctl", 0, TIOCSTI, 0)
+report["getpid"] = attempt("getpid")
+families = {}
+for name in ("AF_NETLINK", "AF_PACKET", "AF_VSOCK", "AF_ALG", "AF_BLUETOOTH",
+             "AF_UNIX", "AF_INET", "AF_INET6"):
+    try:
+        socket.socket(getattr(socket, name), socket.SOCK_DGRAM if name != "AF_PACKET"
+                      else socket.SOCK_RAW).close()
+        families[name] = "ok"
+    except OSError as exc:
+        families[name] = errno.errorcode[exc.errno]
+report["sockets"] = families
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+report["status"] = {k: status[k].split()[0] for k in ("Uid", "Seccomp", "NoNewPrivs",
+                                                         "CapEff", "CapBnd", "CapPrm")}
+print(json.dumps(report))
+"""
+
+
+async def test_kernel_code_cannot_reach_host_knobs(client, thread_id):
+    numbers = syscall_numbers()
+    denied = [name for name in DENIED_SYSCALLS if name in numbers]
+    code = (f"NUMBERS = {numbers!r}\nDENIED = {denied!r}\n"
+            f"CLONE_NEWUSER = {CLONE_NEWUSER}\nTIOCSTI = {TIOCSTI}\n" + PROBE_CELL)
+    result = await client.thread(thread_id).run(code)
+    assert result.state == "complete", result.output
+    report = json.loads(result.output.strip().splitlines()[-1])
+
+    # Host-global and namespaced sysctls alike: never writable.
+    for path in ("/proc/sys/kernel/core_pattern", "/proc/sys/kernel/hostname",
+                 "/proc/sys/vm/overcommit_memory"):
+        assert report[path] in {"EROFS", "EACCES", "EPERM"}, (path, report[path])
+
+    status = report["status"]
+    assert status["Uid"] != "0"
+    assert status["Seccomp"] == "2"
+    assert status["NoNewPrivs"] == "1"
+    assert int(status["CapEff"], 16) == 0
+    assert int(status["CapPrm"], 16) == 0
+    assert int(status["CapBnd"], 16) == 0
+
+    # Each denied syscall answers with the filter's errno, not the kernel's own.
+    expected = {name: errno.errorcode[DENIED_SYSCALLS[name][0]] for name in denied}
+    assert report["syscalls"] == expected
+    assert report["clone_newuser"] == "EPERM"  # without the filter: ENOSPC (--disable-userns)
+    assert report["unshare_newuser"] == "EPERM"
+    assert report["tiocsti"] == "EPERM"
+    assert report["getpid"] == "ok"
+
+    sockets = report["sockets"]
+    assert sockets["AF_NETLINK"] == errno.errorcode[NETLINK_ERRNO]
+    for family in ("AF_PACKET", "AF_VSOCK", "AF_ALG", "AF_BLUETOOTH"):
+        assert sockets[family] == "EAFNOSUPPORT", (family, sockets)
+    for family in ALLOWED_SOCKET_FAMILIES:
+        assert sockets[family] == "ok", (family, sockets)
+
+
+async def test_foreign_abi_syscalls_kill_the_process(client, thread_id):
+    # An x32 syscall (the native number with bit 30 set) would slip past rules written for
+    # x86_64; the filter kills the process instead. Probed in a child, not the kernel.
+    if os.uname().machine != "x86_64":
+        pytest.skip("x32 exists only on x86_64")
+    getpid = syscall_numbers()["getpid"]
+    code = f"""
+import subprocess, sys
+child = subprocess.run([sys.executable, "-c",
+    "import ctypes; ctypes.CDLL(None).syscall(ctypes.c_long({getpid} | 0x40000000))"])
+print(child.returncode)
+"""
+    result = await client.thread(thread_id).run(code)
+    assert result.output.strip() == str(-31)  # SIGSYS
+
+
+def kernel_processes(runtime_dir: Path, python: str) -> list[int]:
+    """Host pids of a kernel's ipykernel (identified by its connection file's directory)."""
+    pids = []
+    for pid in host_processes(str(runtime_dir).encode()):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[0] == python.encode() and b"ipykernel_launcher" in argv:
+            pids.append(pid)
+    return pids
+
+
+def host_uid(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Uid line for {pid}")
+
+
+async def test_kernels_run_as_their_own_unprivileged_host_uids(running, client, thread_id):
+    if os.geteuid() != 0:
+        pytest.skip("uids per kernel need a gateway started as root")
+    first, second = client.thread(thread_id), client.thread(thread_id + "-second")
+    await first.run("open('mine.txt', 'w').write('written by the kernel')")
+    await second.run("1")
+    gateway = running.gateway
+    kernels = [gateway.threads[t.id].kernel for t in (first, second)]
+    uids = []
+    for kernel in kernels:
+        pids = kernel_processes(kernel.spec.runtime_dir, gateway.settings.kernel_python)
+        assert pids, "the kernel process was not found on the host"
+        uids.append({host_uid(pid) for pid in pids})
+    assert all(len(found) == 1 for found in uids)
+    first_uid, second_uid = (found.pop() for found in uids)
+    assert 0 not in (first_uid, second_uid)
+    assert first_uid != second_uid
+    assert first_uid == kernels[0].spec.uid
+    written = kernels[0].spec.workdir / "mine.txt"
+    assert written.stat().st_uid == first_uid
+
+
+async def test_uploaded_files_belong_to_the_kernel(running, client, thread_id):
+    if os.geteuid() != 0:
+        pytest.skip("uids per kernel need a gateway started as root")
+    thread = client.thread(thread_id)
+    await thread.upload("nested/dir/data.csv", b"a,b\n1,2\n")
+    result = await thread.run(
+        "import os\nopen('nested/dir/data.csv', 'a').write('3,4\\n')\n"
+        "os.rename('nested/dir/data.csv', 'nested/data.csv')\n"
+        "print(open('nested/data.csv').read().count(','))")
+    assert result.state == "complete", result.output
+    assert result.output.strip() == "3"
+
+
+async def test_workload_under_the_filter(client, thread_id):
+    code = """
+import multiprocessing, subprocess, threading
+import numpy as np, pandas as pd, matplotlib.pyplot as plt
+frame = pd.DataFrame({"k": np.arange(1000) % 7, "v": np.arange(1000)})
+print(int(frame.groupby("k").v.sum().sum()))
+plt.plot([1, 2, 3]); plt.savefig("chart.png"); plt.close()
+print(subprocess.run(["ls"], capture_output=True, text=True).stdout.split())
+with multiprocessing.Pool(2) as pool:
+    print(pool.map(abs, [-1, -2, -3]))
+worker = threading.Thread(target=print, args=("thread ok",)); worker.start(); worker.join()
+"""
+    result = await client.thread(thread_id).run(code)
+    assert result.state == "complete", result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0] == str(sum(range(1000)))
+    assert "chart.png" in ast.literal_eval(lines[1])
+    assert lines[2] == "[1, 2, 3]"
+    assert lines[3] == "thread ok"
+    assert "chart.png" in result.status["files"]
+
+
+async def test_health_says_what_the_sandbox_enforces(running):
+    url = f"http://127.0.0.1:{running.server.port}/healthz"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        health = json.load(response)
+    enforced = health["limits"]["enforced"]
+    for layer in ("proc_sys_read_only", "userns_disabled", "seccomp"):
+        assert layer in enforced, health
+    if os.geteuid() == 0:
+        assert "unprivileged_uid" in enforced, health

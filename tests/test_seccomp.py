@@ -1,0 +1,132 @@
+"""The sandbox's policy as data and argv: no kernel, no bubblewrap run."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+
+from gateway.limits import LimitValues
+from gateway.sandbox import (
+    PROC_READ_ONLY,
+    SandboxSpec,
+    inner_argv,
+    outer_bwrap_argv,
+    parent_dir_args,
+    parse_bwrap_version,
+    single_bwrap_argv,
+)
+from gateway.seccomp import (
+    ALLOWED_SOCKET_FAMILIES,
+    CLONE_NAMESPACE_FLAGS,
+    DENIED_IOCTLS,
+    DENIED_SYSCALLS,
+    build_program,
+)
+from gateway.uids import UidRange, UidsExhausted
+
+# What the issue (Docker's and Flatpak's defaults) asks the filter to refuse, at the least.
+MUST_DENY = """keyctl add_key request_key ptrace perf_event_open bpf userfaultfd io_uring_setup
+io_uring_enter io_uring_register kexec_load kexec_file_load init_module finit_module
+delete_module mount umount2 pivot_root chroot fsopen fsconfig fsmount fspick open_tree
+move_mount unshare setns clone3 process_vm_readv process_vm_writev acct swapon reboot
+settimeofday""".split()
+
+
+def test_the_table_covers_the_required_syscalls():
+    assert set(MUST_DENY) <= set(DENIED_SYSCALLS)
+    assert DENIED_SYSCALLS["clone3"][0] == errno.ENOSYS
+    assert all(code == errno.EPERM for name, (code, _) in DENIED_SYSCALLS.items()
+               if name != "clone3")
+    assert all(why for _, why in DENIED_SYSCALLS.values())
+    assert {"CLONE_NEWUSER", "CLONE_NEWNS", "CLONE_NEWPID", "CLONE_NEWNET"} <= set(
+        CLONE_NAMESPACE_FLAGS)
+    assert set(DENIED_IOCTLS) == {"TIOCSTI", "TIOCLINUX"}
+    assert set(ALLOWED_SOCKET_FAMILIES) == {"AF_UNIX", "AF_INET", "AF_INET6"}
+
+
+def test_the_filter_compiles_here():
+    program = build_program()
+    assert program.skipped == ()
+    assert len(program.bpf) % 8 == 0 and len(program.bpf) > 8 * len(DENIED_SYSCALLS)
+
+
+@pytest.mark.parametrize("text, version", [
+    ("bubblewrap 0.8.0\n", (0, 8, 0)),
+    ("bubblewrap 0.11.1", (0, 11, 1)),
+    ("bwrap: unknown", (0,)),
+    ("", (0,)),
+])
+def test_bwrap_version(text, version):
+    assert parse_bwrap_version(text) == version
+
+
+def spec(**changes) -> SandboxSpec:
+    values = dict(
+        kernel_id="kabc", workdir=Path("/data/workdirs/w1"),
+        runtime_dir=Path("/data/runtime/kabc"), startup_dir=Path("/opt/gw/kernels/startup"),
+        python_roots=(Path("/root/.pyenv/versions/3.11.7"), Path("/srv/app/.venv")),
+        limits=LimitValues(2**30, 256, 1.0, 2**28, 1024), uid=100_007)
+    values.update(changes)
+    return SandboxSpec(**values)
+
+
+def test_the_outer_bwrap_is_root_without_a_user_namespace():
+    argv = outer_bwrap_argv("/usr/bin/bwrap", spec())
+    assert "--unshare-all" not in argv and "--unshare-user" not in argv
+    assert {"--unshare-net", "--unshare-pid", "--unshare-ipc"} <= set(argv)
+    caps = [argv[i + 1] for i, a in enumerate(argv) if a == "--cap-add"]
+    assert caps == ["CAP_SETUID", "CAP_SETGID"]
+    assert "--seccomp" not in argv  # the filter goes on the inner, unprivileged half
+
+
+def test_the_inner_half_drops_uid_then_locks_down():
+    argv = inner_argv("/usr/bin/bwrap", "/usr/bin/setpriv", 100_007, True, 5)
+    assert argv[:5] == ["/usr/bin/setpriv", "--reuid=100007", "--regid=100007",
+                        "--clear-groups", "--"]
+    bwrap = argv[5:]
+    assert bwrap[0] == "/usr/bin/bwrap"
+    assert {"--unshare-user", "--disable-userns"} <= set(bwrap)
+    assert bwrap[bwrap.index("--cap-drop") + 1] == "ALL"
+    assert bwrap[bwrap.index("--seccomp") + 1] == "5"
+    assert bwrap[-1] == "--"
+
+
+def test_proc_sys_is_read_only_in_every_launch():
+    nested = inner_argv("/usr/bin/bwrap", "/usr/bin/setpriv", 100_007, True, None)
+    single = single_bwrap_argv("/usr/bin/bwrap", spec(uid=None), True, 3)
+    for argv in (nested, single):
+        assert "--ro-bind" in argv
+        assert any(argv[i:i + 3] == ["--ro-bind", "/proc/sys", "/proc/sys"]
+                   for i in range(len(argv)))
+    # After the fresh procfs, or the bind would be hidden by it.
+    assert single.index("/proc/sys") > single.index("--proc")
+    assert "/proc/sys" in PROC_READ_ONLY
+    assert {"--unshare-user", "--disable-userns"} <= set(single)
+    assert single[single.index("--seccomp") + 1] == "3"
+
+
+def test_parents_of_binds_are_traversable_by_the_kernel_uid():
+    args = parent_dir_args(["/root/.pyenv/versions/3.11.7", "/data/runtime/kabc", "/mnt/data",
+                            "/tmp/ipython/profile_default/startup", "/tmp/matplotlib"])
+    made = {args[i + 3]: args[i + 1] for i in range(0, len(args), 4)}
+    assert made["/root"] == "0755"  # the host's /root is 0700
+    assert made["/root/.pyenv/versions"] == "0755"
+    assert made["/mnt"] == "0755"
+    assert made["/tmp/ipython/profile_default"] == "0777"
+    assert made["/tmp/matplotlib"] == "0777"
+    assert "/root/.pyenv/versions/3.11.7" not in made  # the bind itself makes that one
+    assert "/tmp" not in made and "/usr" not in made
+
+
+def test_uids_are_unique_and_reused_after_release():
+    uids = UidRange(100_000, 3)
+    taken = [uids.allocate() for _ in range(3)]
+    assert taken == [100_000, 100_001, 100_002]
+    with pytest.raises(UidsExhausted):
+        uids.allocate()
+    uids.release(100_001)
+    assert uids.allocate() == 100_001
+    with pytest.raises(ValueError):
+        UidRange(0, 10)
