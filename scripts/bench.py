@@ -701,6 +701,7 @@ class Bench:
         n = self.q(5, 2)
         cold = {"bwrap": [], "none": []}
         warm = {"bwrap": [], "none": []}
+        stdout = {"bwrap": [], "none": []}
         clients = {"bwrap": await bwrap.client(), "none": await none.client()}
         threads = {}
         try:
@@ -722,6 +723,11 @@ class Bench:
                 for key in ("bwrap", "none"):
                     for _ in range(50):
                         warm[key].append((await self.timed_run(threads[key], "1+1"))[0] * 1000)
+            for _ in range(self.q(4, 2)):
+                for key in ("bwrap", "none"):
+                    seconds, result = await self.timed_run(threads[key], STDOUT_CELL)
+                    self.check(result, f"stdout {key}")
+                    stdout[key].append(STDOUT_BYTES / 1e6 / seconds)
             for key in ("bwrap", "none"):
                 await self.close_thread(clients[key], threads[key].id)
         finally:
@@ -734,6 +740,12 @@ class Bench:
                                   "cgroups, bwrap, ipykernel, startup imports) then runs 1+1"))
         self.add(latency_row("sandbox_warm_rtt_bwrap_vs_none", warm["bwrap"],
                              baseline="--sandbox none warm 1+1", baseline_ms=warm["none"]))
+        row = latency_row("sandbox_stdout_10mb_bwrap_vs_none", stdout["bwrap"], unit="MB/s",
+                          baseline="--sandbox none, same cell", baseline_ms=stdout["none"],
+                          note="10.2 MB printed, default output cap (the kernel still sends "
+                               "all of it); p99 column = worst (lowest) rate")
+        row.p99 = min(stdout["bwrap"])
+        self.add(row)
         await self.stop_gateway("none0")
 
     # 8. density and refill ----------------------------------------------------------------
