@@ -7,7 +7,7 @@ UPLOAD_PORT ?= 8766
 DATA    ?= $(CURDIR)/.data
 TOKEN   ?= $(shell cat $(DATA)/token 2>/dev/null)
 
-.PHONY: setup system run test lint bench clean
+.PHONY: setup system run test lint bench dist clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,5 +35,10 @@ lint: setup
 bench: setup
 	$(PY) scripts/bench.py
 
+# The sdist and the wheel (which carries the kernelspec and startup as gateway.kernels).
+dist: $(VENV)/.installed
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+
 clean:
-	rm -rf $(VENV) $(DATA) .pytest_cache
+	rm -rf $(VENV) $(DATA) .pytest_cache dist
