@@ -136,7 +136,8 @@ def build_program() -> SeccompProgram:
         except (OSError, ValueError, RuntimeError):
             skipped.append(name)  # not a syscall on this architecture
     for flag in CLONE_NAMESPACE_FLAGS.values():
-        program.add_rule(seccomp.ERRNO(EPERM), "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
+        program.add_rule(seccomp.ERRNO(EPERM), "clone",
+                         seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
     for request in DENIED_IOCTLS.values():
         program.add_rule(seccomp.ERRNO(EPERM), "ioctl",
                          seccomp.Arg(1, seccomp.MASKED_EQ, 0xFFFFFFFF, request))
