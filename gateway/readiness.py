@@ -115,7 +115,8 @@ async def fill_pool_or_give_up(pool: KernelPool, failures: LastStartFailure) -> 
                     and not stats.start_seconds):
                 raise KernelUnavailable(
                     f"no kernel can start: {stats.start_failures} attempts failed, the last "
-                    f"with: {failures.message or 'no reason logged'}")
+                    f"with: {failures.message or 'no reason logged'}. To tell a sandbox "
+                    "failure from a kernel one, try once with GATEWAY_SANDBOX=none")
         filling.result()
     finally:
         filling.cancel()
