@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyseccomp
 import pytest
-from conftest import host_processes, needs_linux
+from conftest import host_processes, needs_linux, start_gateway, stop_gateway, test_settings
 
 from gateway.seccomp import (
     ALLOWED_SOCKET_FAMILIES,
@@ -221,3 +221,35 @@ async def test_health_says_what_the_sandbox_enforces(running):
         assert layer in enforced and layer not in missing, health["limits"]
     if os.geteuid() == 0:
         assert "one host uid per kernel" in enforced["unprivileged_uid"], health["limits"]
+
+
+async def test_the_root_launch_keeps_the_other_layers(data_root):
+    """Where kernels cannot get their own uid (``kernel_uid_base = 0`` here; a host that
+    restricts unprivileged user namespaces in production), one bubblewrap launches them as
+    host root without capabilities, and /proc/sys, user namespaces and the filter still hold."""
+    if os.geteuid() != 0:
+        pytest.skip("the root launch needs a gateway started as root")
+    running = await start_gateway(test_settings(data_root / "root-launch", pool_size=1,
+                                                kernel_uid_base=0))
+    try:
+        missing = running.gateway.host.report.missing
+        assert "kernel_uid_base = 0" in missing["unprivileged_uid"]
+        client = await running.client()
+        try:
+            numbers = syscall_numbers()
+            code = (f"NUMBERS = {numbers!r}\nDENIED = ['keyctl', 'bpf']\n"
+                    f"CLONE_NEWUSER = {CLONE_NEWUSER}\nTIOCSTI = {TIOCSTI}\n"
+                    f"FAMILIES = {FAMILIES!r}\n" + PROBE_CELL)
+            result = await client.thread("root-launch").run(code)
+        finally:
+            await client.close()
+        report = json.loads(result.output.strip().splitlines()[-1])
+        assert report["/proc/sys/kernel/core_pattern"] == "EROFS"
+        assert report["/proc/sys/kernel/hostname"] == "EROFS"
+        assert report["status"]["Seccomp"] == "2"
+        assert int(report["status"]["CapEff"], 16) == 0
+        assert report["syscalls"] == {"keyctl": "EPERM", "bpf": "EPERM"}
+        assert report["unshare_newuser"] == "EPERM"
+        assert report["sockets"]["AF_NETLINK"] == errno.errorcode[NETLINK_ERRNO]
+    finally:
+        await stop_gateway(running)
