@@ -123,12 +123,13 @@ class Settings:
 def parse_tokens(spec: str) -> dict[str, str]:
     """``"alice:T1,bob:T2"`` or a bare ``"T"`` (identity ``default``) -> {token: identity}."""
     tokens: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in spec.split(","))):
+    for number, item in enumerate(filter(None, (p.strip() for p in spec.split(","))), 1):
         identity, sep, token = item.partition(":")
         if not sep:
             identity, token = "default", item
-        if not token or not identity:
-            raise ValueError(f"bad token spec {item!r}: expected IDENTITY:TOKEN or TOKEN")
+        if not token or not identity:  # the entry is not quoted: it may hold a token
+            raise ValueError(f"bad entry {number} in the tokens setting: expected "
+                             "IDENTITY:TOKEN, IDENTITY:sha256:HEX or TOKEN")
         tokens[token] = identity
     return tokens
 

@@ -68,3 +68,9 @@ def test_toml_file_with_hashed_tokens(tmp_path):
     assert auth.identity_for(settings.tokens, "tok") == "alice"
     assert auth.matches(settings.admin_token, "adm")
     assert settings.allowed_origins == ("https://app.example.com",)
+
+
+def test_a_bad_tokens_entry_is_reported_without_quoting_it():
+    with pytest.raises(ValueError) as refused:
+        config.parse_tokens("alice:ok,:clear-secret-1")
+    assert "entry 2" in str(refused.value) and "clear-secret-1" not in str(refused.value)

@@ -145,6 +145,15 @@ async def _output_arrives(client: GatewayClient, thread_id: str, call_id: str, t
             return
 
 
+async def _log_shows(path: Path, text: str) -> None:
+    """Wait until the gateway's log has ``text`` (a signal's effect has no other event)."""
+    for _ in range(2400):  # a bound of about two minutes, so a broken reload fails the test
+        if text in path.read_text():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{text!r} never appeared in the log")
+
+
 WAIT_FOR_GO = ("import os, time\nprint('waiting', flush=True)\n"
                "while not os.path.exists('go'):\n    time.sleep(0.05)\nprint('went')")
 
@@ -175,6 +184,13 @@ async def test_sighup_rotates_tokens_and_no_token_reaches_the_logs(tmp_path):
         call = await first.thread("rotated").execute(WAIT_FOR_GO)
         await _output_arrives(first, "rotated", call, "waiting")
 
+        # A file that does not parse changes nothing (the old token still works) ...
+        config_file.write_text('tokens = "alice:sha256:not-closed\n')
+        process.send_signal(signal.SIGHUP)
+        await _log_shows(log_file, "reload failed, settings unchanged")
+        assert await handshake_status(url, old) == 101
+
+        # ... then the rotation.
         _write_config(config_file, new, admin)
         process.send_signal(signal.SIGHUP)
         await first.connection.wait_closed()  # the reload closes what the old token opened
