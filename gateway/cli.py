@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from . import config
+from . import config, hidden_tokens
 
 app = typer.Typer(help="Sandboxed, streaming code-interpreter gateway.", no_args_is_help=True)
 config_app = typer.Typer(help="Settings.", no_args_is_help=True)
@@ -135,17 +136,21 @@ def serve(
     except (tls.InsecureExposure, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    if token and not all(_digests_given(token)):
-        typer.echo("warning: --token shows a clear token to every local user in the process "
-                   "list; prefer GATEWAY_TOKENS or a hashed token (gateway token new)", err=True)
+    if token and hidden_tokens.has_clear_token(token):
+        _reexec_without_clear_tokens(token)
     _run_gateway(_serve(settings, lambda: _settings(**dict(flags))))
 
 
-def _digests_given(spec: str) -> list[bool]:
-    """For each entry of a tokens spec: is it already a digest?"""
-    from . import auth
-
-    return [auth.is_digest(token) for token in config.parse_tokens(spec)]
+def _reexec_without_clear_tokens(token: str) -> None:
+    """The process list must not show a clear --token for the gateway's whole life."""
+    typer.echo("note: --token is visible to every local user in the process list; restarting "
+               "with it hashed in the environment (prefer the config file or GATEWAY_TOKENS)",
+               err=True)
+    env = {**os.environ, hidden_tokens.ENV: hidden_tokens.hashed_spec(token)}
+    command = hidden_tokens.reexec_command(hidden_tokens.without_token_option(sys.argv[1:]))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(command[0], command, env)
 
 
 async def _serve(settings: config.Settings, reread) -> None:

@@ -230,3 +230,35 @@ async def test_sighup_rotates_tokens_and_no_token_reaches_the_logs(tmp_path):
     assert "settings reloaded" in logs and "'connections_closed': 1" in logs
     for secret in (old, new, admin, wrong):
         assert secret not in logs
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_clear_token_on_the_command_line_leaves_the_process_list(tmp_path):
+    token = auth.new_token()
+    process = subprocess.Popen(
+        [GATEWAY, "serve", "--port", "0", "--data-dir", str(tmp_path / "data"), "--pool-size",
+         "0", "--set", "upload_port=-1", "--token", f"alice:{token}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_clean_env(), text=True)
+    try:
+        line = await asyncio.to_thread(process.stdout.readline)
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)/", line).group(1))
+        proc = Path(f"/proc/{process.pid}")
+        cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        assert b"serve" in cmdline and b"--token" not in cmdline
+        assert token.encode() not in (proc / "cmdline").read_bytes()
+        assert token.encode() not in (proc / "environ").read_bytes()
+        assert await handshake_status(f"ws://127.0.0.1:{port}/ws", token) == 101
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(process.wait, 120)
+    assert "process list" in process.stderr.read()
+
+
+def test_argv_without_the_token_option():
+    from gateway import hidden_tokens
+
+    args = ["serve", "--token", "a:T", "--port", "1", "--token=b:U", "--host", "h"]
+    assert hidden_tokens.without_token_option(args) == ["serve", "--port", "1", "--host", "h"]
+    spec = hidden_tokens.hashed_spec("a:T,b:" + auth.digest("U"))
+    assert spec == f"a:{auth.digest('T')},b:{auth.digest('U')}"
+    assert hidden_tokens.has_clear_token("a:T") and not hidden_tokens.has_clear_token(spec)
