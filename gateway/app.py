@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import auth, envelopes
 from .config import Settings
+from .datadir import DataDirLock
 from .errors import KernelUnavailable, NotAllowed, PoolExhausted, ProtocolError
 from .files import FileStore
 from .metrics import Metrics
@@ -59,6 +60,7 @@ class Gateway:
         self.threads: dict[str, ThreadSession] = {}
         self.started = time.time()
         self.draining = False
+        self.data_lock = DataDirLock(settings.data_dir)
         self.upload_port: int | None = None  # set by the server once its upload port is bound
         self._culler: asyncio.Task | None = None
         # The pool logs each failed kernel start; the last one is the reason we report.
@@ -76,6 +78,13 @@ class Gateway:
             log.info("sandbox enforces %s: %s", name, how)
         for name, why in self.host.report.missing.items():
             log.warning("limit not enforced: %s (%s)", name, why)
+        # Before any clean-up: what lies in a data dir we hold is a dead owner's, never a
+        # live gateway's (datadir.py). DataDirInUse stops a second gateway here.
+        dead_owner = self.data_lock.acquire(self.settings.port or None)
+        if dead_owner is not None:
+            log.warning("data directory %s: its last owner (%s) did not exit cleanly; "
+                        "cleaning up what it left", self.settings.data_dir,
+                        dead_owner.describe())
         await asyncio.to_thread(self._clean_leftovers)
         self._pool_log.addHandler(self._start_failures)
         try:
@@ -83,13 +92,17 @@ class Gateway:
         except KernelUnavailable:
             await self.pool.close()
             self._pool_log.removeHandler(self._start_failures)
+            self.data_lock.release()
             raise
         self._culler = asyncio.create_task(self._cull_idle())
         log.info("gateway ready: %d warm kernels, sandbox %s", len(self.pool._warm),
                  "on" if self.host.enabled else "OFF")
 
     def _clean_leftovers(self) -> None:
-        """After a crash: unmount old workdirs and drop stale runtime dirs and cgroups."""
+        """After a crash: unmount old workdirs and drop stale runtime dirs and cgroups.
+
+        Only ever called with ``data_lock`` held: no live gateway uses any of them."""
+        assert self.data_lock.held
         self.workdirs.remove_all()
         runtime = self.settings.runtime_dir
         if runtime.exists():
@@ -108,6 +121,7 @@ class Gateway:
         await self.pool.close()
         await asyncio.to_thread(self.workdirs.remove_all)
         self.store.close()
+        self.data_lock.release()
 
     async def drain(self, timeout: float) -> dict:
         """No new threads; let queued and running executions finish (bounded); then stop kernels."""

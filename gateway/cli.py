@@ -43,11 +43,12 @@ def _options(
 def _run_gateway(coroutine):
     """asyncio.run, but a gateway that cannot start at all (no kernel, no sandboxing tool) ends
     with its one explanatory line instead of a traceback."""
+    from .datadir import DataDirInUse
     from .errors import KernelUnavailable, SandboxUnavailable
 
     try:
         return asyncio.run(coroutine)
-    except (KernelUnavailable, SandboxUnavailable) as exc:
+    except (KernelUnavailable, SandboxUnavailable, DataDirInUse) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
 
@@ -162,6 +163,7 @@ async def _serve(settings: config.Settings, reread) -> None:
     await gateway.start()
     server = GatewayServer(gateway)
     await server.start()
+    gateway.data_lock.set_port(server.port)
     web, ws = tls.schemes(settings)
     print(f"gateway listening on {web}://{settings.host}:{server.port}/ "
           f"(websocket {ws}://{settings.host}:{server.port}/ws)", flush=True)
