@@ -7,7 +7,8 @@ connection set-up (TCP + TLS + websocket handshake), which TLS makes dearer.
 
     .venv/bin/python scripts/bench_tls.py [--rounds 300] [--connects 30]
 
-Prints medians, p99 and the TLS/plain ratios, and writes bench-results/bench-tls-<time>.json.
+Prints medians, p99 and the TLS/plain ratios, the gateway process's CPU per round trip (where
+the TLS cost lands on the server side), and writes bench-results/bench-tls-<time>.json.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import re
 import secrets
 import shutil
@@ -61,6 +63,11 @@ class Served:
             raise RuntimeError(f"{name} did not start: {line!r}\n{self.log.read_text()[-2000:]}")
         self.url = match.group(1).replace("0.0.0.0", "127.0.0.1")
 
+    def cpu_ms(self) -> float:
+        """CPU time (user + system) the gateway process has used so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -95,10 +102,14 @@ async def measure(plain: Served, secure: Served, context, rounds: int, connects:
         for _ in range(20):
             await round_trip(thread)
     samples: dict[str, list[float]] = {"plain": [], "tls": []}
+    servers = {"plain": plain, "tls": secure}
+    cpu = {"plain": 0.0, "tls": 0.0}
     for i in range(rounds):
         order = ("plain", "tls") if i % 2 == 0 else ("tls", "plain")
         for name in order:
+            before = servers[name].cpu_ms()
             samples[name].append(await round_trip(threads[name]))
+            cpu[name] += servers[name].cpu_ms() - before
     handshakes: dict[str, list[float]] = {"plain": [], "tls": []}
     for i in range(connects):
         order = ("plain", "tls") if i % 2 == 0 else ("tls", "plain")
@@ -107,12 +118,16 @@ async def measure(plain: Served, secure: Served, context, rounds: int, connects:
             handshakes[name].append(await connect_time(url, ctx))
     await a.close()
     await b.close()
-    return {"rtt_ms": samples, "connect_ms": handshakes}
+    return {"rtt_ms": samples, "connect_ms": handshakes,
+            "gateway_cpu_ms_per_rtt": {name: total / rounds for name, total in cpu.items()}}
 
 
 def summary(data: dict) -> dict:
     out = {}
     for kind, samples in data.items():
+        if kind == "gateway_cpu_ms_per_rtt":
+            out[kind] = samples
+            continue
         row = {name: {"median": statistics.median(xs), "p99": p99(xs), "n": len(xs)}
                for name, xs in samples.items()}
         row["ratio_median"] = row["tls"]["median"] / row["plain"]["median"]
@@ -145,6 +160,10 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     result = summary(data)
     for kind, row in result.items():
+        if kind == "gateway_cpu_ms_per_rtt":
+            print(f"gateway CPU per round trip: plain {row['plain']:.2f} ms, tls "
+                  f"{row['tls']:.2f} ms (clock ticks of 10 ms, averaged)")
+            continue
         print(f"{kind:11} plain median {row['plain']['median']:7.2f} ms  p99 "
               f"{row['plain']['p99']:7.2f} | tls median {row['tls']['median']:7.2f} ms  p99 "
               f"{row['tls']['p99']:7.2f} | ratio {row['ratio_median']:.3f}  "
