@@ -38,7 +38,9 @@ def server_context(settings: Settings) -> ssl.SSLContext | None:
     check_settings(settings)
     if not enabled(settings):
         return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    # A bare server context trusts no CA but tls_client_ca: a client certificate from a public
+    # (system) CA must not pass (tested).
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     _load(context, settings)
     return context

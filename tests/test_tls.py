@@ -169,10 +169,14 @@ async def test_a_broken_renewal_leaves_the_old_certificate_serving(tls_gateway, 
     assert status == 200
 
 
-async def test_mutual_tls_requires_a_client_certificate(pki, data_root, tmp_path):
+async def test_mutual_tls_requires_a_client_certificate(pki, data_root, tmp_path, monkeypatch):
     client_ca = trustme.CA()
     client_ca_file = tmp_path / "client-ca.pem"
     client_ca.cert_pem.write_to_path(str(client_ca_file))
+    # A CA the system trusts (OpenSSL's default verify file) must not sign client certificates.
+    system_ca = trustme.CA()
+    system_ca.cert_pem.write_to_path(str(tmp_path / "system-ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "system-ca.pem"))
     settings = test_settings(data_root / "mtls", pool_size=0, max_kernels=2, upload_port=-1,
                              tls_cert=str(pki.cert_file), tls_key=str(pki.key_file),
                              tls_client_ca=str(client_ca_file))
@@ -182,11 +186,16 @@ async def test_mutual_tls_requires_a_client_certificate(pki, data_root, tmp_path
         with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
             await asyncio.to_thread(fetch, url, pki.context())
 
-        issued = client_ca.issue_cert("alice@clients.example")
-        cert_file, key_file = tmp_path / "alice.pem", tmp_path / "alice-key.pem"
-        issued.cert_chain_pems[0].write_to_path(str(cert_file))
-        issued.private_key_pem.write_to_path(str(key_file))
-        context = client_context(str(pki.ca_file), str(cert_file), str(key_file))
+        def client_cert(ca: trustme.CA, name: str) -> ssl.SSLContext:
+            issued = ca.issue_cert(f"{name}@clients.example")
+            cert_file, key_file = tmp_path / f"{name}.pem", tmp_path / f"{name}-key.pem"
+            issued.cert_chain_pems[0].write_to_path(str(cert_file))
+            issued.private_key_pem.write_to_path(str(key_file))
+            return client_context(str(pki.ca_file), str(cert_file), str(key_file))
+
+        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+            await asyncio.to_thread(fetch, url, client_cert(system_ca, "mallory"))
+        context = client_cert(client_ca, "alice")
         status, body = await asyncio.to_thread(fetch, url, context)
         assert status == 200 and json.loads(body)["status"] == "ok"
         async with await GatewayClient.connect(f"wss://127.0.0.1:{running.server.port}/ws",
