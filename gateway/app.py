@@ -34,6 +34,9 @@ from .workdirs import UnsafePath, Workdirs, give_to_directory_owner, open_direct
 log = logging.getLogger(__name__)
 
 CULL_INTERVAL = 5.0
+# Consecutive failed kernel starts (the pool's or a healing thread's) after which the gateway
+# says so on /readyz and /healthz: the pool backs off, and a warm kernel may be the last one.
+FAILING_STARTS_REPORTED = 3
 
 
 class Gateway:
@@ -250,11 +253,17 @@ class Gateway:
         """For /readyz: ready when a new thread gets a warm kernel at once; else the reason."""
         snapshot = self.pool.snapshot()
         reason = not_ready_reason(snapshot, self._start_failures.message)
+        if snapshot["failing_starts"] >= FAILING_STARTS_REPORTED:
+            failing = (f"kernel starts keep failing: {snapshot['failing_starts']} in a row, "
+                       f"the last with: {snapshot['last_start_error']}")
+            reason = failing if reason is None else f"{reason}; {failing}"
         return {"ready": reason is None, "reason": reason, "pool": snapshot}
 
     def health(self) -> dict:
+        failing = self.pool.stats.failing_starts >= FAILING_STARTS_REPORTED
         return {
-            "status": "ok",
+            # Alive, but not hiding kernel starts that keep failing (see /readyz for why).
+            "status": "degraded" if failing else "ok",
             "sandbox": "bubblewrap" if self.host.enabled else "DISABLED",
             "limits": {"enforced": self.host.report.enforced,
                        "not_enforced": self.host.report.missing},

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 import time
 from collections.abc import Callable
@@ -29,6 +30,10 @@ POLL_INTERVAL = 0.2  # how often a waiting execution checks that its kernel is s
 # pays for that. display() rather than a result, which would land in ``_`` and ``Out``; with
 # store_history=False it shows in neither ``In`` nor the execution count.
 WARM_UP_CELL = "print(end=' ')\ndisplay(2)"
+# An interrupt can be lost: it may reach the kernel just before the cell starts, or land in a
+# handler that swallows KeyboardInterrupt. A cell still running this long after it is sent
+# gets it once more; after ``interrupt_grace`` the session restarts the kernel.
+INTERRUPT_RESEND_AFTER = 1.0
 
 
 @dataclass
@@ -38,7 +43,7 @@ class RunResult:
     state: str  # complete | error | timeout | killed
     execution_count: int | None = None
     reason: str | None = None
-    stuck: bool = False  # timed out and did not stop after the interrupt
+    stuck: bool = False  # did not stop after the interrupt (timeout's or the user's)
 
 
 class Kernel:
@@ -59,6 +64,8 @@ class Kernel:
         )
         self._python = python
         self._client = None
+        self._running = False
+        self._user_interrupt_at: float | None = None  # when the user interrupted this cell
 
     @property
     def pid(self) -> int | None:
@@ -137,17 +144,39 @@ class Kernel:
         timeout: float,
         interrupt_grace: float,
         store_history: bool = True,
+        interrupted: bool = False,
     ) -> RunResult:
         """Execute ``code``; feed this cell's iopub messages to ``on_message`` until idle.
 
         ``store_history=False`` runs a cell the user never sees: not in ``In``, the execution
-        count or ``executions``."""
+        count or ``executions``. ``interrupted``: the user interrupted the cell before it was
+        sent (it is interrupted at once, with the same re-send and grace)."""
         client = self._client
         self.executions += store_history
         self._discard_shell_replies()
         msg_id = client.execute(code, store_history=store_history, allow_stdin=False)
+        self._running = True
+        self._user_interrupt_at = None
+        try:
+            if interrupted:
+                await self.interrupt_cell()
+            return await self._follow(msg_id, on_message, timeout, interrupt_grace)
+        finally:
+            self._running = False
+            self._user_interrupt_at = None
+
+    async def interrupt_cell(self) -> None:
+        """The user's interrupt of the running cell, re-sent and enforced by ``run``."""
+        if self._running:
+            if self._user_interrupt_at is None:
+                self._user_interrupt_at = time.monotonic()
+            await self.interrupt()
+
+    async def _follow(self, msg_id: str, on_message: Callable[[dict], None], timeout: float,
+                      interrupt_grace: float) -> RunResult:
         deadline = time.monotonic() + timeout
-        interrupted_at: float | None = None
+        interrupted_at: float | None = None  # the timeout's interrupt
+        resent = False
         saw_error = False
         count = None
         while True:
@@ -155,9 +184,23 @@ class Kernel:
             if interrupted_at is None and now >= deadline:
                 await self.interrupt()
                 interrupted_at = now
-            if interrupted_at is not None and now >= interrupted_at + interrupt_grace:
-                return RunResult("timeout", count, f"timed out after {timeout:g} s", stuck=True)
-            limit = (interrupted_at + interrupt_grace) if interrupted_at else deadline
+            first = min(t for t in (interrupted_at, self._user_interrupt_at, math.inf)
+                        if t is not None)
+            if not resent and now >= first + INTERRUPT_RESEND_AFTER:
+                resent = True
+                log.info("kernel %s: cell still running %.1f s after the interrupt; sending "
+                         "it again", self.id, now - first)
+                await self.interrupt()
+            if now >= first + interrupt_grace:
+                if interrupted_at is not None:
+                    return RunResult("timeout", count, f"timed out after {timeout:g} s",
+                                     stuck=True)
+                return RunResult("interrupted", count, "interrupted by request", stuck=True)
+            limit = first + interrupt_grace
+            if interrupted_at is None:  # the deadline is still ahead
+                limit = min(limit, deadline)
+            if not resent:
+                limit = min(limit, first + INTERRUPT_RESEND_AFTER)
             wait = max(0.0, min(POLL_INTERVAL, limit - now))
             msg = await self._next_iopub(wait)
             if msg is None:

@@ -54,6 +54,9 @@ class _PoolCollector:
         yield kernels
         events = CounterMetricFamily("gateway_kernel_events", "Kernel starts, restarts, deaths",
                                      labels=["event"])
-        for event in ("starts", "start_failures", "restarts", "deaths"):
+        for event in ("starts", "start_failures", "restarts", "deaths", "heals"):
             events.add_metric([event], snapshot[event])
         yield events
+        yield GaugeMetricFamily("gateway_kernel_failing_starts",
+                                "Consecutive failed kernel starts (0 after any success)",
+                                value=snapshot["failing_starts"])

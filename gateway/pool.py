@@ -12,6 +12,7 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from .workdirs import Workdirs
 log = logging.getLogger(__name__)
 
 REFILL_DELAY = 0.25  # seconds between a lease and the start of its replacement
+# After failed starts the pool waits 1, 2, 4, ... up to this many seconds before the next one.
+LONGEST_REFILL_BACKOFF = 30.0
 
 
 @dataclass
@@ -39,6 +42,9 @@ class PoolStats:
     start_failures: int = 0
     restarts: int = 0
     deaths: int = 0
+    heals: int = 0  # kernels started on a fresh working directory with restored files
+    failing_starts: int = 0  # consecutive failed starts (0 after any success)
+    last_start_error: str | None = None
     start_seconds: list[float] = field(default_factory=list)
 
 
@@ -103,9 +109,12 @@ class KernelPool:
             async with self._start_slots:
                 began = time.monotonic()
                 await kernel.start(self.settings.kernel_start_timeout)
-        except KernelStartError:
+        except KernelStartError as exc:
             self.stats.start_failures += 1
+            self.stats.failing_starts += 1
+            self.stats.last_start_error = str(exc)
             raise
+        self.stats.failing_starts = 0
         self.stats.start_seconds = [*self.stats.start_seconds[-99:], time.monotonic() - began]
         log.info("kernel %s started in %.2f s", kernel.id, time.monotonic() - began)
         return kernel
@@ -129,8 +138,10 @@ class KernelPool:
                 kernel = await self._start_kernel(workdir)
             except KernelStartError as exc:
                 log.error("%s", exc)
-                self.workdirs.remove(workdir)
-                await asyncio.sleep(1.0)  # do not spin on a broken kernel image
+                await asyncio.to_thread(self.workdirs.remove, workdir)
+                # Do not spin on a broken kernel image: back off while starts keep failing.
+                await asyncio.sleep(min(LONGEST_REFILL_BACKOFF,
+                                        2.0 ** max(0, self.stats.failing_starts - 1)))
         except BaseException:
             self._starting -= 1
             raise
@@ -214,6 +225,33 @@ class KernelPool:
         self._leased.add(kernel)
         return kernel
 
+    def problem(self, kernel: Kernel) -> str | None:
+        """Why a leased kernel's surroundings are broken beyond a plain restart (None: fine)."""
+        problem = self.workdirs.problem(kernel.spec.workdir)
+        if problem is None and not kernel.spec.runtime_dir.is_dir():
+            problem = "its runtime directory was removed"
+        return problem
+
+    async def rebuild(self, old: Kernel, prepare: Callable[[Path], object]) -> Kernel:
+        """A fresh kernel on a fresh working directory (and so a new uid, runtime dir and
+        cgroup), for a thread whose surroundings were taken away; ``prepare(workdir)`` fills
+        the directory (blocking, in a worker thread) before the kernel starts on it."""
+        await self._release(old, keep_workdir=False)
+        self._starting += 1
+        try:
+            workdir = await asyncio.to_thread(self.workdirs.create)
+            try:
+                await asyncio.to_thread(prepare, workdir)
+                kernel = await self._start_kernel(workdir)
+            except BaseException:
+                await asyncio.to_thread(self.workdirs.remove, workdir)
+                raise
+        finally:
+            self._starting -= 1
+        self.stats.heals += 1
+        self._leased.add(kernel)
+        return kernel
+
     async def release(self, kernel: Kernel, *, keep_workdir: bool = False) -> None:
         """The thread is done with this kernel: shut it down, free its place."""
         await self._release(kernel, keep_workdir=keep_workdir)
@@ -260,6 +298,9 @@ class KernelPool:
             "start_failures": self.stats.start_failures,
             "restarts": self.stats.restarts,
             "deaths": self.stats.deaths,
+            "heals": self.stats.heals,
+            "failing_starts": self.stats.failing_starts,
+            "last_start_error": self.stats.last_start_error,
             "median_start_seconds": starts[len(starts) // 2] if starts else None,
             "draining": self.draining,
         }

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from . import envelopes
-from .errors import GatewayError, ProtocolError, QueueFull
+from .errors import GatewayError, KernelStartError, ProtocolError, QueueFull
+from .healing import StartBackoff, latest_versions, restore_files
 from .hotcode import HotCodeStream
 from .tool_output import tool_output
 from .translate import DisplayedFile, OutputTranslator
@@ -69,6 +70,11 @@ class ThreadSession:
         self._user_interrupted = False
         self._kernel_lock = asyncio.Lock()
         self._lost_kernel_reason: str | None = None
+        self._unreported_restart: str | None = None  # a heal the next status must mention
+        self._start_backoff = StartBackoff()
+        # Paths of the working directory the store holds a copy of, as of the last cell: what
+        # a healed thread gets back (not displayed plots, not files the code deleted).
+        self._saved_paths: set[str] = set()
 
     # -- outbound ---------------------------------------------------------------------------
     def emit(self, chunk: envelopes.Chunk, call_id: str | None) -> None:
@@ -155,6 +161,7 @@ class ThreadSession:
     async def _work(self) -> None:
         while True:
             job = await self._queue.get()
+            self._user_interrupted = False  # an interrupt from here on is this job's
             self.current = job
             try:
                 await self._execute(job)
@@ -166,30 +173,77 @@ class ThreadSession:
                 self.last_active = time.monotonic()
 
     async def _ensure_kernel(self) -> str | None:
-        """Lease or replace the kernel; returns why a new kernel was needed, if one was."""
+        """Lease, replace or heal the kernel; returns why a new kernel was needed, if one was."""
         if self.kernel is None:
             began = time.monotonic()
             self.kernel = await self.pool.lease()
             self.metrics.pool_wait.observe(time.monotonic() - began)
             reason, self._lost_kernel_reason = self._lost_kernel_reason, None
             return reason
-        if not await self.kernel.is_alive():
-            reason = await self.kernel.death_reason()
-            self.kernel = await self.pool.replace(self.kernel, died=True)
-            return f"kernel had died ({reason}); a new kernel was started"
-        return None
+        self._start_backoff.check()
+        try:
+            reason = await self._keep_kernel_working()
+        except KernelStartError as exc:
+            self._start_backoff.failed(str(exc))
+            raise
+        self._start_backoff.succeeded()
+        return reason
+
+    async def _keep_kernel_working(self) -> str | None:
+        """Restart a dead kernel; heal a thread whose working directory or runtime directory
+        was taken away (a plain restart would fail, or write where nobody looks)."""
+        kernel = self.kernel
+        problem = self.pool.problem(kernel)
+        if problem and self.pool.workdirs.problem(kernel.spec.workdir) is None:
+            # Only the runtime dir is gone: every start makes a new one, the files are intact.
+            self.kernel = await self.pool.replace(kernel, died=True)
+            return f"{problem}; a new kernel was started (variables were lost, files were kept)"
+        if problem:
+            return await self._heal(problem)
+        if await kernel.is_alive():
+            return None
+        reason = await kernel.death_reason()
+        try:
+            self.kernel = await self.pool.replace(kernel, died=True)
+        except KernelStartError as exc:
+            # Something around the old directory stops every start (uid, mount, permissions):
+            # a fresh one leaves it behind.
+            log.warning("thread %s: restart failed (%s); healing", self.thread_id, exc)
+            return await self._heal(f"kernel had died ({reason}) and a restart failed")
+        return f"kernel had died ({reason}); a new kernel was started"
+
+    async def _heal(self, problem: str) -> str:
+        """A new kernel on a new working directory holding the thread's files from the store."""
+        wanted = latest_versions(self.store, self.thread_id, self._saved_paths)
+        failed: list[str] = []
+
+        def prepare(workdir: Path) -> None:
+            failed[:] = restore_files(self.store, wanted, workdir)
+
+        log.warning("thread %s: %s; starting a new kernel on a fresh working directory",
+                    self.thread_id, problem)
+        self.kernel = await self.pool.rebuild(self.kernel, prepare)
+        restored = len(wanted) - len(failed)
+        note = f"{problem}; a new kernel was started on a fresh working directory with the " \
+               f"thread's {restored} saved file(s) restored (variables were lost)"
+        if failed:
+            note += f"; not restored: {', '.join(sorted(failed)[:10])}"
+        return note
 
     async def workdir(self) -> Path:
         """The thread's working directory on the host, leasing a kernel if it has none yet."""
         async with self._kernel_lock:
-            await self._ensure_kernel()
+            reason = await self._ensure_kernel()
+            if reason:
+                self._unreported_restart = reason
             return self.kernel.spec.workdir
 
     async def _execute(self, job: Job) -> None:
         began = time.monotonic()
         try:
             async with self._kernel_lock:
-                restarted_because = await self._ensure_kernel()
+                restarted_because = await self._ensure_kernel() or self._unreported_restart
+                self._unreported_restart = None
         except GatewayError as exc:
             self.emit(envelopes.status("error", reason=str(exc), error_code=exc.code,
                                        duration_ms=_ms(began)), job.call_id)
@@ -210,14 +264,15 @@ class ThreadSession:
                     self.metrics.bytes_out(len(item["content"]))
                     self.emit(item, job.call_id)
 
-        self._user_interrupted = False
-        result = await kernel.run(job.code, on_message, job.timeout, self.settings.interrupt_grace)
+        result = await kernel.run(job.code, on_message, job.timeout, self.settings.interrupt_grace,
+                                  interrupted=self._user_interrupted)
         for chunk in translator.finish():
             self.emit(chunk, job.call_id)
         self._plot_number = translator.next_plot_number
         after = await _snapshot(workdir)
         for name in changed_files(before, after):
             await self._announce_workdir_file(workdir, name, job.call_id, files)
+        self._saved_paths &= {display_name(name) for name in after}
         state, details = await self._conclude(result, translator)
         self.executions += 1
         if restarted_because:
@@ -251,7 +306,12 @@ class ThreadSession:
                 self._stop_reason = None
             async with self._kernel_lock:
                 if self.kernel is not None and not self.closed:
-                    self.kernel = await self.pool.replace(self.kernel, died=not result.stuck)
+                    try:
+                        self.kernel = await self.pool.replace(self.kernel, died=not result.stuck)
+                    except KernelStartError as exc:  # the next cell heals the thread
+                        details["reason"] = (f"{details.get('reason')}; no new kernel could "
+                                             f"start yet ({exc}); the next cell tries again")
+                        return state, details
                     details["kernel_restarted"] = True
                     if result.stuck:
                         details["reason"] = (f"{result.reason}; the kernel did not stop after "
@@ -274,6 +334,7 @@ class ThreadSession:
             return
         except OSError:  # deleted, swapped for a link or a FIFO meanwhile: nothing to announce
             return
+        self._saved_paths.add(shown)
         data = b""
         if stored.size <= self.settings.inline_file_limit:
             data = await asyncio.to_thread(self.store.read, stored)
@@ -293,9 +354,11 @@ class ThreadSession:
 
     # -- control ----------------------------------------------------------------------------
     async def interrupt(self) -> None:
-        if self.current is not None and self.kernel is not None:
+        """Interrupt the running cell; one still being set up is interrupted as it starts."""
+        if self.current is not None:
             self._user_interrupted = True
-            await self.kernel.interrupt()
+            if self.kernel is not None:
+                await self.kernel.interrupt_cell()
 
     async def restart(self) -> None:
         """A fresh kernel; a running cell ends "killed", the working directory stays."""

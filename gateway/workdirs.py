@@ -35,6 +35,7 @@ class Workdirs:
         self.use_tmpfs = use_tmpfs and os.geteuid() == 0 and shutil.which("mount") is not None
         self.uids = uids
         self._owners: dict[Path, int] = {}
+        self._mounted: set[Path] = set()
         root.mkdir(parents=True, exist_ok=True)
         os.chmod(root, 0o700)
 
@@ -56,6 +57,8 @@ class Workdirs:
                 log.warning("tmpfs for workdir failed (%s); disk usage is not capped",
                             result.stderr.decode().strip())
                 self.use_tmpfs = False
+            else:
+                self._mounted.add(path)
         if uid is not None and not os.path.ismount(path):
             os.chown(path, uid, uid)
         return path
@@ -64,10 +67,20 @@ class Workdirs:
         """The host uid the kernels of this working directory run as (None: the gateway's)."""
         return self._owners.get(path)
 
+    def problem(self, path: Path) -> str | None:
+        """Why ``path`` can no longer serve as a working directory (None: it can): removed or
+        unmounted from outside, the kernel would write where the gateway never looks."""
+        if not path.is_dir():
+            return "its working directory was removed"
+        if path in self._mounted and not os.path.ismount(path):
+            return "its working directory is no longer mounted"
+        return None
+
     def remove(self, path: Path) -> None:
         if os.path.ismount(path):
             subprocess.run(["umount", "-l", str(path)], capture_output=True)
         shutil.rmtree(path, ignore_errors=True)
+        self._mounted.discard(path)
         uid = self._owners.pop(path, None)
         if uid is not None and self.uids:
             self.uids.release(uid)

@@ -82,6 +82,10 @@ JOBS = [
     job("short_sleep", "normal", 4, "complete", "import time\ntime.sleep(0.5)\nprint('ok')"),
     job("interrupt", "hostile", 3, "interrupted",
         "import time\nprint('sleeping', flush=True)\ntime.sleep(60)", action="interrupt"),
+    # The first KeyboardInterrupt is swallowed: only the gateway's re-send stops the cell.
+    job("interrupt_swallowed", "hostile", 1, "interrupted",
+        "import time\nprint('sleeping', flush=True)\ntry:\n    time.sleep(60)\n"
+        "except KeyboardInterrupt:\n    pass\ntime.sleep(60)", action="interrupt"),
     job("timeout_loop", "hostile", 2, "timeout", "while True:\n    pass", timeout=1),
     job("sigint_ignored", "hostile", 1, "timeout",
         "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass",
@@ -125,6 +129,9 @@ class Stats:
     churn_connections: int = 0
     churn_failures: int = 0
     rss_samples: list = field(default_factory=list)
+    interrupts: int = 0
+    lost_interrupts: list = field(default_factory=list)  # the cell did not end "interrupted"
+    interrupts_with_restart: int = 0  # stopped only by the restart after interrupt_grace
 
 
 def processes_with(marker: str) -> list[int]:
@@ -314,6 +321,13 @@ class Soak:
         if status.get("kernel_restarted"):
             self.stats.kernels_replaced += 1
         state = status["state"]
+        if chosen.action == "interrupt":
+            self.stats.interrupts += 1
+            if state != "interrupted":
+                self.stats.lost_interrupts.append({"job": chosen.name, "state": state,
+                                                   "thread": thread.id, "call": call})
+            elif status.get("kernel_restarted"):
+                self.stats.interrupts_with_restart += 1
         if state == "complete" and chosen.files is not None:
             announced = [e for e in envelopes
                          if e["chunk"]["type"] == "code_interpreter_stream"]
@@ -409,6 +423,11 @@ def build_report(soak: Soak, gateway_result: dict) -> dict:
         "rss_end": soak.rss_end,
         "rss_peak": max(rss) if rss else None,
         "rss_timeline_mib": [(t, round(v / 2**20, 1)) for t, v in s.rss_samples if v],
+        "rss_at_minutes_mib": rss_at_minutes(s.rss_samples, soak.args.minutes),
+        "interrupts": s.interrupts,
+        "lost_interrupts": len(s.lost_interrupts),
+        "interrupts_with_restart": s.interrupts_with_restart,
+        "lost_interrupt_details": s.lost_interrupts[:50],
         "by_job": by_job,
         "unexpected_details": s.unexpected[:50],
         "lost_details": s.lost[:50],
@@ -417,8 +436,25 @@ def build_report(soak: Soak, gateway_result: dict) -> dict:
         "settings": {"minutes": soak.args.minutes, "max_executions": soak.args.max_executions,
                      "threads": soak.args.threads, "connections": soak.args.connections,
                      "seed": soak.args.seed},
-        "ok": unexpected == 0 and not s.lost and not s.duplicates and not s.client_errors,
+        "ok": (unexpected == 0 and not s.lost and not s.duplicates and not s.client_errors
+               and not s.lost_interrupts),
     }
+
+
+def rss_at_minutes(samples: list, minutes: float) -> dict[str, float]:
+    """The gateway's RSS (MiB) at the start and every 10 minutes (the sample nearest each
+    mark), and at the end: whether it levels off."""
+    samples = [(t, v) for t, v in samples if v]
+    if not samples:
+        return {}
+    marks = [m for m in range(0, int(minutes) + 1, 10)]
+    found = {}
+    for mark in marks:
+        t, v = min(samples, key=lambda sample: abs(sample[0] - mark * 60))
+        if abs(t - mark * 60) <= 30:
+            found[f"{mark} min"] = round(v / 2**20, 1)
+    found["end"] = round(samples[-1][1] / 2**20, 1)
+    return found
 
 
 def print_table(report: dict) -> None:
@@ -443,7 +479,9 @@ def print_table(report: dict) -> None:
     print(f"churn connections {report['churn_connections']} "
           f"(failures {report['churn_failures']})")
     print(f"gateway RSS start {mib(report['rss_start'])}, end {mib(report['rss_end'])}, "
-          f"peak {mib(report['rss_peak'])}")
+          f"peak {mib(report['rss_peak'])}; by minute {report['rss_at_minutes_mib']}")
+    print(f"user interrupts {report['interrupts']}: lost {report['lost_interrupts']}, "
+          f"stopped only by a restart {report['interrupts_with_restart']}")
     if report["gateway"]:
         print(f"gateway shutdown {report['gateway']}")
     print("RESULT:", "OK" if report["ok"] else "PROBLEMS (see unexpected/lost/duplicates)")
@@ -480,7 +518,8 @@ async def main_async(args) -> int:
     else:
         print(json.dumps({k: v for k, v in report.items()
                           if k not in ("by_job", "unexpected_details", "lost_details",
-                                       "duplicate_details")}, default=str))
+                                       "duplicate_details", "rss_timeline_mib",
+                                       "lost_interrupt_details")}, default=str))
     return 0 if report["ok"] else 1
 
 
