@@ -42,7 +42,16 @@ class Result:
 
     @property
     def output(self) -> str:
-        return "".join(self._chunks("hot_code_output"))
+        """The text as a screen shows it: a ``rewind`` drops the rewritten line it names."""
+        pieces: list[str] = []
+        for envelope in self.envelopes:
+            chunk = envelope["chunk"]
+            if chunk["type"] == "hot_code_output":
+                pieces.append(chunk["content"])
+            elif chunk["type"] == "rewind":
+                text = "".join(pieces)
+                pieces = [text[: max(len(text) - chunk["content"]["chars"], 0)]]
+        return "".join(pieces)
 
     @property
     def hot_code(self) -> str:

@@ -25,6 +25,12 @@ def output(content: str) -> Chunk:
     return {"type": "hot_code_output", "content": content}
 
 
+def rewind(chars: int) -> Chunk:
+    """Progress output rewrote its line: drop the last ``chars`` characters of this call's
+    ``hot_code_output`` (that line, as sent) before showing the output that follows."""
+    return {"type": "rewind", "content": {"chars": chars}}
+
+
 def file(filename: str, file_id: str, base64: str, mime_type: str) -> Chunk:
     return {
         "type": "code_interpreter_stream",

@@ -6,6 +6,8 @@ not a megabyte of the middle, so long outputs keep both ends with a marker for w
 
 from __future__ import annotations
 
+from .translate import collapse_returns
+
 DEFAULT_LIMIT = 4000
 HEAD_SHARE = 0.4  # of the limit; the tail gets the rest (it holds results and exceptions)
 
@@ -34,7 +36,11 @@ def tool_output(
     dropped_chars: int = 0,
     limit: int = DEFAULT_LIMIT,
 ) -> str:
-    """What the platform returns to the model for one execution."""
+    """What the platform returns to the model for one execution.
+
+    A rewritten line counts once, at its last state (the translator's text already is; raw text
+    from elsewhere is collapsed here): a 10,000-step progress bar must not eat the budget."""
+    text = collapse_returns(text)
     parts = [condense(text, limit).rstrip("\n")] if text else []
     if dropped_chars:
         parts.append(f"[output capped: {dropped_chars:,} more characters were not captured]")

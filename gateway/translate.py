@@ -38,14 +38,28 @@ def clean(text: str) -> str:
 
     Escape sequences go first (a CSI like ``\\x1b[2K`` often precedes a ``\\r``); then progress
     bars collapse: per line only the last non-empty ``\\r`` segment survives (``"10%\\r20%\\n"`` ->
-    ``"20%\\n"``, ``"a\\r"`` -> ``"a"``); then the remaining control characters go. Each message is
-    cleaned on its own: holding text back for a later ``\\r`` would delay live output.
+    ``"20%\\n"``, ``"a\\r"`` -> ``"a"``); then the remaining control characters go. This is one
+    message on its own; :class:`OutputTranslator` also carries a rewritten line across messages.
     """
+    return drop_controls(collapse_returns(strip_escapes(text)))
+
+
+def strip_escapes(text: str) -> str:
     if "\x1b" in text or "\x9b" in text:  # a memchr: plain text skips the regex
-        text = _ESCAPE.sub("", text)
-    if "\r" in text:
-        lines = text.replace("\r\n", "\n").split("\n")
-        text = "\n".join(_last_segment(line) for line in lines)
+        return _ESCAPE.sub("", text)
+    return text
+
+
+def collapse_returns(text: str) -> str:
+    """Per line, the last non-empty ``\\r`` segment (replace, not a terminal's overwrite: a
+    progress bar rewrites its whole line, and a shorter rewrite should not keep stale tails)."""
+    if "\r" not in text:
+        return text
+    lines = text.replace("\r\n", "\n").split("\n")
+    return "\n".join(_last_segment(line) for line in lines)
+
+
+def drop_controls(text: str) -> str:
     if text.isascii():  # bytes.translate finds ASCII control characters ~20x faster than re
         raw = text.encode()
         if len(raw.translate(None, _ASCII_CONTROL)) == len(raw):
@@ -61,6 +75,22 @@ def _last_segment(line: str) -> str:
         if segment:
             return segment
     return ""
+
+
+def rewrite_of_open_line(text: str) -> tuple[bool, str]:
+    """Does ``text`` (escapes stripped) rewrite the line it continues, and what it shows.
+
+    The first line of a message continues the line already on screen: a non-empty segment after
+    one of its ``\\r`` replaces that whole line (``"\\r 30%"``); text before any ``\\r`` is
+    appended to it (``"abc\\r"`` keeps what was there, followed by ``abc``). Returns
+    ``(rewrites, collapsed text)``; ``"\\r\\n"`` is a plain newline, as on a terminal.
+    """
+    text = text.replace("\r\n", "\n")
+    first, newline, rest = text.partition("\n")
+    segments = first.split("\r")
+    rewritten = [segment for segment in segments[1:] if segment]
+    head = rewritten[-1] if rewritten else segments[0]
+    return bool(rewritten), head + newline + collapse_returns(rest)
 
 
 def _as_text(value: Any) -> str:
@@ -106,10 +136,13 @@ class OutputTranslator:
         self._dropped_partial_line = False
         self._pieces: list[str] = []
         self._tracebacks_past_cap = 0
+        self._open_line_chars = 0  # of text sent since the last newline: what a rewind drops
+        self._return_pending = False  # the last stream text ended with a bare carriage return
 
     @property
     def text(self) -> str:
-        """Everything emitted as text so far (for one-shot callers such as the CLI)."""
+        """The output as a screen shows it (rewritten lines at their last state): for one-shot
+        callers such as the CLI and for the model's ``tool_output``."""
         return "".join(self._pieces)
 
     @property
@@ -121,7 +154,7 @@ class OutputTranslator:
         msg_type = msg.get("header", {}).get("msg_type") or msg.get("msg_type")
         content = msg.get("content") or {}
         if msg_type == "stream":
-            return self._text(clean(_as_text(content.get("text", ""))))
+            return self._stream(_as_text(content.get("text", "")))
         if msg_type == "execute_input":
             self.execution_count = content.get("execution_count", self.execution_count)
             return []
@@ -179,12 +212,25 @@ class OutputTranslator:
             self.dropped_chars += len(text)
             self._dropped_newlines += text.count("\n")
             return []
-        self._pieces.append(text)
+        self._append(text)
         return [envelopes.output(text)]
 
-    def _text(self, text: str) -> list[Chunk | DisplayedFile]:
+    def _stream(self, raw: str) -> list[Chunk | DisplayedFile]:
+        """stdout/stderr: a carriage return may rewrite the open line, even one an earlier
+        message wrote (``print(i, end="\\r")``, tqdm): the line then goes out again, after a
+        ``rewind`` chunk that tells clients how much of what they have to drop."""
+        text = strip_escapes(raw)
+        if self._return_pending:
+            text = "\r" + text
+        self._return_pending = text.endswith("\r")
+        rewrites, text = rewrite_of_open_line(text)
+        return self._text(drop_controls(text), rewrites)
+
+    def _text(self, text: str, rewrites: bool = False) -> list[Chunk | DisplayedFile]:
         """Emit ``text`` within the cap; the part beyond it is only counted."""
         room = max(self.max_output_chars - self.emitted_chars, 0)
+        if rewrites and room == 0:
+            self._return_pending = False  # the line keeps the last state that went out
         if len(text) > room:
             dropped = text[room:]
             self.dropped_chars += len(dropped)
@@ -193,6 +239,29 @@ class OutputTranslator:
             text = text[:room]
         if not text:
             return []
+        chunks: list[Chunk | DisplayedFile] = []
+        if rewrites and self._open_line_chars:
+            chunks.append(envelopes.rewind(self._open_line_chars))
+            self._erase_open_line()
         self.emitted_chars += len(text)
+        self._append(text)
+        chunks.append(envelopes.output(text))
+        return chunks
+
+    def _append(self, text: str) -> None:
         self._pieces.append(text)
-        return [envelopes.output(text)]
+        newline = text.rfind("\n")
+        self._open_line_chars = (len(text) - newline - 1 if newline >= 0
+                                 else self._open_line_chars + len(text))
+
+    def _erase_open_line(self) -> None:
+        left = self._open_line_chars
+        while left:
+            last = self._pieces[-1]
+            if len(last) <= left:
+                self._pieces.pop()
+                left -= len(last)
+            else:
+                self._pieces[-1] = last[:-left]
+                left = 0
+        self._open_line_chars = 0

@@ -46,3 +46,9 @@ def test_empty_and_killed():
 
 def test_capped_output_says_so():
     assert "[output capped: 1,234 more" in tool_output("x", "complete", [], dropped_chars=1234)
+
+
+def test_rewritten_lines_count_once_at_their_last_state():
+    bar = "".join(f"\r{i:5d}/10000 |{'#' * (i // 1000):10s}|" for i in range(10_001))
+    out = tool_output(f"fitting\n{bar}\nscore 0.93\n", "complete", [])
+    assert out == "fitting\n10000/10000 |##########|\nscore 0.93"

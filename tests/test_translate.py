@@ -54,7 +54,9 @@ def tiny_png(width: int = 1, height: int = 1) -> bytes:
 
 
 def texts(items: list) -> str:
-    return "".join(item["content"] for item in items if isinstance(item, dict))
+    """The text chunks' content (files and rewinds left out)."""
+    return "".join(item["content"] for item in items
+                   if isinstance(item, dict) and item["type"] == "hot_code_output")
 
 
 SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10"/></svg>'
@@ -215,6 +217,67 @@ def test_progress_is_collapsed_per_message():
     assert texts(t.translate(stream("\r 20%\r 30%", "stderr"))) == " 30%"
 
 
+def test_a_rewrite_in_a_later_message_rewinds_the_open_line():
+    # The issue's loop: sys.stdout.write(f"\rprogress {i}"), one iopub message per update.
+    t = OutputTranslator()
+    first, second, third = (t.translate(stream(f"\rprogress {i}")) for i in range(3))
+    assert first == [envelopes.output("progress 0")]
+    assert second == [envelopes.rewind(10), envelopes.output("progress 1")]
+    assert third == [envelopes.rewind(10), envelopes.output("progress 2")]
+    assert t.text == "progress 2"
+
+
+def test_print_end_carriage_return_rewrites_on_the_next_message():
+    t = OutputTranslator()
+    chunks = [c for i in range(3) for c in t.translate(stream(f"step {i}\r"))]
+    assert chunks == [envelopes.output("step 0"), envelopes.rewind(6), envelopes.output("step 1"),
+                      envelopes.rewind(6), envelopes.output("step 2")]
+    assert t.translate(stream("done\n")) == [envelopes.rewind(6), envelopes.output("done\n")]
+    assert t.text == "done\n"
+
+
+def test_a_bare_return_then_a_newline_keeps_the_line():
+    t = OutputTranslator()
+    t.translate(stream("kept\r"))
+    assert t.translate(stream("\nnext\n")) == [envelopes.output("\nnext\n")]
+    assert t.text == "kept\nnext\n"
+
+
+def test_a_rewrite_replaces_only_the_open_line_across_pieces():
+    t = OutputTranslator()
+    t.translate(stream("header\nabc"))
+    t.translate(stream("def"))
+    assert t.translate(stream("\rxyz\nend\n")) == [envelopes.rewind(6),
+                                                    envelopes.output("xyz\nend\n")]
+    assert t.text == "header\nxyz\nend\n"
+
+
+def test_text_before_a_return_is_appended_not_a_rewrite():
+    t = OutputTranslator()
+    t.translate(stream("a"))
+    assert t.translate(stream("b\r")) == [envelopes.output("b")]
+    assert t.text == "ab"
+
+
+def test_a_tqdm_bar_over_many_messages_leaves_one_line():
+    t = OutputTranslator()
+    t.translate(stream("training\n"))
+    for step in range(0, 10_001, 100):
+        t.translate(stream(f"\r{step * 100 // 10_000:3d}%|{'#' * (step // 1000):10s}| "
+                           f"{step}/10000", "stderr"))
+    t.translate(stream("\n", "stderr"))
+    assert t.text == "training\n100%|##########| 10000/10000\n"
+
+
+def test_a_rewrite_past_the_cap_keeps_the_last_line_sent():
+    t = OutputTranslator(max_output_chars=11)
+    t.translate(stream("\r 10%"))
+    assert texts(t.translate(stream("\r 20%"))) == " 20%"
+    assert t.translate(stream("\r 30%")) == [envelopes.rewind(4), envelopes.output(" 30")]
+    assert t.translate(stream("\r 40%")) == []
+    assert t.text == " 30" and t.dropped_chars == 5
+
+
 def test_ansi_sequences_are_stripped():
     assert clean("\x1b[31mred\x1b[0m \x1b[1;38;5;200mbold\x1b[m") == "red bold"
     assert clean("\x1b[?25lhidden cursor\x1b[?25h") == "hidden cursor"
@@ -296,6 +359,7 @@ def test_clean_never_leaves_escapes_or_controls(text):
 def test_emitted_text_respects_the_cap(messages, cap):
     t = OutputTranslator(max_output_chars=cap)
     capped = tracebacks = 0
+    screen = ""  # what a client shows after applying every chunk
     for kind, text in messages:
         if kind == "stream":
             out = t.translate(stream(text))
@@ -305,16 +369,24 @@ def test_emitted_text_respects_the_cap(messages, cap):
         else:
             out = t.translate(msg("error", ename="E", evalue="v", traceback=[text]))
         for chunk in out:
+            if chunk["type"] == "rewind":  # only ever the open line, and only of stream text
+                assert kind == "stream" and chunk is out[0] and len(out) == 2
+                chars = chunk["content"]["chars"]
+                assert 0 < chars <= len(screen) - (screen.rfind("\n") + 1)
+                screen = screen[:-chars]
+                continue
             assert set(chunk) == {"type", "content"} and chunk["type"] == "hot_code_output"
             assert chunk["content"] and not CONTROL.search(chunk["content"])
             assert "\x1b" not in chunk["content"]
+            screen += chunk["content"]
         if kind == "error":
             tracebacks += len(texts(out))
         else:
             capped += len(texts(out))
     # Tracebacks count against the cap too; past it, one traceback's worth still goes out.
     assert capped <= cap and t.emitted_chars <= cap
-    assert len(t.text) == capped + tracebacks <= cap + TRACEBACK_LIMIT
+    assert t.text == screen  # the model reads what a client shows
+    assert len(t.text) <= capped + tracebacks <= cap + TRACEBACK_LIMIT
     assert (t.dropped_chars > 0) == bool(t.finish())
 
 

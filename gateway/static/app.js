@@ -269,6 +269,23 @@ class CallView {
     if (follow) this.outputEl.scrollTop = this.outputEl.scrollHeight;
   }
 
+  // Progress output rewrote its line: drop that line as it was sent (its characters may span
+  // several text nodes); the new state follows as ordinary output.
+  rewind(chars) {
+    let left = Number(chars) || 0;
+    while (left > 0 && this.outputEl.lastChild) {
+      const node = this.outputEl.lastChild;
+      const text = node.textContent;
+      if (text.length <= left) {
+        node.remove();
+        left -= text.length;
+      } else {
+        node.textContent = text.slice(0, text.length - left);
+        left = 0;
+      }
+    }
+  }
+
   file(content) {
     const fileId = String(content.file_id || "");
     if (fileId && this.fileIds.has(fileId)) return; // announced in both shapes
@@ -431,6 +448,9 @@ function handleEnvelope(envelope) {
       break;
     case "hot_code_output":
       if (callId) callView(threadId, callId).output(String(content));
+      break;
+    case "rewind":
+      if (callId && content) callView(threadId, callId).rewind(content.chars);
       break;
     case "code_interpreter_stream":
       if (callId && content) callView(threadId, callId).file(content);
