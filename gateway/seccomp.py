@@ -13,6 +13,7 @@ and any Python version, where Debian's ``python3-seccomp`` serves only the syste
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from dataclasses import dataclass
@@ -129,6 +130,10 @@ def build_program() -> SeccompProgram:
     program = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
     # Foreign ABIs (x32, i386 via int 0x80) would bypass every rule written for the native one.
     program.set_attr(seccomp.Attr.ACT_BADARCH, seccomp.KILL_PROCESS)
+    # A binary search over syscall numbers instead of a linear chain: every allowed syscall
+    # (write, sendmsg, poll: all of a cell's output) otherwise walks past every rule first.
+    with contextlib.suppress(OSError):  # libseccomp < 2.5 has only the linear chain
+        program.set_attr(seccomp.Attr.CTL_OPTIMIZE, 2)
     skipped = []
     for name, (code, _why) in DENIED_SYSCALLS.items():
         try:
