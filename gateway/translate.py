@@ -138,6 +138,7 @@ class OutputTranslator:
         self._tracebacks_past_cap = 0
         self._open_line_chars = 0  # of text sent since the last newline: what a rewind drops
         self._return_pending = False  # the last stream text ended with a bare carriage return
+        self._open_line_stream = ""  # stdout or stderr: whose text the open line holds
 
     @property
     def text(self) -> str:
@@ -154,7 +155,7 @@ class OutputTranslator:
         msg_type = msg.get("header", {}).get("msg_type") or msg.get("msg_type")
         content = msg.get("content") or {}
         if msg_type == "stream":
-            return self._stream(_as_text(content.get("text", "")))
+            return self._stream(_as_text(content.get("text", "")), content.get("name", ""))
         if msg_type == "execute_input":
             self.execution_count = content.get("execution_count", self.execution_count)
             return []
@@ -215,13 +216,22 @@ class OutputTranslator:
         self._append(text)
         return [envelopes.output(text)]
 
-    def _stream(self, raw: str) -> list[Chunk | DisplayedFile]:
+    def _stream(self, raw: str, name: str) -> list[Chunk | DisplayedFile]:
         """stdout/stderr: a carriage return may rewrite the open line, even one an earlier
         message wrote (``print(i, end="\\r")``, tqdm): the line then goes out again, after a
-        ``rewind`` chunk that tells clients how much of what they have to drop."""
+        ``rewind`` chunk that tells clients how much of what they have to drop.
+
+        The two streams are flushed separately (a cell's last stdout can overtake a progress
+        bar's final newline on stderr), so, as notebooks show them apart, one stream's text
+        never continues or rewrites a line the other left open: it starts a new line."""
         text = strip_escapes(raw)
-        if self._return_pending:
+        if not text:
+            return []
+        if self._open_line_chars and name != self._open_line_stream:
+            text = "\n" + text
+        elif self._return_pending:
             text = "\r" + text
+        self._open_line_stream = name
         self._return_pending = text.endswith("\r")
         rewrites, text = rewrite_of_open_line(text)
         return self._text(drop_controls(text), rewrites)

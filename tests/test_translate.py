@@ -269,6 +269,17 @@ def test_a_tqdm_bar_over_many_messages_leaves_one_line():
     assert t.text == "training\n100%|##########| 10000/10000\n"
 
 
+def test_one_stream_never_continues_the_line_the_other_left_open():
+    t = OutputTranslator()
+    t.translate(stream("\r 50%|#####     |", "stderr"))
+    t.translate(stream("\r100%|##########|", "stderr"))
+    assert t.translate(stream("sum 42\n")) == [envelopes.output("\nsum 42\n")]
+    assert t.translate(stream("\rlate bar", "stderr")) == [envelopes.output("late bar")]
+    t.translate(stream("epoch 1: "))
+    assert t.translate(stream("\r 10%", "stderr")) == [envelopes.output("\n 10%")]
+    assert t.text == "100%|##########|\nsum 42\nlate bar\nepoch 1: \n 10%"
+
+
 def test_a_rewrite_past_the_cap_keeps_the_last_line_sent():
     t = OutputTranslator(max_output_chars=11)
     t.translate(stream("\r 10%"))
