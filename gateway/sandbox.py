@@ -97,7 +97,8 @@ class HostSandbox:
     def _probe_hardening(self, drop_uid: bool) -> None:
         assert self.bwrap is not None
         enforced, missing = self.report.enforced, self.report.missing
-        enforced["proc_sys_read_only"] = "read-only bind of " + ", ".join(PROC_READ_ONLY)
+        enforced["proc_sys_read_only"] = "read-only bind of " + ", ".join(
+            path for path in PROC_READ_ONLY if os.path.exists(path))
         version = bwrap_version(self.bwrap)
         if version >= MIN_BWRAP_FOR_DISABLE_USERNS:
             self.disable_userns = True
