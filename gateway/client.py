@@ -135,14 +135,9 @@ class GatewayClient:
                     call_id: str | None = None) -> dict:
         """Blocking HTTP PUT of a (large) file into the thread's working directory, streamed
         from disk when ``source`` is a path; returns the confirmation (run it in a thread
-        from async code). Raises ``UploadError`` when the gateway refuses it."""
-        with urllib.request.urlopen(f"{self.http_base}/healthz", timeout=30,
-                                    context=self.ssl) as response:
-            port = orjson.loads(response.read()).get("upload_port")
-        if not port:
-            raise UploadError(0, "unavailable", "this gateway has HTTP uploads turned off")
-        base = urllib.parse.urlsplit(self.http_base)
-        url = (f"{base.scheme}://{base.hostname}:{port}/threads/"
+        from async code). Raises ``UploadError`` when the gateway refuses it. Uploads go to
+        the websocket's own port."""
+        url = (f"{self.http_base}/threads/"
                f"{urllib.parse.quote(thread_id, safe='')}/files/{urllib.parse.quote(filename)}")
         if call_id:
             url += f"?call_id={urllib.parse.quote(call_id, safe='')}"
@@ -169,6 +164,27 @@ class GatewayClient:
                                          headers={"Authorization": f"Bearer {self.token}"})
         with urllib.request.urlopen(request, timeout=60, context=self.ssl) as response:
             return response.read()
+
+    def download_to(self, file_id: str, path: str | os.PathLike, *, resume: bool = False,
+                    block: int = 2**20) -> int:
+        """Blocking streamed GET of a stored file into ``path``, ``block`` bytes at a time (a
+        file of any size, in bounded memory); ``resume`` continues a partial ``path`` with a
+        ``Range`` request. Returns the file's size."""
+        start = os.path.getsize(path) if resume and os.path.exists(path) else 0
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if start:
+            headers["Range"] = f"bytes={start}-"
+        request = urllib.request.Request(f"{self.http_base}/files/{file_id}", headers=headers)
+        try:
+            response = urllib.request.urlopen(request, timeout=60, context=self.ssl)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 416 and start:  # nothing left: the partial file is complete
+                return start
+            raise
+        with response, open(path, "ab" if response.status == 206 else "wb") as sink:
+            while data := response.read(block):
+                sink.write(data)
+            return sink.tell()
 
 
 class Thread:

@@ -1,14 +1,14 @@
-"""HTTP uploads of large files, streamed, on a port of their own.
-
-websockets' server parses only GET requests (a handshake has no body), so a file too large to
-send comfortably as base64 websocket messages is PUT here instead:
+"""HTTP uploads of large files, streamed: ``PUT /threads/{thread_id}/files/{filename}``.
 
     PUT /threads/{thread_id}/files/{filename}     Authorization: Bearer TOKEN
     (body: the file's bytes; Content-Length or chunked)
 
-The body goes through ``Gateway.upload`` in parts, the same path as websocket uploads (name
-checks, size cap, no symlink followed), and the thread's listeners get the same
-``file_uploaded`` chunk. h11 does the HTTP; this module only moves bytes and maps errors.
+Served on the websocket's own port (``gateway/front.py`` hands non-websocket requests to
+``gateway/http_handler.py``, which calls ``UploadHandler``) and, for a release, on the old
+separate ``upload_port`` as an alias. The body goes through ``Gateway.upload`` in parts, the
+same path as websocket uploads (name checks, size cap, no symlink followed), and the thread's
+listeners get the same ``file_uploaded`` chunk. h11 does the HTTP; this module only moves
+bytes and maps errors.
 """
 
 from __future__ import annotations
@@ -21,22 +21,20 @@ import re
 import secrets
 import ssl
 import urllib.parse
+from collections.abc import Awaitable, Callable
 
 import h11
-import orjson
 
 from . import auth
 from .app import Gateway
 from .errors import GatewayError, ProtocolError
+from .http11 import READ_BYTES, next_event
 from .protocol import Upload
 
 log = logging.getLogger(__name__)
 
 PATH = re.compile(r"/threads/([^/?#]+)/files/([^?#]+)")
-READ_BYTES = 256 * 2**10
 PART_BYTES = 8 * 2**20  # written per worker-thread hop, not per socket read
-IDLE_TIMEOUT = 60.0  # a client that sends nothing for this long is cut off
-MAX_HEADER_BYTES = 16 * 2**10
 MAX_CONCURRENT = 16  # uploads in flight; each buffers up to PART_BYTES
 HTTP_STATUS = {
     "bad_request": 400, "bad_filename": 400, "bad_offset": 400,
@@ -45,16 +43,25 @@ HTTP_STATUS = {
 }
 
 
+def error_body(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
 class UploadServer:
-    def __init__(self, gateway: Gateway, ssl_context: ssl.SSLContext | None = None) -> None:
-        self.gateway = gateway
-        self.ssl = ssl_context  # the websocket port's context: one certificate, one reload
+    """The old separate upload port, kept as an alias: it serves the same HTTP handler as the
+    main port (uploads and downloads), with the same TLS context (one certificate, one
+    reload)."""
+
+    def __init__(self, serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                       Awaitable[None]],
+                 host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._serve = serve
+        self.host, self.requested_port = host, port
+        self.ssl = ssl_context
         self.server: asyncio.Server | None = None
-        self._slots = asyncio.Semaphore(MAX_CONCURRENT)
 
     async def start(self) -> None:
-        s = self.gateway.settings
-        self.server = await asyncio.start_server(self._serve, s.host, s.upload_port,
+        self.server = await asyncio.start_server(self._serve, self.host, self.requested_port,
                                                  limit=READ_BYTES, ssl=self.ssl)
 
     @property
@@ -68,58 +75,35 @@ class UploadServer:
             with contextlib.suppress(Exception):
                 await self.server.wait_closed()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # One request per connection: uploads are large and rare, keep-alive buys nothing.
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
-        try:
-            if self._slots.locked():
-                status, body = 503, {"error": {"code": "busy",
-                                               "message": "too many uploads; try again later"}}
-            else:
-                async with self._slots:
-                    status, body = await self._handle(conn, reader)
-        except h11.RemoteProtocolError as exc:
-            status, body = 400, {"error": {"code": "bad_request", "message": str(exc)}}
-        except (TimeoutError, ConnectionError):
-            writer.close()
-            return
-        except Exception:
-            log.exception("HTTP upload failed")
-            status, body = 500, {"error": {"code": "internal_error",
-                                           "message": "the gateway failed to store the upload"}}
-        payload = orjson.dumps(body)
-        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
-                   ("Connection", "close"), ("Cache-Control", "no-store")]
-        try:
-            if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                writer.write(conn.send(h11.Response(status_code=status, headers=headers)))
-                writer.write(conn.send(h11.Data(data=payload)))
-                writer.write(conn.send(h11.EndOfMessage()))
-                await writer.drain()
-        except (h11.LocalProtocolError, ConnectionError):
-            pass
-        finally:
-            writer.close()
 
-    async def _next_event(self, conn: h11.Connection, reader: asyncio.StreamReader):
-        while True:
-            event = conn.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            data = await asyncio.wait_for(reader.read(READ_BYTES), IDLE_TIMEOUT)
-            conn.receive_data(data)
+class UploadHandler:
+    """One PUT: checks from the head alone (route, token, ownership, size), then the body in
+    parts of ``PART_BYTES`` into ``Gateway.upload``."""
 
-    async def _handle(self, conn: h11.Connection,
-                      reader: asyncio.StreamReader) -> tuple[int, dict]:
-        request = await self._next_event(conn, reader)
-        if not isinstance(request, h11.Request):
-            raise h11.RemoteProtocolError("expected a request")
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT)
+
+    async def handle(self, conn: h11.Connection, request: h11.Request,
+                     reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> tuple[int, dict]:
+        """(status, JSON body) for an upload request whose head h11 has parsed."""
+        if self._slots.locked():
+            return 503, error_body("busy", "too many uploads; try again later")
+        async with self._slots:
+            return await self._handle(conn, request, reader, writer)
+
+    async def _handle(self, conn: h11.Connection, request: h11.Request,
+                      reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> tuple[int, dict]:
         try:
             session, first, call_id = self._route(request)
+            if conn.they_are_waiting_for_100_continue:
+                # curl sends Expect: 100-continue for large bodies and otherwise waits a second.
+                writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
             result = await self._receive(conn, reader, session, first)
         except GatewayError as exc:
-            return HTTP_STATUS.get(exc.code, 400), {"error": {"code": exc.code,
-                                                              "message": str(exc)}}
+            return HTTP_STATUS.get(exc.code, 400), error_body(exc.code, str(exc))
         session.emit({"type": "file_uploaded", "content": result}, call_id)
         log.info("thread %s: HTTP upload of %d bytes", session.thread_id, result["size"],
                  extra={"thread_id": session.thread_id, "call_id": call_id})
@@ -163,7 +147,7 @@ class UploadServer:
         buffered: list[bytes] = []
         size = offset = 0
         while True:
-            event = await self._next_event(conn, reader)
+            event = await next_event(conn, reader)
             if isinstance(event, h11.Data):
                 buffered.append(bytes(event.data))
                 size += len(event.data)

@@ -1,6 +1,9 @@
 """The websocket server: auth at the handshake, routing of requests, HTTP on the same port.
 
 Everything here moves messages between sockets and the ``Gateway``; no execution logic lives here.
+One port serves it all: ``gateway/front.py`` gives each connection to websockets (handshakes and
+small GETs, answered by ``_process_request``) or to ``gateway/http_handler.py`` (streamed
+downloads, uploads).
 """
 
 from __future__ import annotations
@@ -20,18 +23,20 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.server import ServerProtocol
 
 from . import auth, envelopes, origins, protocol, tls
 from .admin import error_answer, execute_admin
 from .app import Gateway
 from .config import Settings
 from .errors import GatewayError
+from .front import FrontProtocol
+from .http_handler import HttpHandler
 from .http_upload import UploadServer
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
-FILE_PATH = re.compile(r"/files/(file_[0-9a-f]{32})")
 STATIC_PATH = re.compile(r"/static/([A-Za-z0-9_-]+\.(?:html|js|css|png|svg|ico))")
 # frame-ancestors only works as a header; the page's meta tag carries the rest too.
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -40,11 +45,6 @@ OUTBOUND_BUFFER_BYTES = 64 * 2**20  # a client that reads slower than this is di
 # What a SIGHUP reload changes in a running gateway; everything else needs a restart.
 RELOADABLE = ("tokens", "admin_token", "allowed_origins", "tls_cert", "tls_key", "tls_client_ca")
 CLOSE_TOKEN_REVOKED = 1008  # policy violation: the token this connection opened with is gone
-
-
-def identity_of(gateway: Gateway, request: Request) -> str | None:
-    """The identity behind the request's token (header, or ``?token=`` for browsers)."""
-    return auth.identity_for(gateway.settings.tokens, _bearer(request))
 
 
 def _bearer(request: Request) -> str | None:
@@ -65,13 +65,6 @@ def _response(status: int, body: bytes, content_type: str, **headers: str) -> Re
 
 def _json(status: int, data: object) -> Response:
     return _response(status, orjson.dumps(data), "application/json")
-
-
-def content_disposition(name: str) -> str:
-    """Attachment with an ASCII fallback and the RFC 5987 UTF-8 name: no header injection."""
-    base = name.rsplit("/", 1)[-1]
-    ascii_name = re.sub(r"[^A-Za-z0-9._-]", "_", base) or "download"
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{urllib.parse.quote(base)}"
 
 
 def _routing_of(message: str | bytes) -> tuple[str | None, str | None]:
@@ -136,6 +129,8 @@ class GatewayServer:
         self._tasks: set[asyncio.Task] = set()
         self._clients: set[Client] = set()
         self._admins: set[ServerConnection] = set()
+        self.http = HttpHandler(gateway)
+        self._http_tasks: set[asyncio.Task] = set()
 
     async def start(self) -> None:
         s = self.gateway.settings
@@ -148,11 +143,18 @@ class GatewayServer:
             compression=None,  # outputs are small text or base64: deflate only adds latency
             server_header=None,
             ssl=self.ssl,
+            create_connection=self._front,
         )
-        if s.upload_port >= 0:
-            self.uploads = UploadServer(self.gateway, self.ssl)
+        if s.upload_port >= 0:  # the old upload port, an alias of this one for a release
+            self.uploads = UploadServer(self.http.serve, s.host, s.upload_port, self.ssl)
             await self.uploads.start()
             self.gateway.upload_port = self.uploads.port
+
+    def _front(self, protocol: ServerProtocol, server: Server, **options) -> FrontProtocol:
+        """websockets builds a connection per accepted socket through this hook; the front
+        decides, on the first request line, whether websockets gets it at all."""
+        return FrontProtocol(lambda: ServerConnection(protocol, server, **options),
+                             self.http.serve, self._http_tasks)
 
     @property
     def port(self) -> int:
@@ -201,6 +203,7 @@ class GatewayServer:
             await self.uploads.close()
         if self.server is not None:
             self.server.close()
+            self.http.close()
             await self.server.wait_closed()
 
     async def shutdown(self, grace: float) -> dict:
@@ -213,6 +216,7 @@ class GatewayServer:
         summary = await self.gateway.drain(timeout=grace)
         await asyncio.sleep(0.1)  # let writers flush the last statuses
         self.server.close(close_connections=True)
+        self.http.close()
         await self.server.wait_closed()
         await self.gateway.close()
         return summary
@@ -244,10 +248,7 @@ class GatewayServer:
             return _json(200 if readiness["ready"] else 503, readiness)
         if path == "/metrics":
             return _response(200, gw.metrics.render(), "text/plain; version=0.0.4")
-        if match := FILE_PATH.fullmatch(path):
-            return self._download(request, match.group(1))
-        if path.startswith("/files/"):
-            return _json(404, {"error": "no such file"})
+        # GET /files/... never gets here: the front gives it to the HTTP handler.
         if path == "/":
             path = "/static/index.html"
         if match := STATIC_PATH.fullmatch(path):
@@ -270,17 +271,6 @@ class GatewayServer:
             return _response(200, page.read_bytes(), mime, Content_Security_Policy=PAGE_CSP,
                              Referrer_Policy="no-referrer")
         return _response(200, page.read_bytes(), mime)
-
-    def _download(self, request: Request, file_id: str) -> Response:
-        identity = identity_of(self.gateway, request)
-        if identity is None:
-            return _json(401, {"error": "missing or invalid token"})
-        stored = self.gateway.store.get(file_id, identity)
-        if stored is None:  # unknown and not-yours look the same
-            return _json(404, {"error": "no such file"})
-        return _response(200, self.gateway.store.read(stored), stored.mime_type,
-                         Content_Disposition=content_disposition(stored.name),
-                         X_File_Sha256=stored.sha256)
 
     # -- websocket --------------------------------------------------------------------------
     async def _handle(self, connection: ServerConnection) -> None:

@@ -1,0 +1,112 @@
+"""Plain HTTP requests that are not websocket handshakes: downloads and uploads.
+
+``gateway/front.py`` hands a connection here (with the bytes it already read) when its first
+request is not for websockets: ``GET``/``HEAD /files/{id}`` streams a stored file
+(``gateway/downloads.py``), ``PUT /threads/{id}/files/{name}`` receives one
+(``gateway/http_upload.py``). One request per connection: downloads and uploads are large, so
+keep-alive would save nothing worth the state. Every connection is tracked so a shutdown can
+cut the ones still sending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import urllib.parse
+
+import h11
+
+from . import auth, downloads, http11
+from .app import Gateway
+from .http_upload import UploadHandler, error_body
+
+log = logging.getLogger(__name__)
+
+MAX_DOWNLOADS = 64  # at once; each holds an open file and a socket, not a buffer
+
+
+def bearer_of(headers: dict[str, str], target: str) -> str | None:
+    """The token of a request: ``Authorization: Bearer T``, else ``?token=T`` (browsers)."""
+    value = headers.get("authorization", "")
+    if value.startswith("Bearer "):
+        return value[len("Bearer "):].strip()
+    query = urllib.parse.urlsplit(target).query
+    return urllib.parse.parse_qs(query).get("token", [None])[0]
+
+
+class HttpHandler:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.uploads = UploadHandler(gateway)
+        self._downloads = asyncio.Semaphore(MAX_DOWNLOADS)
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Answer the one request on this connection, then close it."""
+        conn = http11.new_connection()
+        self._writers.add(writer)
+        try:
+            request = await http11.next_event(conn, reader)
+            if not isinstance(request, h11.Request):
+                raise h11.RemoteProtocolError("expected a request")
+            await self._route(conn, request, reader, writer)
+        except h11.RemoteProtocolError as exc:
+            await self._answer(conn, writer, 400, error_body("bad_request", str(exc)))
+        except (TimeoutError, ConnectionError, h11.LocalProtocolError):
+            writer.transport.abort()  # stalled or gone: nothing useful can be said
+        except Exception:
+            log.exception("HTTP request failed")
+            await self._answer(conn, writer, 500, error_body(
+                "internal_error", "the gateway failed to answer this request"))
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def _answer(self, conn, writer, status: int, body: dict, head: bool = False) -> None:
+        with contextlib.suppress(ConnectionError, h11.LocalProtocolError):
+            await http11.send_json(conn, writer, status, body, head=head)
+
+    async def _route(self, conn: h11.Connection, request: h11.Request,
+                     reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        target = request.target.decode("ascii", "replace")
+        path = urllib.parse.urlsplit(target).path
+        if path.startswith("/files/"):
+            await self._download(conn, request, target, path, writer)
+            return
+        # Everything else is an upload or the upload handler's 404/405.
+        status, body = await self.uploads.handle(conn, request, reader, writer)
+        await self._answer(conn, writer, status, body)
+
+    async def _download(self, conn: h11.Connection, request: h11.Request, target: str,
+                        path: str, writer: asyncio.StreamWriter) -> None:
+        method = request.method.decode("ascii", "replace")
+        head = method == "HEAD"
+        if method not in ("GET", "HEAD"):
+            await self._answer(conn, writer, 405, {"error": "use GET or HEAD"})
+            return
+        headers = http11.headers_of(request)
+        identity = auth.identity_for(self.gateway.settings.tokens, bearer_of(headers, target))
+        if identity is None:
+            await self._answer(conn, writer, 401, {"error": "missing or invalid token"}, head)
+            return
+        match = downloads.FILE_PATH.fullmatch(path)
+        stored = self.gateway.store.get(match.group(1), identity) if match else None
+        if stored is None:  # unknown and not-yours look the same
+            await self._answer(conn, writer, 404, {"error": "no such file"}, head)
+            return
+        if self._downloads.locked():
+            await self._answer(conn, writer, 503, {"error": "too many downloads; retry"}, head)
+            return
+        async with self._downloads:
+            plan = downloads.plan(method, headers, stored)
+            await http11.send_head(conn, writer, plan.status, plan.headers)
+            if plan.length:
+                await downloads.send_body(writer, self.gateway.store.path(stored), plan.offset,
+                                          plan.length)
+            await writer.drain()
+
+    def close(self) -> None:
+        """Cut every connection still open (a shutdown does not wait for a long download)."""
+        for writer in list(self._writers):
+            writer.transport.abort()
