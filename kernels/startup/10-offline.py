@@ -10,19 +10,24 @@
 def _gateway_offline(mode: str) -> int | None:
     import importlib.abc
     import importlib.machinery
-    import importlib.metadata
     import importlib.util
     import os
     import re
     import sys
+
+    def metadata():
+        """importlib.metadata (email, zipfile, csv, ...), loaded only when an answer needs it."""
+        import importlib.metadata
+
+        return importlib.metadata
 
     no_network = "cannot be installed: no network"
 
     def image_packages() -> list[str]:
         """What the kernel image was built with: the gateway's `kernel` extra, if installed."""
         try:
-            requires = importlib.metadata.requires("code-interpreter-gateway") or []
-        except importlib.metadata.PackageNotFoundError:
+            requires = metadata().requires("code-interpreter-gateway") or []
+        except metadata().PackageNotFoundError:
             return []
         names = [re.split(r"[\s;<>=!~\[(]", r, maxsplit=1)[0] for r in requires
                  if re.search(r"""extra\s*==\s*["']kernel["']""", r)]
@@ -30,8 +35,8 @@ def _gateway_offline(mode: str) -> int | None:
 
     def installed_version(name: str) -> str | None:
         try:
-            return importlib.metadata.version(name)
-        except (importlib.metadata.PackageNotFoundError, ValueError):
+            return metadata().version(name)
+        except (metadata().PackageNotFoundError, ValueError):
             return None
 
     def not_installed(name: str) -> str:
@@ -67,7 +72,7 @@ def _gateway_offline(mode: str) -> int | None:
             print(answer_install(rest), file=sys.stderr)
             return 1
         dists = sorted({d.metadata["Name"]: d.version
-                        for d in importlib.metadata.distributions()}.items(),
+                        for d in metadata().distributions()}.items(),
                        key=lambda item: item[0].lower())
         if command == "list":
             width = max(len(name) for name, _ in dists)
@@ -78,11 +83,11 @@ def _gateway_offline(mode: str) -> int | None:
         elif command == "show" and rest:
             for name in (arg for arg in rest if not arg.startswith("-")):
                 try:
-                    meta = importlib.metadata.metadata(name)
-                except importlib.metadata.PackageNotFoundError:
+                    meta = metadata().metadata(name)
+                except metadata().PackageNotFoundError:
                     print(f"WARNING: Package(s) not found: {name}", file=sys.stderr)
                     return 1
-                requires = importlib.metadata.requires(name) or []
+                requires = metadata().requires(name) or []
                 print(f"Name: {meta['Name']}\nVersion: {meta['Version']}\n"
                       f"Summary: {meta['Summary']}\nRequires: "
                       + ", ".join(r.split(";")[0] for r in requires if "extra ==" not in r))
