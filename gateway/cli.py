@@ -117,8 +117,9 @@ def serve(
     assignments: Annotated[list[str] | None, Opt("--set", help="Any setting: KEY=VALUE "
                                                       "(repeatable).")] = None,
 ) -> None:
-    """Run the gateway: websocket at /ws, live page at /, health, metrics, file downloads,
-    and HTTP uploads on --set upload_port=N (0: any free port).
+    """Run the gateway: websocket at /ws, live page at /, health, metrics, file downloads
+    and HTTP uploads, all on one port (--set upload_port=N keeps the old upload port as an
+    alias; -1 turns it off).
 
     Settings come from defaults, then --config, then GATEWAY_* variables, then flags.
     SIGHUP re-reads them all: tokens, admin token, origins and renewed TLS files take effect
@@ -167,9 +168,10 @@ async def _serve(settings: config.Settings, reread) -> None:
     web, ws = tls.schemes(settings)
     print(f"gateway listening on {web}://{settings.host}:{server.port}/ "
           f"(websocket {ws}://{settings.host}:{server.port}/ws)", flush=True)
+    print(f"HTTP uploads: PUT {web}://{settings.host}:{server.port}"
+          "/threads/THREAD/files/NAME", flush=True)
     if server.uploads is not None:
-        print(f"HTTP uploads: PUT {web}://{settings.host}:{server.uploads.port}"
-              "/threads/THREAD/files/NAME", flush=True)
+        print(f"(old upload port, an alias: {server.uploads.port})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
