@@ -85,6 +85,8 @@ def rewrite_of_open_line(text: str) -> tuple[bool, str]:
     appended to it (``"abc\\r"`` keeps what was there, followed by ``abc``). Returns
     ``(rewrites, collapsed text)``; ``"\\r\\n"`` is a plain newline, as on a terminal.
     """
+    if "\r" not in text:  # most output: no copies of a large print
+        return False, text
     text = text.replace("\r\n", "\n")
     first, newline, rest = text.partition("\n")
     segments = first.split("\r")
