@@ -410,3 +410,16 @@ def test_tracebacks_past_the_cap_are_bounded_too():
     assert sent[0], "the first traceback past the cap still goes out"
     assert emitted <= TRACEBACK_LIMIT
     assert t.dropped_chars >= 7 * 9_000
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab \r\n", max_size=40), st.data())
+def test_splitting_output_into_messages_never_changes_the_screen(text, data):
+    """Where ipykernel cuts a stream into messages must not matter: the model's text (and a
+    client that applies rewinds) equals the whole text collapsed at once."""
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=6)))
+    pieces = [text[i:j] for i, j in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+    t = OutputTranslator()
+    for piece in pieces:
+        t.translate(stream(piece))
+    assert t.text == clean(text)
