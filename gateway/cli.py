@@ -346,6 +346,45 @@ def files_gc(older_than: Annotated[float | None, Opt(help="Seconds; default: the
     _print(_admin(url, admin_token, command), as_json)
 
 
+@app.command("mcp")
+def mcp_server(
+    transport: Annotated[str, Opt(help="'stdio' (desktop agents) or 'http' (Streamable "
+                                       "HTTP, bearer tokens).")] = "stdio",
+    url: Annotated[str | None, Opt(envvar="GATEWAY_URL", help="A running gateway's ws URL; "
+                                   "default: start an embedded one.")] = None,
+    token: Annotated[str | None, Opt(envvar="GATEWAY_TOKEN", help="Gateway token for stdio "
+                                     "(HTTP clients send their own).")] = None,
+    host: Annotated[str, Opt(help="HTTP: address to bind.")] = "127.0.0.1",
+    port: Annotated[int, Opt(help="HTTP: port (0: any free one).")] = 8770,
+    path: Annotated[str, Opt(help="HTTP: the MCP endpoint's path.")] = "/mcp",
+    public_url: Annotated[str | None, Opt(help="Base URL clients download files from "
+                                          "(default: the gateway's).")] = None,
+    allow_local_paths: Annotated[bool | None, Opt(help="Let upload_file read files on this "
+                                                  "machine (default: stdio only).")] = None,
+    insecure_http: Annotated[bool, Opt("--insecure-http", help="HTTP on a non-loopback "
+                                       "address (a TLS proxy in front).")] = False,
+) -> None:
+    """Serve the gateway as an MCP server: tools run_code, upload_file, list_files, read_file
+    and restart; one MCP session is one stateful thread."""
+    from .integrations.mcp_server.run import McpOptions, serve
+
+    if transport not in ("stdio", "http"):
+        raise typer.BadParameter(f"--transport {transport!r}: expected 'stdio' or 'http'")
+    if transport == "stdio" and url and not token:
+        typer.echo("error: no gateway token (--token or GATEWAY_TOKEN)", err=True)
+        raise typer.Exit(2)
+    if transport == "http" and host not in ("127.0.0.1", "::1", "localhost") and not insecure_http:
+        typer.echo(f"error: refusing plain HTTP on {host!r}: bearer tokens would cross the "
+                   "network in clear text; bind 127.0.0.1 behind a TLS proxy, or pass "
+                   "--insecure-http", err=True)
+        raise typer.Exit(2)
+    options = McpOptions(transport=transport, url=url, token=token, host=host,  # type: ignore[arg-type]
+                         port=port, path=path, public_url=public_url,
+                         allow_local_paths=allow_local_paths)
+    # stdout is the stdio transport's channel: say everything else on stderr.
+    _run_gateway(serve(options, lambda where: typer.echo(f"MCP endpoint: {where}", err=True)))
+
+
 @app.command("exec")
 def exec_code(
     code: Annotated[str, typer.Argument(help="Python code, or - to read it from stdin.")],
