@@ -34,6 +34,8 @@ WARM_UP_CELL = "print(end=' ')\ndisplay(2)"
 # handler that swallows KeyboardInterrupt. A cell still running this long after it is sent
 # gets it once more; after ``interrupt_grace`` the session restarts the kernel.
 INTERRUPT_RESEND_AFTER = 1.0
+# How long a finished cell waits for the kernel to answer the interrupts sent during it.
+INTERRUPT_REPLY_WAIT = 10.0
 
 
 @dataclass
@@ -66,6 +68,7 @@ class Kernel:
         self._client = None
         self._running = False
         self._user_interrupt_at: float | None = None  # when the user interrupted this cell
+        self._unanswered_interrupts: set[str] = set()  # interrupt_request msg ids
 
     @property
     def pid(self) -> int | None:
@@ -160,10 +163,34 @@ class Kernel:
         try:
             if interrupted:
                 await self.interrupt_cell()
-            return await self._follow(msg_id, on_message, timeout, interrupt_grace)
+            result = await self._follow(msg_id, on_message, timeout, interrupt_grace)
+            if self._unanswered_interrupts and result.state != "killed" and not result.stuck:
+                await self._settle_interrupts()
+            return result
         finally:
             self._running = False
             self._user_interrupt_at = None
+            self._unanswered_interrupts.clear()
+
+    async def _settle_interrupts(self) -> None:
+        """Wait for the kernel's reply to every interrupt sent during the cell. It signals
+        itself before it replies, so after the replies no late SIGINT (a re-send, or one the
+        control thread took long to handle) can land at the start of the next cell, where
+        ipykernel swallows it and that cell ends "complete" without having run."""
+        channel = self._client.control_channel
+        deadline = time.monotonic() + INTERRUPT_REPLY_WAIT
+        while self._unanswered_interrupts:
+            frames = _receive_ready(channel.socket)
+            if frames is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not await channel.socket.poll(int(remaining * 1000)):
+                    log.warning("kernel %s: no reply to %d interrupt(s) in %.0f s", self.id,
+                                len(self._unanswered_interrupts), INTERRUPT_REPLY_WAIT)
+                    return
+                continue
+            _, parts = channel.session.feed_identities(frames)
+            reply = channel.session.deserialize(parts)
+            self._unanswered_interrupts.discard(reply["parent_header"].get("msg_id"))
 
     async def interrupt_cell(self) -> None:
         """The user's interrupt of the running cell, re-sent and enforced by ``run``."""
@@ -222,8 +249,11 @@ class Kernel:
         return RunResult("error" if saw_error else "complete", count)
 
     async def interrupt(self) -> None:
-        # interrupt_mode "message": a control-channel request, which crosses the sandbox.
-        await self._manager.interrupt_kernel()
+        # interrupt_mode "message": a control-channel request, which crosses the sandbox. Sent
+        # on the client's control channel (not the manager's) so ``run`` can read the reply.
+        request = self._client.session.msg("interrupt_request", {})
+        self._client.control_channel.send(request)
+        self._unanswered_interrupts.add(request["header"]["msg_id"])
 
     async def kill(self) -> None:
         """Kill the kernel's whole process tree (the sandbox's pid namespace dies with it)."""
