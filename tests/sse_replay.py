@@ -192,6 +192,7 @@ class ReplayServer:
     # (perf_counter at send, fragment text) for every Fragment sent, in order
     sent: list[tuple[float, str]] = field(default_factory=list)
     stream_ended: asyncio.Event = field(default_factory=asyncio.Event)
+    pace: float = 0.0  # seconds before each fragment event: a model's token rate
     port: int = 0
     _server: asyncio.base_events.Server | None = None
 
@@ -232,6 +233,8 @@ class ReplayServer:
                 if isinstance(item, asyncio.Event):
                     await item.wait()
                     continue
+                if isinstance(item, Fragment) and self.pace:
+                    await asyncio.sleep(self.pace)
                 data = item.data if isinstance(item, Fragment) else item
                 writer.write(data)
                 await writer.drain()
