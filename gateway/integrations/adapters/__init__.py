@@ -7,6 +7,7 @@ attributes, the SDK types are imported for type checking alone.
 from .calls import DEFAULT_TOOL_NAMES, ArgumentsDelta, CallClosed
 from .runner import ToolCallRunner, ToolResult
 from .stream import AnthropicAdapter, OpenAIChatAdapter, OpenAIResponsesAdapter, RawCodeAdapter
+from .tools import anthropic_tool, openai_chat_tool, openai_responses_tool
 
 __all__ = [
     "DEFAULT_TOOL_NAMES",
@@ -18,4 +19,7 @@ __all__ = [
     "RawCodeAdapter",
     "ToolCallRunner",
     "ToolResult",
+    "anthropic_tool",
+    "openai_chat_tool",
+    "openai_responses_tool",
 ]
