@@ -26,6 +26,7 @@ from .readiness import (
     fill_pool_or_give_up,
     not_ready_reason,
 )
+from .replay import CallResults
 from .sandbox import HostSandbox
 from .session import Listener, ThreadSession
 from .uids import UidRange
@@ -61,6 +62,7 @@ class Gateway:
         self.store = FileStore(settings.data_dir / "files", settings.thread_file_quota,
                                settings.total_file_quota)
         self.threads: dict[str, ThreadSession] = {}
+        self.results = CallResults(settings.result_retention)
         self.started = time.time()
         self.draining = False
         self.data_lock = DataDirLock(settings.data_dir)
@@ -155,7 +157,7 @@ class Gateway:
             if self.draining:
                 raise PoolExhausted("the gateway is draining: no new threads")
             session = ThreadSession(thread_id, identity, self.settings, self.pool, self.store,
-                                    self.metrics)
+                                    self.metrics, self.results)
             self.threads[thread_id] = session
         elif session.owner != identity:
             # The same answer as for an unknown thread would leak less, but creators need to
@@ -163,10 +165,20 @@ class Gateway:
             raise NotAllowed(f"thread {thread_id!r} belongs to another identity")
         return session
 
-    def attach(self, thread_id: str, identity: str, listener: Listener) -> ThreadSession:
+    def attach(self, thread_id: str, identity: str, listener: Listener,
+               since_seq: int | None = None) -> ThreadSession:
+        """The thread, with ``listener`` receiving its envelopes from now on; with
+        ``since_seq``, first what it missed after that seq."""
         session = self.thread(thread_id, identity, create=True)
-        session.listeners.add(listener)
+        if since_seq is None:
+            session.listeners.add(listener)
+        else:
+            session.resume(listener, since_seq)
         return session
+
+    def result(self, thread_id: str, call_id: str, identity: str) -> dict | None:
+        """A finished call's final status envelope (None: unknown, expired or not yours)."""
+        return self.results.get(thread_id, call_id, identity)
 
     def detach(self, listener: Listener) -> None:
         """A connection went away. Threads it only watched and never used are forgotten, so

@@ -12,11 +12,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 FINAL_STATES = frozenset({"complete", "error", "timeout", "interrupted", "killed"})
 _call_numbers = itertools.count(1)
@@ -81,13 +82,26 @@ class GatewayClient:
     """One websocket connection; envelopes are routed to the call (or thread) that awaits them."""
 
     def __init__(self, connection: ClientConnection, http_base: str, token: str,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None,
+                 reconnect: Callable[[], Awaitable[ClientConnection]] | None = None,
+                 reconnect_for: float = 120.0) -> None:
         self.connection = connection
         self.http_base = http_base
         self.token = token
         self.ssl = ssl_context  # for the HTTP calls too (downloads, uploads)
+        self.reconnects = 0
         self._calls: dict[tuple[str | None, str | None], asyncio.Queue] = defaultdict(
             asyncio.Queue)
+        # Resuming after a dropped connection: how to connect again, and the last seq seen
+        # of every thread this client used, so each can be subscribed again from there.
+        self._reconnect = reconnect
+        self._reconnect_for = reconnect_for
+        self._seen: dict[str, int] = {}
+        self._resume_acks: defaultdict[str, int] = defaultdict(int)
+        self._connected = asyncio.Event()
+        self._connected.set()
+        self._closing = False
+        self._failed: Exception | None = None
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
@@ -100,11 +114,16 @@ class GatewayClient:
         secure = parts.scheme == "wss"
         if secure:
             kwargs["ssl"] = ssl or _default_context()
-        connection = await connect(url, additional_headers={"Authorization": f"Bearer {token}"},
-                                   max_size=None, compression=None, **kwargs)
+        reconnect = kwargs.pop("reconnect", True)
+
+        async def open_connection() -> ClientConnection:
+            return await connect(url, additional_headers={"Authorization": f"Bearer {token}"},
+                                 max_size=None, compression=None, **kwargs)
+
         scheme = "https" if secure else "http"
-        return cls(connection, f"{scheme}://{parts.netloc}", token,
-                   kwargs.get("ssl") if secure else None)
+        return cls(await open_connection(), f"{scheme}://{parts.netloc}", token,
+                   kwargs.get("ssl") if secure else None,
+                   reconnect=open_connection if reconnect else None)
 
     async def __aenter__(self) -> GatewayClient:
         return self
@@ -113,16 +132,87 @@ class GatewayClient:
         await self.close()
 
     async def close(self) -> None:
+        self._closing = True
         self._reader.cancel()
         await self.connection.close()
 
     async def _read(self) -> None:
-        async for message in self.connection:
-            envelope = orjson.loads(message)
-            self._calls[(envelope.get("thread_id"), envelope.get("call_id"))].put_nowait(envelope)
+        while True:
+            with contextlib.suppress(ConnectionClosed):
+                async for message in self.connection:
+                    self._deliver(orjson.loads(message))
+            # Only a dropped connection (no close frame: 1006) is resumed; a close the gateway
+            # chose (shutdown, revoked token, slow reader) is final.
+            if self._closing or self._reconnect is None or self.connection.close_code != 1006:
+                return
+            try:
+                await self._resume()
+            except Exception as exc:  # gave up: every waiter learns it instead of hanging
+                self._failed = exc
+                self._connected.set()
+                for (thread_id, call_id), queue in self._calls.items():
+                    queue.put_nowait({"stream_type": "code_execution", "thread_id": thread_id,
+                                      "call_id": call_id, "chunk": {"type": "error", "content": {
+                                          "code": "disconnected",
+                                          "message": f"could not reconnect: {exc!r}"}}})
+                return
+
+    def _deliver(self, envelope: dict) -> None:
+        thread_id, seq = envelope.get("thread_id"), envelope.get("seq")
+        if isinstance(thread_id, str) and isinstance(seq, int) and not envelope.get("replayed"):
+            if seq <= self._seen.get(thread_id, 0):
+                return  # already had it before the connection dropped
+            self._seen[thread_id] = seq
+        chunk = envelope.get("chunk", {})
+        if chunk.get("type") == "subscribed" and self._resume_acks.get(thread_id):
+            self._resume_acks[thread_id] -= 1  # our own resume, not the caller's subscribe
+            return
+        self._calls[(thread_id, envelope.get("call_id"))].put_nowait(envelope)
+
+    async def _resume(self) -> None:
+        """Connect again (with backoff) and subscribe every known thread from its last seq:
+        the gateway replays what was missed, or says what it can no longer replay (``gap``)."""
+        self._connected.clear()
+        deadline = asyncio.get_running_loop().time() + self._reconnect_for
+        delay = 0.05
+        while True:
+            try:
+                assert self._reconnect is not None
+                self.connection = await self._reconnect()
+                break
+            except (OSError, InvalidHandshake, TimeoutError) as exc:
+                if isinstance(exc, InvalidStatus) and exc.response.status_code < 500:
+                    raise  # refused (token, origin): asking again will not help
+                if asyncio.get_running_loop().time() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.reconnects += 1
+        for thread_id, seq in list(self._seen.items()):
+            self._resume_acks[thread_id] += 1
+            await self.connection.send(orjson.dumps(
+                {"type": "subscribe", "thread_id": thread_id, "since_seq": seq}).decode())
+        self._connected.set()
 
     async def send(self, message: dict) -> None:
-        await self.connection.send(orjson.dumps(message).decode())
+        thread_id = message.get("thread_id")
+        if isinstance(thread_id, str):
+            self._seen.setdefault(thread_id, 0)
+        text = orjson.dumps(message).decode()
+        while True:
+            await self._connected.wait()
+            if self._failed is not None:
+                raise self._failed
+            connection = self.connection
+            try:
+                await connection.send(text)
+                return
+            except ConnectionClosed:
+                if self._reconnect is None or self._closing:
+                    raise
+                # Not sent: once the reader has a new connection, send it again.
+                while self.connection is connection and self._failed is None:
+                    await asyncio.sleep(0.02)
 
     async def next_envelope(self, thread_id: str | None, call_id: str | None,
                             timeout: float | None = None) -> dict:

@@ -33,6 +33,7 @@ __all__ = [
     "Restart",
     "Close",
     "Subscribe",
+    "Result",
     "Upload",
     "Request",
     "REQUEST_TYPES",
@@ -268,13 +269,33 @@ class Close:
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
-    """Receive a thread's envelopes live on this connection (e.g. a frontend watching)."""
+    """Receive a thread's envelopes live on this connection (e.g. a frontend watching).
+
+    ``since_seq``: the last ``seq`` this client saw; what came after it is sent first."""
 
     TYPE: ClassVar[str] = "subscribe"
     thread_id: str
+    since_seq: int | None = None
 
     def __post_init__(self) -> None:
         validate_id(self.thread_id, "subscribe.thread_id")
+        if self.since_seq is not None and (type(self.since_seq) is not int
+                                           or self.since_seq < 0):
+            raise ProtocolError("subscribe.since_seq: expected a non-negative integer, got "
+                                f"{_clip(self.since_seq)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """Ask again for a finished call's final status (after a dropped connection)."""
+
+    TYPE: ClassVar[str] = "result"
+    thread_id: str
+    call_id: str
+
+    def __post_init__(self) -> None:
+        validate_id(self.thread_id, "result.thread_id")
+        validate_id(self.call_id, "result.call_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,10 +328,11 @@ class Upload:
             raise ProtocolError("upload: a file sent in parts needs a call_id naming the upload")
 
 
-Request = CodeDelta | Execute | Interrupt | Restart | Close | Subscribe | Upload
+Request = CodeDelta | Execute | Interrupt | Restart | Close | Subscribe | Result | Upload
 
 REQUEST_TYPES: dict[str, type[Request]] = {
-    cls.TYPE: cls for cls in (CodeDelta, Execute, Interrupt, Restart, Close, Subscribe, Upload)
+    cls.TYPE: cls for cls in (CodeDelta, Execute, Interrupt, Restart, Close, Subscribe, Result,
+                              Upload)
 }
 _KNOWN = ", ".join(sorted(REQUEST_TYPES))
 
@@ -389,4 +411,8 @@ def parse_request(
         offset, final = get("offset"), get("final")
         return Upload(thread_id, filename, data, call_id, 0 if offset is None else offset,
                       True if final is None else final)
+    if kind == "subscribe":
+        return Subscribe(get("thread_id"), get("since_seq"))
+    if kind == "result":
+        return Result(get("thread_id"), get("call_id"))
     return REQUEST_TYPES[kind](get("thread_id"))  # type: ignore[call-arg]

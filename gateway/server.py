@@ -37,6 +37,7 @@ from .http_upload import UploadServer
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
+CALL_PATH = re.compile(r"/threads/([^/]+)/calls/([^/]+)")
 STATIC_PATH = re.compile(r"/static/([A-Za-z0-9_-]+\.(?:html|js|css|png|svg|ico))")
 # frame-ancestors only works as a header; the page's meta tag carries the rest too.
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -241,6 +242,8 @@ class GatewayServer:
                 return _json(401, {"error": "missing or invalid admin token"})
             connection.identity = None  # type: ignore[attr-defined]
             return None
+        if match := CALL_PATH.fullmatch(path):
+            return self._call_result(request, *match.groups())
         if path == "/healthz":
             return _json(200, gw.health())
         if path == "/readyz":
@@ -254,6 +257,21 @@ class GatewayServer:
         if match := STATIC_PATH.fullmatch(path):
             return self._static(match.group(1))
         return _json(404, {"error": "not found"})
+
+    def _call_result(self, request: Request, thread_id: str, call_id: str) -> Response:
+        """``GET /threads/{thread}/calls/{call}``: a finished call's final status and files,
+        for the owner only; anything else is 404 exactly like an unknown call."""
+        identity = auth.identity_for(self.gateway.settings.tokens, _bearer(request))
+        if identity is None:
+            return _json(401, {"error": "missing or invalid token"})
+        thread_id, call_id = urllib.parse.unquote(thread_id), urllib.parse.unquote(call_id)
+        finished = self.gateway.results.finished(thread_id, call_id, identity)
+        if finished is None:
+            return _json(404, {"error": "not found"})
+        return _json(200, {"thread_id": thread_id, "call_id": call_id,
+                           "seq": finished.status.get("seq"),
+                           "status": finished.status["chunk"]["content"],
+                           "files": finished.files})
 
     def _origin_allowed(self, request: Request) -> bool:
         s = self.gateway.settings
@@ -344,13 +362,30 @@ class GatewayServer:
                 gw.attach(request.thread_id, identity, client).code_delta(
                     request.call_id, request.delta, request.format)
             case protocol.Execute():
-                gw.attach(request.thread_id, identity, client).submit(
-                    request.call_id, request.code, request.timeout)
+                session = gw.attach(request.thread_id, identity, client)
+                finished = gw.result(request.thread_id, request.call_id, identity)
+                if finished is not None:  # a retry after a dropped connection: idempotent
+                    client.send({**finished, "replayed": True})
+                elif session.in_flight(request.call_id):
+                    pass  # retried while it runs: this connection now gets its status
+                else:
+                    session.submit(request.call_id, request.code, request.timeout)
             case protocol.Subscribe():
-                gw.attach(request.thread_id, identity, client)
+                session = gw.thread(request.thread_id, identity, create=True)
                 client.send(envelopes.envelope(
-                    {"type": "subscribed", "content": {"thread_id": request.thread_id}},
+                    {"type": "subscribed", "content": {"thread_id": request.thread_id,
+                                                       "last_seq": session.replay.last_seq}},
                     request.thread_id, None))
+                gw.attach(request.thread_id, identity, client, request.since_seq)
+            case protocol.Result():
+                # No session needed: results outlive closed threads; the owner check is the
+                # store's (another identity's call is as unknown as a made-up one).
+                finished = gw.result(request.thread_id, request.call_id, identity)
+                if finished is None:
+                    raise protocol.ProtocolError(
+                        f"no finished call {request.call_id!r} on this thread (unknown, still "
+                        "running, or older than result_retention)", code="unknown_call")
+                client.send({**finished, "replayed": True})
             case protocol.Interrupt():
                 await gw.thread(request.thread_id, identity, create=False).interrupt()
             case protocol.Restart():

@@ -15,6 +15,7 @@ from . import envelopes
 from .errors import GatewayError, KernelStartError, ProtocolError, QueueFull
 from .healing import StartBackoff, latest_versions, restore_files
 from .hotcode import HotCodeStream
+from .replay import CallResults, ReplayBuffer, final_state
 from .tool_output import tool_output
 from .translate import DisplayedFile, OutputTranslator
 from .workdirs import changed_files, display_name, open_regular_file, snapshot
@@ -47,13 +48,16 @@ class Job:
 
 class ThreadSession:
     def __init__(self, thread_id: str, owner: str, settings: Settings, pool: KernelPool,
-                 store: FileStore, metrics: Metrics) -> None:
+                 store: FileStore, metrics: Metrics, results: CallResults | None = None) -> None:
         self.thread_id = thread_id
         self.owner = owner
         self.settings = settings
         self.pool = pool
         self.store = store
         self.metrics = metrics
+        self.results = results
+        self.replay = ReplayBuffer(settings.replay_buffer_bytes, settings.replay_buffer_seconds)
+        self._call_files: dict[str, list[dict]] = {}  # files announced by calls still running
         self.kernel: Kernel | None = None
         self.listeners: set[Listener] = set()
         self.created = time.monotonic()
@@ -82,9 +86,32 @@ class ThreadSession:
         if self.settings.projectdavid_compat:
             chunks = envelopes.projectdavid_compatible(chunk, self.settings.public_url)
         for each in chunks:
-            message = envelopes.envelope(each, self.thread_id, call_id)
+            message = self.replay.stamp(envelopes.envelope(each, self.thread_id, call_id))
+            if call_id is not None and self.results is not None:
+                if each["type"] == "code_interpreter_stream":
+                    content = each["content"]
+                    self._call_files.setdefault(call_id, []).append(
+                        {key: content.get(key) for key in ("filename", "file_id", "mime_type")})
+                elif final_state(message):
+                    self.results.record(self.thread_id, call_id, self.owner, message,
+                                        self._call_files.pop(call_id, None))
             for listener in list(self.listeners):
                 listener.send(message)
+
+    def resume(self, listener: Listener, seen: int) -> None:
+        """Send ``listener`` what it missed after seq ``seen`` (a gap chunk and the final
+        statuses of calls that ended in it where the buffer no longer reaches), then live."""
+        replay = self.replay.since(seen)
+        if replay.gap is not None:
+            first, last = replay.gap
+            listener.send(envelopes.envelope(
+                {"type": "gap", "content": {"first_seq": first, "last_seq": last}},
+                self.thread_id, None))
+            for message in replay.ended_in_gap:
+                listener.send(message)
+        for message in replay.missed:
+            listener.send(message)
+        self.listeners.add(listener)
 
     # -- hot code ---------------------------------------------------------------------------
     def code_delta(self, call_id: str, delta: str, fmt: str) -> None:
@@ -138,6 +165,12 @@ class ThreadSession:
         self.last_active = time.monotonic()
         if self._worker is None:
             self._worker = asyncio.create_task(self._work(), name=f"thread-{self.thread_id}")
+
+    def in_flight(self, call_id: str) -> bool:
+        """Is this call queued or running (so a retried execute only needs to listen)?"""
+        if self.current is not None and self.current.call_id == call_id:
+            return True
+        return any(job.call_id == call_id for job in self._queue._queue)  # type: ignore[attr-defined]
 
     def _remember(self, call_id: str) -> None:
         self._executed[call_id] = None

@@ -119,7 +119,7 @@ def test_unicode_content_survives() -> None:
 
 def test_request_types_registry() -> None:
     assert set(REQUEST_TYPES) == {"code_delta", "execute", "interrupt", "restart", "close",
-                                  "subscribe", "upload"}
+                                  "subscribe", "result", "upload"}
 
 
 def test_events_are_frozen() -> None:
@@ -410,6 +410,16 @@ def valid_requests(draw: st.DrawFn) -> tuple[dict, Request]:
         msg = {"type": kind, "thread_id": thread_id, "filename": filename,
                "base64": base64.b64encode(data).decode(), "call_id": call_id}
         return msg, Upload(thread_id, filename, data, call_id)
+    if kind == "result":
+        call_id = draw(ids)
+        return ({"type": kind, "thread_id": thread_id, "call_id": call_id},
+                REQUEST_TYPES[kind](thread_id, call_id))  # type: ignore[call-arg]
+    if kind == "subscribe":
+        since = draw(st.none() | st.integers(0, 2**40))
+        msg = {"type": kind, "thread_id": thread_id}
+        if since is not None:
+            msg["since_seq"] = since
+        return msg, REQUEST_TYPES[kind](thread_id, since)  # type: ignore[call-arg]
     return {"type": kind, "thread_id": thread_id}, REQUEST_TYPES[kind](thread_id)  # type: ignore[call-arg]
 
 
@@ -427,3 +437,18 @@ def test_round_trip(pair: tuple[dict, Request], extra: dict, as_bytes: bool) -> 
             assert getattr(parsed, name) == msg[name]
     if isinstance(parsed, Upload):
         assert base64.b64encode(parsed.data).decode() == msg["base64"]
+
+
+def test_subscribe_may_resume_from_a_seq() -> None:
+    from gateway.protocol import Result, Subscribe
+
+    assert parse_request('{"type": "subscribe", "thread_id": "t"}') == Subscribe("t")
+    assert parse_request('{"type": "subscribe", "thread_id": "t", "since_seq": 41}') == \
+        Subscribe("t", 41)
+    for bad in ('-1', '1.5', '"3"', 'true'):
+        with pytest.raises(ProtocolError, match="since_seq"):
+            parse_request('{"type": "subscribe", "thread_id": "t", "since_seq": %s}' % bad)
+    assert parse_request('{"type": "result", "thread_id": "t", "call_id": "c"}') == \
+        Result("t", "c")
+    with pytest.raises(ProtocolError, match="call_id"):
+        parse_request('{"type": "result", "thread_id": "t"}')

@@ -1,0 +1,151 @@
+"""What a reconnecting client missed: per-thread sequence numbers, a bounded replay buffer, and
+the final result of every call kept by id. Pure: no sockets, no clock of its own.
+
+Every envelope of a thread gets the next ``seq``. A client that comes back with the last seq it
+saw gets exactly the envelopes after it; when some of them have already left the buffer (it is
+capped by bytes and by age), it gets a ``gap`` chunk naming what is lost and, still, the final
+status of every call that ended in the gap: a client always learns how each call ended.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+FINAL_STATES = frozenset({"complete", "error", "timeout", "interrupted", "killed"})
+ENVELOPE_OVERHEAD = 160  # bytes of keys, ids and punctuation around a chunk's content
+
+
+def final_state(message: dict) -> str | None:
+    """The state when ``message`` is the status that ends a call, else None."""
+    chunk = message.get("chunk")
+    if not isinstance(chunk, dict) or chunk.get("type") != "status":
+        return None
+    state = chunk.get("content", {}).get("state")
+    return state if state in FINAL_STATES else None
+
+
+def approximate_size(message: dict) -> int:
+    """A cheap upper-bound estimate of the message's JSON size (no serialisation: this runs
+    for every envelope on the hot path)."""
+    content = message.get("chunk", {}).get("content")
+    if isinstance(content, str):
+        return ENVELOPE_OVERHEAD + len(content)
+    if isinstance(content, dict):
+        return ENVELOPE_OVERHEAD + sum(
+            len(value) if isinstance(value, str) else 24 for value in content.values())
+    return ENVELOPE_OVERHEAD
+
+
+@dataclass
+class Replay:
+    """What to send a resuming client, in this order: ``gap`` (if any), the final statuses
+    of calls that ended inside the gap, then ``missed``."""
+
+    missed: list[dict] = field(default_factory=list)
+    gap: tuple[int, int] | None = None  # first and last seq that can no longer be sent
+    ended_in_gap: list[dict] = field(default_factory=list)
+
+
+class ReplayBuffer:
+    """The recent envelopes of one thread, at most ``max_bytes`` (estimated) and ``max_age``
+    seconds old; the final statuses of the last ``max_finals`` calls are kept apart, so a gap
+    never hides how a call ended."""
+
+    def __init__(self, max_bytes: int, max_age: float, max_finals: int = 1024,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_bytes = max_bytes
+        self.max_age = max_age
+        self.max_finals = max_finals
+        self.clock = clock
+        self.last_seq = 0
+        self.size = 0  # estimated bytes held
+        self._entries: deque[tuple[int, float, int, dict]] = deque()  # seq, time, size, message
+        self._finals: OrderedDict[int, dict] = OrderedDict()  # seq -> final status envelope
+
+    def stamp(self, message: dict) -> dict:
+        """Give ``message`` the thread's next seq and keep it for replay; returns it."""
+        self.last_seq += 1
+        message["seq"] = self.last_seq
+        size = approximate_size(message)
+        self._entries.append((self.last_seq, self.clock(), size, message))
+        self.size += size
+        if final_state(message):
+            self._finals[self.last_seq] = message
+            while len(self._finals) > self.max_finals:
+                self._finals.popitem(last=False)
+        self._evict()
+        return message
+
+    def _evict(self) -> None:
+        oldest_allowed = self.clock() - self.max_age
+        while self._entries and (self.size > self.max_bytes
+                                 or self._entries[0][1] < oldest_allowed):
+            _, _, size, _ = self._entries.popleft()
+            self.size -= size
+
+    @property
+    def first_buffered(self) -> int:
+        """The oldest seq still held (``last_seq + 1`` when empty)."""
+        self._evict()
+        return self._entries[0][0] if self._entries else self.last_seq + 1
+
+    def since(self, seen: int) -> Replay:
+        """Everything after seq ``seen`` (the last one the client got; 0: from the start)."""
+        seen = max(0, min(seen, self.last_seq))
+        first = self.first_buffered
+        replay = Replay(missed=[message for seq, _, _, message in self._entries if seq > seen])
+        if seen + 1 < first:
+            replay.gap = (seen + 1, first - 1)
+            replay.ended_in_gap = [message for seq, message in self._finals.items()
+                                   if seen < seq < first]
+        return replay
+
+
+@dataclass
+class FinishedCall:
+    owner: str
+    status: dict  # the final status envelope, as sent
+    finished_at: float
+    files: list[dict] = field(default_factory=list)  # filename, file_id, mime_type of each
+
+
+class CallResults:
+    """The final status of finished calls by (thread, call), for ``result`` requests, retried
+    ``execute`` and ``GET /threads/{thread}/calls/{call}``; bounded by count and age."""
+
+    def __init__(self, retention: float, max_calls: int = 100_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.retention = retention
+        self.max_calls = max_calls
+        self.clock = clock
+        self._calls: OrderedDict[tuple[str, str], FinishedCall] = OrderedDict()
+
+    def record(self, thread_id: str, call_id: str, owner: str, status: dict,
+               files: list[dict] | None = None) -> None:
+        key = (thread_id, call_id)
+        self._calls.pop(key, None)
+        self._calls[key] = FinishedCall(owner, status, self.clock(), files or [])
+        self._expire()
+
+    def finished(self, thread_id: str, call_id: str, identity: str) -> FinishedCall | None:
+        """The finished call, only for the identity that owns the thread."""
+        self._expire()
+        found = self._calls.get((thread_id, call_id))
+        return found if found is not None and found.owner == identity else None
+
+    def get(self, thread_id: str, call_id: str, identity: str) -> dict | None:
+        """The call's final status envelope, only for the identity that owns the thread."""
+        found = self.finished(thread_id, call_id, identity)
+        return found.status if found is not None else None
+
+    def _expire(self) -> None:
+        oldest_allowed = self.clock() - self.retention
+        while self._calls and (len(self._calls) > self.max_calls
+                               or next(iter(self._calls.values())).finished_at < oldest_allowed):
+            self._calls.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._calls)
