@@ -447,7 +447,7 @@ def test_subscribe_may_resume_from_a_seq() -> None:
         Subscribe("t", 41)
     for bad in ('-1', '1.5', '"3"', 'true'):
         with pytest.raises(ProtocolError, match="since_seq"):
-            parse_request('{"type": "subscribe", "thread_id": "t", "since_seq": %s}' % bad)
+            parse_request('{"type": "subscribe", "thread_id": "t", "since_seq": ' + bad + "}")
     assert parse_request('{"type": "result", "thread_id": "t", "call_id": "c"}') == \
         Result("t", "c")
     with pytest.raises(ProtocolError, match="call_id"):
