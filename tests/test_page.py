@@ -211,3 +211,39 @@ async def test_page_reports_a_bad_token(running, page):
     await page.goto(f"{running.http}/?token=wrong")
     await expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "failed")
     await expect(page.get_by_test_id("connection")).to_contain_text("wrong token")
+
+
+async def test_page_resumes_after_its_connection_drops(running, page, client, thread_id):
+    """The page's websocket goes away mid-cell; it reconnects and subscribes from its last
+    seq, so what ran meanwhile appears once, in order, and nothing twice."""
+    from playwright.async_api import expect
+
+    # Keep a handle on the page's sockets, to cut one from outside its code.
+    await page.add_init_script("""(() => {
+        const Native = window.WebSocket;
+        window.__sockets = [];
+        window.WebSocket = function (...args) {
+            const socket = new Native(...args); window.__sockets.push(socket); return socket;
+        };
+        Object.assign(window.WebSocket, Native);
+        window.WebSocket.prototype = Native.prototype;
+    })();""")
+    await open_page(page, running)
+    await page.get_by_test_id("thread").fill(thread_id)
+    await page.get_by_test_id("subscribe").click()
+    await expect(page.get_by_test_id("event-subscribed")).to_contain_text(thread_id)
+    thread = client.thread(thread_id)
+    call_id = await thread.execute(
+        "import time\nfor i in range(8):\n    print('step', i, flush=True)\n    time.sleep(0.3)")
+    call = card(page, thread_id, call_id)
+    await expect(call.get_by_test_id("call-output")).to_contain_text("step 0", timeout=WAIT_MS)
+    await page.evaluate("window.__sockets.at(-1).close()")  # the page's connection, gone
+    await expect(page.get_by_test_id("connection")).not_to_have_attribute("data-state", "open")
+    result = await thread.collect(call_id, timeout=WAIT_MS / 1000)
+    assert result.state == "complete"
+    await expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "open",
+                                                                      timeout=WAIT_MS)
+    await expect(call).to_have_attribute("data-state", "complete", timeout=WAIT_MS)
+    assert await call.get_by_test_id("call-output").text_content() == result.output
+    await expect(card(page, thread_id)).to_have_count(1)
+    assert page.problems == []

@@ -130,6 +130,7 @@ const state = {
   retry: 0,
   retryTimer: null,
   watched: new Set(), // threads to (re)subscribe on every connect
+  lastSeq: new Map(), // thread -> last seq shown: a reconnect resumes from there
   calls: new Map(), // "thread\u0000call" -> CallView
   typing: new Set(), // CallViews with code still to type out
   frame: null,
@@ -427,10 +428,20 @@ function handleEnvelope(envelope) {
   const threadId = envelope.thread_id || "";
   const callId = envelope.call_id;
   const content = chunk.content;
+  if (Number.isInteger(envelope.seq) && threadId && !envelope.replayed) {
+    // After a reconnect the gateway replays from the last seq we had: never show one twice.
+    if (envelope.seq <= (state.lastSeq.get(threadId) || 0)) return;
+    state.lastSeq.set(threadId, envelope.seq);
+  }
 
   switch (chunk.type) {
     case "subscribed":
       logEvent(`watching thread ${content && content.thread_id}`, "ok", "event-subscribed");
+      break;
+    case "gap":
+      logEvent(`thread ${threadId}: output ${content.first_seq}–${content.last_seq} is no longer `
+        + "available (the connection was away too long); final results follow", "error",
+        "event-gap");
       break;
     case "file_uploaded": {
       const waiting = state.uploads.get(`${threadId}\u0000${callId}`);
@@ -515,7 +526,11 @@ function connect() {
     state.everOpened = true;
     state.retry = 0;
     setConnection("open", `connected to ${location.host}`);
-    for (const id of state.watched) send({ type: "subscribe", thread_id: id });
+    for (const id of state.watched) {
+      const resume = state.lastSeq.get(id);
+      send(resume === undefined ? { type: "subscribe", thread_id: id }
+        : { type: "subscribe", thread_id: id, since_seq: resume });
+    }
   };
   socket.onmessage = (message) => {
     let envelope;
