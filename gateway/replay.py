@@ -39,6 +39,14 @@ def approximate_size(message: dict) -> int:
     return ENVELOPE_OVERHEAD
 
 
+def seq_origin() -> int:
+    """Where a new thread session's seqs start: microseconds since the epoch. A thread id used
+    again (after ``close``, or after a gateway restart) then continues above every seq its
+    earlier sessions sent, so a client's "drop what I already had" stays right; 2**53 (the
+    largest integer every JSON reader keeps exactly) is centuries away."""
+    return time.time_ns() // 1000
+
+
 @dataclass
 class Replay:
     """What to send a resuming client, in this order: ``gap`` (if any), the final statuses
@@ -55,12 +63,12 @@ class ReplayBuffer:
     never hides how a call ended."""
 
     def __init__(self, max_bytes: int, max_age: float, max_finals: int = 1024,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, start_after: int = 0) -> None:
         self.max_bytes = max_bytes
         self.max_age = max_age
         self.max_finals = max_finals
         self.clock = clock
-        self.last_seq = 0
+        self.last_seq = start_after
         self.size = 0  # estimated bytes held
         self._entries: deque[tuple[int, float, int, dict]] = deque()  # seq, time, size, message
         self._finals: OrderedDict[int, dict] = OrderedDict()  # seq -> final status envelope

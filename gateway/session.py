@@ -15,7 +15,7 @@ from . import envelopes
 from .errors import GatewayError, KernelStartError, ProtocolError, QueueFull
 from .healing import StartBackoff, latest_versions, restore_files
 from .hotcode import HotCodeStream
-from .replay import CallResults, ReplayBuffer, final_state
+from .replay import CallResults, ReplayBuffer, final_state, seq_origin
 from .tool_output import tool_output
 from .translate import DisplayedFile, OutputTranslator
 from .workdirs import changed_files, display_name, open_regular_file, snapshot
@@ -56,7 +56,8 @@ class ThreadSession:
         self.store = store
         self.metrics = metrics
         self.results = results
-        self.replay = ReplayBuffer(settings.replay_buffer_bytes, settings.replay_buffer_seconds)
+        self.replay = ReplayBuffer(settings.replay_buffer_bytes, settings.replay_buffer_seconds,
+                                   start_after=seq_origin())
         self._call_files: dict[str, list[dict]] = {}  # files announced by calls still running
         self.kernel: Kernel | None = None
         self.listeners: set[Listener] = set()

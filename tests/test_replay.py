@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -118,3 +120,14 @@ def test_results_are_bounded_in_count():
     assert len(results) == 3
     assert results.get("t", "c0", "alice") is None
     assert results.get("t", "c4", "alice") is not None
+
+
+def test_a_reused_thread_id_continues_above_its_earlier_seqs():
+    from gateway.replay import seq_origin
+
+    earlier = ReplayBuffer(1_000, 60, start_after=seq_origin())
+    last = [earlier.stamp(output(str(i)))["seq"] for i in range(3)][-1]
+    time.sleep(0.001)  # the guarantee: fewer envelopes than microseconds went by
+    later = ReplayBuffer(1_000, 60, start_after=seq_origin())
+    assert later.stamp(output("again"))["seq"] > last
+    assert last < 2**53
