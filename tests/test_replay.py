@@ -73,6 +73,20 @@ def test_the_buffer_stays_within_its_cap_under_a_flood():
     assert buffer.last_seq == 10_000
 
 
+def test_the_cap_bounds_real_memory_not_just_the_estimate():
+    import tracemalloc
+
+    cap = 2 * 2**20
+    for size in (10, 300, 5000):  # many tiny envelopes are the costly case per byte
+        tracemalloc.start()
+        buffer = ReplayBuffer(cap, 600)
+        for _ in range(4 * cap // (size + 100)):
+            buffer.stamp(output("x" * size))
+        held, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert held < 1.25 * cap, (size, held)
+
+
 def test_old_envelopes_age_out():
     clock = Clock()
     buffer = ReplayBuffer(1_000_000, 60, clock=clock)
