@@ -124,8 +124,9 @@ async def first_output(client, thread_id: str, call_id: str) -> None:
 async def test_an_interrupt_swallowed_once_is_sent_again(client, thread_id):
     thread = client.thread(thread_id)
     assert (await thread.run("y = 5")).state == "complete"
+    # The print is inside the try: the first interrupt may land while it is still flushing.
     call = await thread.execute(
-        "import time\nprint('sleeping', flush=True)\ntry:\n    time.sleep(600)\n"
+        "import time\ntry:\n    print('sleeping', flush=True)\n    time.sleep(600)\n"
         "except KeyboardInterrupt:\n    print('swallowed', flush=True)\ntime.sleep(600)")
     await first_output(client, thread.id, call)
     await thread.interrupt()
