@@ -112,8 +112,8 @@ class HostSandbox:
             enforced["seccomp"] = f"libseccomp filter, {len(self.seccomp.bpf) // 8} instructions"
         except (ImportError, OSError, RuntimeError, ValueError) as exc:
             missing["seccomp"] = f"libseccomp not usable: {exc}"
-            missing["userns_disabled"] = missing.get("userns_disabled", "") or (
-                "bwrap --disable-userns only (no seccomp)")
+            if self.disable_userns:
+                enforced["userns_disabled"] = "bwrap --disable-userns (no seccomp backstop)"
         if os.geteuid() != 0:
             enforced["unprivileged_uid"] = (
                 f"the gateway's own uid {os.geteuid()} (kernels are not separated by uid)")
