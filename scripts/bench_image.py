@@ -29,6 +29,9 @@ from gateway.kernel import Kernel
 from gateway.limits import LimitValues
 from gateway.sandbox import HostSandbox, SandboxSpec, prepare_matplotlib_cache
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import descendants  # noqa: E402  (one process-tree walker for every benchmark)
+
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "kernels"
 MiB = 2**20
@@ -61,23 +64,6 @@ def tree_pss(pid: int) -> int:
         except OSError:
             pass
     return total
-
-
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, stack = [], [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
 
 
 def prefixes(python: str) -> tuple[Path, ...]:
