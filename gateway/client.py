@@ -147,6 +147,8 @@ class GatewayClient:
                 return
             try:
                 await self._resume()
+            except ConnectionClosed:
+                continue  # dropped again while resubscribing: the loop resumes once more
             except Exception as exc:  # gave up: every waiter learns it instead of hanging
                 self._failed = exc
                 self._connected.set()
@@ -173,6 +175,7 @@ class GatewayClient:
         """Connect again (with backoff) and subscribe every known thread from its last seq:
         the gateway replays what was missed, or says what it can no longer replay (``gap``)."""
         self._connected.clear()
+        self._resume_acks.clear()  # acks owed by a connection that died will never come
         deadline = asyncio.get_running_loop().time() + self._reconnect_for
         delay = 0.05
         while True:
@@ -210,9 +213,13 @@ class GatewayClient:
             except ConnectionClosed:
                 if self._reconnect is None or self._closing:
                     raise
-                # Not sent: once the reader has a new connection, send it again.
-                while self.connection is connection and self._failed is None:
+                # Not sent: once the reader has a new connection, send it again; when the
+                # reader gave up or will not resume (a close the gateway chose), fail as before.
+                while (self.connection is connection and self._failed is None
+                       and not self._reader.done()):
                     await asyncio.sleep(0.02)
+                if self.connection is connection:
+                    raise
 
     async def next_envelope(self, thread_id: str | None, call_id: str | None,
                             timeout: float | None = None) -> dict:
