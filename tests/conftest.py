@@ -181,3 +181,22 @@ async def thread_id(request):
             session = gateway.threads.get(other)
             if session is not None:
                 await gateway.close_thread(other, session.owner)
+
+
+# Debian's chromium for the page tests (playwright drives it; no browser download).
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def browser():
+    """One headless Chromium per test module."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                                   args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()

@@ -14,13 +14,10 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from conftest import CHROMIUM
 
 from gateway.errors import GatewayError
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 WAIT_MS = 60_000
 
@@ -29,17 +26,6 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(),
                        reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
 ]
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def browser():
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                                   args=CHROMIUM_ARGS)
-        yield browser
-        await browser.close()
 
 
 @pytest_asyncio.fixture(loop_scope="session")

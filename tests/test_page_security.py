@@ -9,8 +9,8 @@ import threading
 
 import pytest
 import pytest_asyncio
-from conftest import start_gateway, stop_gateway, test_settings
-from test_page import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, card
+from conftest import CHROMIUM, start_gateway, stop_gateway, test_settings
+from test_page import WAIT_MS, card
 from test_tls import make_pki
 
 pytestmark = [
@@ -25,17 +25,6 @@ const ws = new WebSocket("{url}");
 ws.onopen = () => {{ document.title = "open"; }};
 ws.onclose = () => {{ if (document.title !== "open") document.title = "refused"; }};
 </script>"""
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def browser():
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                                   args=CHROMIUM_ARGS)
-        yield browser
-        await browser.close()
 
 
 @contextlib.contextmanager
