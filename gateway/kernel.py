@@ -31,8 +31,10 @@ POLL_INTERVAL = 0.2  # how often a waiting execution checks that its kernel is s
 # store_history=False it shows in neither ``In`` nor the execution count.
 WARM_UP_CELL = "print(end=' ')\ndisplay(2)"
 # An interrupt can be lost: it may reach the kernel just before the cell starts, or land in a
-# handler that swallows KeyboardInterrupt. A cell still running this long after it is sent
-# gets it once more; after ``interrupt_grace`` the session restarts the kernel.
+# handler that swallows KeyboardInterrupt. A cell still running this long after the kernel
+# answered the interrupt (it signals itself, then answers) gets it once more; after
+# ``interrupt_grace`` the session restarts the kernel. Counting from the answer, not from the
+# request, keeps a re-send from crossing a first interrupt that is merely slow on a busy host.
 INTERRUPT_RESEND_AFTER = 1.0
 # How long a finished cell waits for the kernel to answer the interrupts sent during it.
 INTERRUPT_REPLY_WAIT = 10.0
@@ -69,6 +71,7 @@ class Kernel:
         self._running = False
         self._user_interrupt_at: float | None = None  # when the user interrupted this cell
         self._unanswered_interrupts: set[str] = set()  # interrupt_request msg ids
+        self._interrupt_answered_at: float | None = None  # the first answer during this cell
 
     @property
     def pid(self) -> int | None:
@@ -170,6 +173,7 @@ class Kernel:
         finally:
             self._running = False
             self._user_interrupt_at = None
+            self._interrupt_answered_at = None
             self._unanswered_interrupts.clear()
 
     async def _settle_interrupts(self) -> None:
@@ -177,20 +181,29 @@ class Kernel:
         itself before it replies, so after the replies no late SIGINT (a re-send, or one the
         control thread took long to handle) can land at the start of the next cell, where
         ipykernel swallows it and that cell ends "complete" without having run."""
-        channel = self._client.control_channel
+        socket = self._client.control_channel.socket
         deadline = time.monotonic() + INTERRUPT_REPLY_WAIT
         while self._unanswered_interrupts:
-            frames = _receive_ready(channel.socket)
-            if frames is None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not await channel.socket.poll(int(remaining * 1000)):
-                    log.warning("kernel %s: no reply to %d interrupt(s) in %.0f s", self.id,
-                                len(self._unanswered_interrupts), INTERRUPT_REPLY_WAIT)
-                    return
+            if self._read_interrupt_replies():
                 continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not await socket.poll(int(remaining * 1000)):
+                log.warning("kernel %s: no reply to %d interrupt(s) in %.0f s", self.id,
+                            len(self._unanswered_interrupts), INTERRUPT_REPLY_WAIT)
+                return
+
+    def _read_interrupt_replies(self) -> bool:
+        """Take the interrupt replies already queued, without waiting; True if any."""
+        channel = self._client.control_channel
+        read = False
+        while (frames := _receive_ready(channel.socket)) is not None:
             _, parts = channel.session.feed_identities(frames)
             reply = channel.session.deserialize(parts)
             self._unanswered_interrupts.discard(reply["parent_header"].get("msg_id"))
+            if self._interrupt_answered_at is None:
+                self._interrupt_answered_at = time.monotonic()
+            read = True
+        return read
 
     async def interrupt_cell(self) -> None:
         """The user's interrupt of the running cell, re-sent and enforced by ``run``."""
@@ -213,7 +226,11 @@ class Kernel:
                 interrupted_at = now
             first = min(t for t in (interrupted_at, self._user_interrupt_at, math.inf)
                         if t is not None)
-            if not resent and now >= first + INTERRUPT_RESEND_AFTER:
+            if first < math.inf and self._unanswered_interrupts:
+                self._read_interrupt_replies()
+            answered = self._interrupt_answered_at
+            if (not resent and not saw_error and answered is not None
+                    and now >= answered + INTERRUPT_RESEND_AFTER):
                 resent = True
                 log.info("kernel %s: cell still running %.1f s after the interrupt; sending "
                          "it again", self.id, now - first)
@@ -226,8 +243,8 @@ class Kernel:
             limit = first + interrupt_grace
             if interrupted_at is None:  # the deadline is still ahead
                 limit = min(limit, deadline)
-            if not resent:
-                limit = min(limit, first + INTERRUPT_RESEND_AFTER)
+            if not resent and answered is not None:
+                limit = min(limit, answered + INTERRUPT_RESEND_AFTER)
             wait = max(0.0, min(POLL_INTERVAL, limit - now))
             msg = await self._next_iopub(wait)
             if msg is None:

@@ -154,3 +154,22 @@ async def test_a_cell_that_swallows_every_interrupt_is_stopped_by_a_restart(clie
     assert result.output.count("not stopping") >= 2  # the first interrupt and the re-send
     after = await thread.run("print('fresh')")
     assert after.state == "complete" and after.output == "fresh\n"
+
+
+async def test_a_second_interrupt_right_behind_the_first_still_reports_it(client, thread_id):
+    # A double click, or the re-send crossing a slow first interrupt: the second SIGINT used to
+    # land in IPython's traceback formatting, which swallowed it and the error with it, so the
+    # cell ended "complete". Spacings around the traceback's formatting time.
+    thread = client.thread(thread_id)
+    outcomes = []
+    for spacing in (0, 0.005, 0.01, 0.02, 0.04, 0.08):
+        call = await thread.execute("import time\nprint('sleeping', flush=True)\ntime.sleep(600)")
+        await first_output(client, thread.id, call)
+        await thread.interrupt()
+        await asyncio.sleep(spacing)
+        await thread.interrupt()
+        result = await thread.collect(call, timeout=300)
+        outcomes.append((spacing, result.state, (result.status.get("error") or {}).get("ename")))
+    assert all(state == "interrupted" and ename == "KeyboardInterrupt"
+               for _, state, ename in outcomes), outcomes
+    assert (await thread.run("print('still here')")).output == "still here\n"
