@@ -51,6 +51,20 @@ async def test_stdout_streams_in_order_before_the_status(client, thread_id):
     assert status["state"] == "complete"
 
 
+async def test_every_line_of_a_flushing_loop_arrives(client, thread_id):
+    # One iopub message per line, faster than a busy gateway reads: with ZeroMQ's default
+    # high-water mark the kernel dropped blocks of hundreds of lines (and could drop "idle").
+    thread = client.thread(thread_id)
+    hwm = await thread.run("import zmq\n"
+                           "print(get_ipython().kernel.iopub_thread.socket.get(zmq.SNDHWM))")
+    assert hwm.output == "0\n", hwm.output
+    lines = 20_000
+    result = await thread.run(f"import sys\nfor i in range({lines}):\n"
+                              "    sys.stdout.write(f'{i}\\n')\n    sys.stdout.flush()")
+    assert result.state == "complete", result.status
+    assert result.output.splitlines() == [str(i) for i in range(lines)]
+
+
 async def test_every_envelope_carries_routing_keys_and_one_status(client, thread_id):
     thread = client.thread(thread_id)
     result = await thread.run("print('hi')\n1")
