@@ -62,7 +62,9 @@ class Gateway:
         self.store = FileStore(settings.data_dir / "files", settings.thread_file_quota,
                                settings.total_file_quota)
         self.threads: dict[str, ThreadSession] = {}
-        self.results = CallResults(settings.result_retention)
+        self.results = CallResults(settings.result_retention,
+                                   max_bytes=settings.result_retention_bytes)
+        self.metrics.watch_results(self.results)
         self.started = time.time()
         self.draining = False
         self.data_lock = DataDirLock(settings.data_dir)

@@ -53,10 +53,11 @@ class Settings:
     interrupt_grace: float = 3.0  # after an interrupt, wait this long before restarting the kernel
     max_queued_executions: int = 16
     # What a reconnecting client can catch up on: each thread's recent envelopes (bytes, age)
-    # and every call's final status by id (age).
+    # and every call's final status by id (age, bytes).
     replay_buffer_bytes: int = 8 * MiB
     replay_buffer_seconds: float = 600.0
     result_retention: float = 6 * 3600.0
+    result_retention_bytes: int = 64 * MiB
     max_output_chars: int = 1_000_000
 
     # Sandbox

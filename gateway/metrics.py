@@ -9,6 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 if TYPE_CHECKING:
     from .pool import KernelPool
+    from .replay import CallResults
 
 
 class Metrics:
@@ -30,6 +31,13 @@ class Metrics:
     def watch_pool(self, pool: KernelPool) -> None:
         """Kernel gauges and counters are read from the pool at scrape time: one source of truth."""
         self.registry.register(_PoolCollector(pool))
+
+    def watch_results(self, results: CallResults) -> None:
+        """What the finished calls kept for reconnecting clients hold, read at scrape time."""
+        Gauge("gateway_retained_results", "Finished calls whose final status is kept",
+              registry=self.registry).set_function(lambda: len(results))
+        Gauge("gateway_retained_result_bytes", "Approximate bytes those statuses hold",
+              registry=self.registry).set_function(lambda: results.bytes)
 
     def execution_finished(self, state: str, seconds: float) -> None:
         self.executions.labels(state).inc()

@@ -122,24 +122,33 @@ class FinishedCall:
     status: dict  # the final status envelope, as sent
     finished_at: float
     files: list[dict] = field(default_factory=list)  # filename, file_id, mime_type of each
+    size: int = 0  # approximate bytes held
 
 
 class CallResults:
     """The final status of finished calls by (thread, call), for ``result`` requests, retried
-    ``execute`` and ``GET /threads/{thread}/calls/{call}``; bounded by count and age."""
+    ``execute`` and ``GET /threads/{thread}/calls/{call}``; bounded by age, count and bytes
+    (a status carries up to a few KB of ``tool_output``: by count alone a busy gateway could
+    hold hundreds of MB of them for the whole retention)."""
 
     def __init__(self, retention: float, max_calls: int = 100_000,
+                 max_bytes: int = 64 * 2**20,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.retention = retention
         self.max_calls = max_calls
+        self.max_bytes = max_bytes
         self.clock = clock
+        self.bytes = 0
         self._calls: OrderedDict[tuple[str, str], FinishedCall] = OrderedDict()
 
     def record(self, thread_id: str, call_id: str, owner: str, status: dict,
                files: list[dict] | None = None) -> None:
         key = (thread_id, call_id)
-        self._calls.pop(key, None)
-        self._calls[key] = FinishedCall(owner, status, self.clock(), files or [])
+        self._forget(key)
+        files = files or []
+        size = approximate_size(status) + VALUE_OVERHEAD * 4 * len(files)
+        self._calls[key] = FinishedCall(owner, status, self.clock(), files, size)
+        self.bytes += size
         self._expire()
 
     def finished(self, thread_id: str, call_id: str, identity: str) -> FinishedCall | None:
@@ -153,11 +162,17 @@ class CallResults:
         found = self.finished(thread_id, call_id, identity)
         return found.status if found is not None else None
 
+    def _forget(self, key: tuple[str, str]) -> None:
+        gone = self._calls.pop(key, None)
+        if gone is not None:
+            self.bytes -= gone.size
+
     def _expire(self) -> None:
         oldest_allowed = self.clock() - self.retention
-        while self._calls and (len(self._calls) > self.max_calls
+        while self._calls and (len(self._calls) > self.max_calls or self.bytes > self.max_bytes
                                or next(iter(self._calls.values())).finished_at < oldest_allowed):
-            self._calls.popitem(last=False)
+            _, gone = self._calls.popitem(last=False)
+            self.bytes -= gone.size
 
     def __len__(self) -> int:
         return len(self._calls)

@@ -97,6 +97,9 @@ async def test_metrics_count_what_ran(server):
     kernels = {s.labels["state"]: s.value for s in families["gateway_kernels"].samples}
     assert kernels["leased"] >= 2
     assert "gateway_websocket_connections" in families
+    retained = families["gateway_retained_results"].samples[0].value
+    assert retained >= 3, families["gateway_retained_results"]  # the three calls above
+    assert families["gateway_retained_result_bytes"].samples[0].value > 0
 
 
 @pytest.mark.asyncio(loop_scope="session")

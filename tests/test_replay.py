@@ -24,9 +24,11 @@ def output(text: str, call: str = "c1") -> dict:
             "thread_id": "t", "call_id": call}
 
 
-def status(state: str, call: str = "c1") -> dict:
-    return {"stream_type": "code_execution", "chunk": {"type": "status",
-                                                        "content": {"state": state}},
+def status(state: str, call: str = "c1", tool_output: str | None = None) -> dict:
+    content: dict = {"state": state}
+    if tool_output is not None:
+        content["tool_output"] = tool_output
+    return {"stream_type": "code_execution", "chunk": {"type": "status", "content": content},
             "thread_id": "t", "call_id": call}
 
 
@@ -134,6 +136,17 @@ def test_results_are_bounded_in_count():
     assert len(results) == 3
     assert results.get("t", "c0", "alice") is None
     assert results.get("t", "c4", "alice") is not None
+
+
+def test_results_are_bounded_in_bytes_oldest_first():
+    results = CallResults(retention=3600, max_bytes=20_000)
+    for i in range(10):
+        results.record("t", f"c{i}", "alice", status("complete", f"c{i}", "x" * 4000))
+    assert results.bytes <= 20_000
+    assert 1 <= len(results) < 10
+    assert results.get("t", "c9", "alice") is not None and results.get("t", "c0", "alice") is None
+    results.record("t", "c9", "alice", status("complete", "c9"))  # a re-record replaces
+    assert results.bytes == sum(call.size for call in results._calls.values())
 
 
 def test_a_reused_thread_id_continues_above_its_earlier_seqs():
