@@ -129,6 +129,7 @@ class Stats:
     churn_connections: int = 0
     churn_failures: int = 0
     rss_samples: list = field(default_factory=list)
+    result_samples: list = field(default_factory=list)  # (seconds, retained result bytes)
     interrupts: int = 0
     lost_interrupts: list = field(default_factory=list)  # the cell did not end "interrupted"
     interrupts_with_restart: int = 0  # stopped only by the restart after interrupt_grace
@@ -149,6 +150,17 @@ def processes_with(marker: str) -> list[int]:
 def http_get(url: str, timeout: float = 10) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return response.read()
+
+
+def retained_result_bytes(http: str) -> float | None:
+    """What the finished calls' statuses kept for reconnecting clients hold: part of the RSS
+    that grows with the number of calls until ``result_retention_bytes``."""
+    try:
+        text = http_get(http + "/metrics").decode()
+    except OSError:
+        return None
+    found = re.search(r"^gateway_retained_result_bytes (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else None
 
 
 def kernel_events(http: str) -> dict[str, float]:
@@ -377,8 +389,11 @@ class Soak:
     async def sample(self) -> None:
         while True:
             await asyncio.sleep(5)
-            self.stats.rss_samples.append(
-                (round(time.monotonic() - self.stats.started, 1), process_rss(self.pid)))
+            at = round(time.monotonic() - self.stats.started, 1)
+            self.stats.rss_samples.append((at, process_rss(self.pid)))
+            held = await asyncio.to_thread(retained_result_bytes, self.http)
+            if held is not None:
+                self.stats.result_samples.append((at, held))
 
 
 # -- report ----------------------------------------------------------------------------------
@@ -424,6 +439,7 @@ def build_report(soak: Soak, gateway_result: dict) -> dict:
         "rss_peak": max(rss) if rss else None,
         "rss_timeline_mib": [(t, round(v / 2**20, 1)) for t, v in s.rss_samples if v],
         "rss_at_minutes_mib": rss_at_minutes(s.rss_samples, soak.args.minutes),
+        "retained_results_at_minutes_mib": rss_at_minutes(s.result_samples, soak.args.minutes),
         "interrupts": s.interrupts,
         "lost_interrupts": len(s.lost_interrupts),
         "interrupts_with_restart": s.interrupts_with_restart,
@@ -442,8 +458,8 @@ def build_report(soak: Soak, gateway_result: dict) -> dict:
 
 
 def rss_at_minutes(samples: list, minutes: float) -> dict[str, float]:
-    """The gateway's RSS (MiB) at the start and every 10 minutes (the sample nearest each
-    mark), and at the end: whether it levels off."""
+    """The gateway's RSS (or another byte count), in MiB, at the start and every 10 minutes
+    (the sample nearest each mark), and at the end: whether it levels off."""
     samples = [(t, v) for t, v in samples if v]
     if not samples:
         return {}
@@ -480,6 +496,8 @@ def print_table(report: dict) -> None:
           f"(failures {report['churn_failures']})")
     print(f"gateway RSS start {mib(report['rss_start'])}, end {mib(report['rss_end'])}, "
           f"peak {mib(report['rss_peak'])}; by minute {report['rss_at_minutes_mib']}")
+    print(f"of which finished calls' statuses kept for reconnecting clients (bounded by "
+          f"result_retention_bytes), MiB: {report['retained_results_at_minutes_mib']}")
     print(f"user interrupts {report['interrupts']}: lost {report['lost_interrupts']}, "
           f"stopped only by a restart {report['interrupts_with_restart']}")
     if report["gateway"]:
