@@ -63,6 +63,11 @@ class Result:
         return self._chunks("code_interpreter_stream")
 
     @property
+    def displays(self) -> list[dict]:
+        """Rich results, as sent: ``{"source", "display_id", "data", ...}`` (README)."""
+        return self._chunks("display")
+
+    @property
     def status(self) -> dict:
         statuses = self._chunks("status")
         return statuses[-1] if statuses else {}

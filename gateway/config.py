@@ -58,6 +58,9 @@ class Settings:
     replay_buffer_seconds: float = 600.0
     result_retention: float = 6 * 3600.0
     max_output_chars: int = 1_000_000
+    # Rich display data (HTML, Markdown, JSON, SVG, ...) sent inline per execution; beyond it
+    # a display names the MIME types it omits. Images travel as files and do not count.
+    max_display_chars: int = 4_000_000
 
     # Sandbox
     sandbox: str = "bwrap"  # "bwrap" or "none" (explicit, loud)

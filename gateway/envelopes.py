@@ -21,8 +21,22 @@ def hot_code(content: str) -> Chunk:
     return {"type": "hot_code", "content": content}
 
 
-def output(content: str) -> Chunk:
-    return {"type": "hot_code_output", "content": content}
+def output(content: str, stream: str | None = None) -> Chunk:
+    """Text output; ``stream`` says where it came from (:data:`OUTPUT_STREAMS`)."""
+    if stream is None:
+        return {"type": "hot_code_output", "content": content}
+    return {"type": "hot_code_output", "content": content, "stream": stream}
+
+
+#: The ``stream`` of a ``hot_code_output`` chunk: the kernel's stdout and stderr, the text/plain
+#: of a result or a display, a traceback, or a note from the gateway itself (a cap, a file
+#: that could not be saved).
+OUTPUT_STREAMS = ("stdout", "stderr", "result", "display", "traceback", "note")
+
+
+def display(content: dict[str, Any]) -> Chunk:
+    """A rich result: ``{"source", "display_id", "data": {mime: value}, ...}`` (mimebundle)."""
+    return {"type": "display", "content": content}
 
 
 def rewind(chars: int) -> Chunk:

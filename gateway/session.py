@@ -17,7 +17,7 @@ from .healing import StartBackoff, latest_versions, restore_files
 from .hotcode import HotCodeStream
 from .replay import CallResults, ReplayBuffer, final_state, seq_origin
 from .tool_output import tool_output
-from .translate import DisplayedFile, OutputTranslator
+from .translate import Display, DisplayedFile, OutputTranslator
 from .workdirs import changed_files, display_name, open_regular_file, snapshot
 
 if TYPE_CHECKING:
@@ -286,14 +286,21 @@ class ThreadSession:
         kernel = self.kernel
         workdir = kernel.spec.workdir
         before = await _snapshot(workdir)
-        translator = OutputTranslator(self.settings.max_output_chars, self._plot_number)
+        translator = OutputTranslator(self.settings.max_output_chars, self._plot_number,
+                                      self.settings.max_display_chars)
         files: list[str] = []
+        stored_ids: dict[str, str] = {}  # displayed file name -> its file id, for the display
 
         def on_message(msg: dict) -> None:
             for item in translator.translate(msg):
                 if isinstance(item, DisplayedFile):
-                    self._announce_file(item.filename, item.data, item.mime_type, job.call_id,
-                                        files)
+                    file_id = self._announce_file(item.filename, item.data, item.mime_type,
+                                                  job.call_id, files)
+                    if file_id is not None:
+                        stored_ids[item.filename] = file_id
+                elif isinstance(item, Display):
+                    shown = item.file and stored_ids.get(item.file.filename)
+                    self.emit(item.chunk(shown), job.call_id)
                 else:
                     self.metrics.bytes_out(len(item["content"]))
                     self.emit(item, job.call_id)
@@ -329,7 +336,8 @@ class ThreadSession:
         details: dict = {}
         state = result.state
         if translator.error:
-            details["error"] = {"ename": translator.error[0], "evalue": translator.error[1]}
+            details["error"] = {"ename": translator.error[0], "evalue": translator.error[1],
+                                "traceback": translator.traceback}
             if translator.error[0] == "KeyboardInterrupt" and self._user_interrupted:
                 state = "interrupted"
         if result.reason:
@@ -364,7 +372,7 @@ class ThreadSession:
         try:
             stored = await asyncio.to_thread(store)
         except GatewayError as exc:
-            self.emit(envelopes.output(f"[file {shown} not saved: {exc}]\n"), call_id)
+            self.emit(envelopes.output(f"[file {shown} not saved: {exc}]\n", "note"), call_id)
             return
         except OSError:  # deleted, swapped for a link or a FIFO meanwhile: nothing to announce
             return
@@ -376,15 +384,16 @@ class ThreadSession:
         self.emit(file_chunk(stored, data, self.settings.inline_file_limit), call_id)
 
     def _announce_file(self, name: str, data: bytes, mime_type: str | None, call_id: str,
-                       files: list[str]) -> None:
-        """Store and announce a displayed image (already in memory)."""
+                       files: list[str]) -> str | None:
+        """Store and announce a displayed image (already in memory); its file id if stored."""
         try:
             stored = self.store.put(self.thread_id, self.owner, name, data, mime_type)
         except GatewayError as exc:
-            self.emit(envelopes.output(f"[file {name} not saved: {exc}]\n"), call_id)
-            return
+            self.emit(envelopes.output(f"[file {name} not saved: {exc}]\n", "note"), call_id)
+            return None
         files.append(name)
         self.emit(file_chunk(stored, data, self.settings.inline_file_limit), call_id)
+        return stored.id
 
     # -- control ----------------------------------------------------------------------------
     async def interrupt(self) -> None:
