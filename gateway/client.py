@@ -230,8 +230,9 @@ class GatewayClient:
                             timeout: float | None = None) -> dict:
         return await asyncio.wait_for(self._calls[(thread_id, call_id)].get(), timeout)
 
-    def thread(self, thread_id: str) -> Thread:
-        return Thread(self, thread_id)
+    def thread(self, thread_id: str, language: str | None = None) -> Thread:
+        """A thread handle; ``language`` (``bash``, ...) is chosen by its first request."""
+        return Thread(self, thread_id, language)
 
     def upload_http(self, thread_id: str, filename: str, source: bytes | str | os.PathLike,
                     call_id: str | None = None) -> dict:
@@ -290,9 +291,11 @@ class GatewayClient:
 
 
 class Thread:
-    def __init__(self, client: GatewayClient, thread_id: str) -> None:
+    def __init__(self, client: GatewayClient, thread_id: str,
+                 language: str | None = None) -> None:
         self.client = client
         self.id = thread_id
+        self.language = language  # sent with every execute and code delta (None: python)
 
     @staticmethod
     def new_call_id() -> str:
@@ -315,13 +318,17 @@ class Thread:
             message["code"] = code
         if timeout is not None:
             message["timeout"] = timeout
+        if self.language is not None:
+            message["language"] = self.language
         await self.client.send(message)
         return call_id
 
     async def send_code(self, call_id: str, fragments: Iterable[str], fmt: str = "json") -> None:
+        extra = {"language": self.language} if self.language is not None else {}
         for fragment in fragments:
             await self.client.send({"type": "code_delta", "thread_id": self.id,
-                                    "call_id": call_id, "delta": fragment, "format": fmt})
+                                    "call_id": call_id, "delta": fragment, "format": fmt,
+                                    **extra})
 
     async def collect(self, call_id: str, timeout: float | None = None) -> Result:
         result = Result(call_id)

@@ -41,6 +41,7 @@ class Settings:
 
     # Pool
     pool_size: int = 2  # warm kernels kept ready
+    bash_pool_size: int = 0  # warm bash kernels (gateway/languages); 0: started on demand
     max_kernels: int = 16  # leased + warm
     lease_wait: float = 10.0  # how long a new thread waits for a kernel when the pool is full
     idle_timeout: float = 1800.0  # a thread idle this long loses its kernel (files stay)
@@ -111,6 +112,10 @@ class Settings:
         if self.admin_token:
             self.admin_token = auth.stored_form(self.admin_token)
         self.allowed_origins = origins.parse_list(self.allowed_origins)
+
+    def language_pool_size(self, language: str) -> int:
+        """Warm kernels kept for ``language`` (Python's is ``pool_size``)."""
+        return self.pool_size if language == "python" else getattr(self, f"{language}_pool_size")
 
     @property
     def workdirs(self) -> Path:

@@ -510,10 +510,11 @@ class HotCodeStream:
     complete (json: its closing quote) or at ``close()``. The pieces join to the executed code.
     """
 
-    __slots__ = ("extractor", "_opened", "_closed")
+    __slots__ = ("extractor", "fence_open", "_opened", "_closed")
 
-    def __init__(self, format: Format) -> None:
+    def __init__(self, format: Format, fence_open: str = FENCE_OPEN) -> None:
         self.extractor = CodeExtractor(format)
+        self.fence_open = fence_open  # "```python\n", or the thread's language's
         self._opened = False
         self._closed = False
 
@@ -533,12 +534,12 @@ class HotCodeStream:
         chunks: list[Chunk] = []
         if text and not self._closed:
             if not self._opened:
-                chunks.append(hot_code(FENCE_OPEN))
+                chunks.append(hot_code(self.fence_open))
                 self._opened = True
             chunks.append(hot_code(text))
         if self.extractor.complete and not self._closed:
             if not self._opened:
-                chunks.append(hot_code(FENCE_OPEN))
+                chunks.append(hot_code(self.fence_open))
                 self._opened = True
             chunks.append(hot_code(FENCE_CLOSE))
             self._closed = True
@@ -553,7 +554,7 @@ class HotCodeStream:
         code = self.extractor.finish()
         chunks: list[Chunk] = []
         if not self._opened:
-            chunks.append(hot_code(FENCE_OPEN))
+            chunks.append(hot_code(self.fence_open))
             self._opened = True
         if not self._closed:
             chunks.append(hot_code(FENCE_CLOSE))

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Literal
 import orjson
 
 from .errors import ProtocolError
+from .languages.registry import find as find_language
 
 __all__ = [
     "ID_PATTERN",
@@ -199,10 +200,13 @@ class CodeDelta:
     call_id: str
     delta: str
     format: Literal["json", "raw"] = "json"
+    language: str | None = None  # the thread's, on its first request (gateway/languages)
 
     def __post_init__(self) -> None:
         validate_id(self.thread_id, "code_delta.thread_id")
         validate_id(self.call_id, "code_delta.call_id")
+        if self.language is not None:
+            find_language(self.language)
         if self.delta is None:
             raise ProtocolError("code_delta.delta: required string")
         _check_str(self.delta, "code_delta.delta")
@@ -224,10 +228,13 @@ class Execute:
     call_id: str
     code: str | None = None
     timeout: float | None = None
+    language: str | None = None  # the thread's, on its first request (gateway/languages)
 
     def __post_init__(self) -> None:
         validate_id(self.thread_id, "execute.thread_id")
         validate_id(self.call_id, "execute.call_id")
+        if self.language is not None:
+            find_language(self.language)
         if self.code is not None:
             _check_str(self.code, "execute.code")
         if self.timeout is not None:
@@ -390,7 +397,7 @@ def parse_request(
     if kind == "code_delta":
         fmt = get("format")
         return CodeDelta(get("thread_id"), get("call_id"), get("delta"),
-                         "json" if fmt is None else fmt)
+                         "json" if fmt is None else fmt, get("language"))
     if kind == "execute":
         timeout = get("timeout")
         if timeout is not None:
@@ -399,7 +406,7 @@ def parse_request(
                 raise ProtocolError(
                     f"execute.timeout: at most {max_timeout:g} seconds, got {timeout:g}"
                 )
-        return Execute(get("thread_id"), get("call_id"), get("code"), timeout)
+        return Execute(get("thread_id"), get("call_id"), get("code"), timeout, get("language"))
     if kind == "upload":
         # Cheap checks first: don't decode megabytes of base64 for a message with a bad id.
         thread_id = validate_id(get("thread_id"), "upload.thread_id")

@@ -364,8 +364,9 @@ class GatewayServer:
         identity = client.identity
         match request:
             case protocol.CodeDelta():
-                gw.attach(request.thread_id, identity, client).code_delta(
-                    request.call_id, request.delta, request.format)
+                session = gw.attach(request.thread_id, identity, client)
+                session.choose_language(request.language)
+                session.code_delta(request.call_id, request.delta, request.format)
             case protocol.Execute():
                 session = gw.attach(request.thread_id, identity, client)
                 finished = gw.result(request.thread_id, request.call_id, identity)
@@ -374,6 +375,7 @@ class GatewayServer:
                 elif session.in_flight(request.call_id):
                     pass  # retried while it runs: this connection now gets its status
                 else:
+                    session.choose_language(request.language)
                     session.submit(request.call_id, request.code, request.timeout)
             case protocol.Subscribe():
                 session = gw.thread(request.thread_id, identity, create=True)

@@ -7,12 +7,13 @@ import base64
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from . import envelopes
-from .errors import GatewayError, KernelStartError, ProtocolError, QueueFull
+from . import envelopes, languages
+from .errors import GatewayError, KernelStartError, LanguageMismatch, ProtocolError, QueueFull
 from .healing import StartBackoff, latest_versions, restore_files
 from .hotcode import HotCodeStream
 from .replay import CallResults, ReplayBuffer, final_state, seq_origin
@@ -47,12 +48,14 @@ class Job:
 
 
 class ThreadSession:
-    def __init__(self, thread_id: str, owner: str, settings: Settings, pool: KernelPool,
-                 store: FileStore, metrics: Metrics, results: CallResults | None = None) -> None:
+    def __init__(self, thread_id: str, owner: str, settings: Settings,
+                 pool_for: Callable[[str], KernelPool], store: FileStore, metrics: Metrics,
+                 results: CallResults | None = None) -> None:
         self.thread_id = thread_id
         self.owner = owner
         self.settings = settings
-        self.pool = pool
+        self._pool_for = pool_for  # a language's pool (LanguageUnavailable if it cannot run)
+        self.language: str | None = None  # fixed by the first request naming one, or the lease
         self.store = store
         self.metrics = metrics
         self.results = results
@@ -80,6 +83,28 @@ class ThreadSession:
         # Paths of the working directory the store holds a copy of, as of the last cell: what
         # a healed thread gets back (not displayed plots, not files the code deleted).
         self._saved_paths: set[str] = set()
+
+    @property
+    def pool(self) -> KernelPool:
+        return self._pool_for(self.language or languages.DEFAULT)
+
+    def choose_language(self, name: str | None) -> None:
+        """A request named ``name`` (None: it named none). The first choice sticks; a thread
+        whose kernel already runs (an upload came first: Python) cannot switch."""
+        if name is None:
+            return
+        wanted = languages.find(name).name
+        current = self.language or (languages.DEFAULT if self.kernel is not None else None)
+        if current is None:
+            self._pool_for(wanted)  # LanguageUnavailable now, not at the first lease
+            self.language = wanted
+        elif current != wanted:
+            raise LanguageMismatch(f"thread {self.thread_id!r} runs {current}, not {wanted}; "
+                                   "a thread's language is fixed by its first request")
+
+    @property
+    def fence_open(self) -> str:
+        return languages.LANGUAGES[self.language or languages.DEFAULT].fence_open
 
     # -- outbound ---------------------------------------------------------------------------
     def emit(self, chunk: envelopes.Chunk, call_id: str | None) -> None:
@@ -123,7 +148,7 @@ class ThreadSession:
         if stream is None:
             if len(self._calls) >= REMEMBERED_CALLS:
                 raise ProtocolError("too many open calls on this thread", code="too_many_calls")
-            stream = self._calls[call_id] = HotCodeStream(fmt)
+            stream = self._calls[call_id] = HotCodeStream(fmt, self.fence_open)
         elif stream.extractor.format != fmt:
             raise ProtocolError(f"call {call_id!r} switched format mid-stream")
         for chunk in stream.feed(delta):
@@ -157,7 +182,7 @@ class ThreadSession:
             raise ProtocolError(f"execute of call {call_id!r} has no code and no streamed deltas",
                                 code="unknown_call")
         else:
-            closing = [envelopes.hot_code(envelopes.FENCE_OPEN), envelopes.hot_code(code),
+            closing = [envelopes.hot_code(self.fence_open), envelopes.hot_code(code),
                        envelopes.hot_code(envelopes.FENCE_CLOSE)] if code else []
         self._remember(call_id)
         for chunk in closing:
@@ -210,6 +235,7 @@ class ThreadSession:
         """Lease, replace or heal the kernel; returns why a new kernel was needed, if one was."""
         if self.kernel is None:
             began = time.monotonic()
+            self.language = self.language or languages.DEFAULT
             self.kernel = await self.pool.lease()
             self.metrics.pool_wait.observe(time.monotonic() - began)
             reason, self._lost_kernel_reason = self._lost_kernel_reason, None
@@ -340,6 +366,12 @@ class ThreadSession:
                                 "traceback": translator.traceback}
             if translator.error[0] == "KeyboardInterrupt" and self._user_interrupted:
                 state = "interrupted"
+        elif (self._user_interrupted and state == "complete"
+              and (self.language or languages.DEFAULT) != languages.DEFAULT):
+            # Kernels other than IPython end an interrupted cell without an error message
+            # (bash_kernel replies "abort"): the interrupt is what ended it.
+            state = "interrupted"
+            details["reason"] = "interrupted by request"
         if result.reason:
             details["reason"] = result.reason
         if result.state == "killed" or result.stuck:
@@ -440,6 +472,7 @@ class ThreadSession:
         return {
             "thread_id": self.thread_id,
             "owner": self.owner,
+            "language": self.language or languages.DEFAULT,
             "kernel": self.kernel.id if self.kernel else None,
             "busy": self.busy,
             "queued": self.queued,

@@ -8,7 +8,7 @@
 
 import { renderDisplay } from "./rich.js";
 
-const FENCE_OPEN = "```python\n";
+const FENCE_OPENER = /^```[a-z][a-z0-9_+-]*\n$/; // names the thread's language
 const FENCE_CLOSE = "\n```";
 const FINAL_STATES = new Set(["complete", "error", "timeout", "interrupted", "killed"]);
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$/;
@@ -225,7 +225,10 @@ class CallView {
 
   hotCode(text) {
     this.hotChunks += 1;
-    if (this.hotChunks === 1 && text === FENCE_OPEN) return;
+    if (this.hotChunks === 1 && FENCE_OPENER.test(text)) { // "```python\n", "```bash\n", ...
+      this.codeEl.className = `language-${text.slice(3, -1)}`;
+      return;
+    }
     if (this.pendingClose) { // the earlier "\n```" was code after all
       this.code += FENCE_CLOSE;
       this.pendingClose = false;
