@@ -89,12 +89,14 @@ class ThreadSession:
         return self._pool_for(self.language or languages.DEFAULT)
 
     def choose_language(self, name: str | None) -> None:
-        """A request named ``name`` (None: it named none). The first choice sticks; a thread
-        whose kernel already runs (an upload came first: Python) cannot switch."""
+        """An execute or code delta named ``name`` (None: it named none). The thread's first
+        one fixes its language (none named: Python); a thread whose kernel already runs (an
+        upload came first: Python) cannot switch. Later requests may leave it out."""
+        current = self.language or (languages.DEFAULT if self.kernel is not None else None)
         if name is None:
+            self.language = current or languages.DEFAULT
             return
         wanted = languages.find(name).name
-        current = self.language or (languages.DEFAULT if self.kernel is not None else None)
         if current is None:
             self._pool_for(wanted)  # LanguageUnavailable now, not at the first lease
             self.language = wanted

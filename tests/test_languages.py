@@ -209,6 +209,10 @@ async def test_a_thread_keeps_its_language(polyglot, tid):
         assert unknown.error["code"] == "unknown_language"
         plain = await client.thread(tid + "-py").run("import sys; print(sys.version[0])")
         assert plain.output == "3\n" and plain.hot_code.startswith("```python\n")
+        # Its first request named none: it is a Python thread now.
+        late = await client.thread(tid + "-py", language="bash").run("echo x")
+        assert late.error["code"] == "language_mismatch"
+        assert "runs python, not bash" in late.error["message"]
     finally:
         await client.close()
 
