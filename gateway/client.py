@@ -310,8 +310,9 @@ class Thread:
                 return
 
     async def execute(self, code: str | None = None, *, call_id: str | None = None,
-                      timeout: float | None = None) -> str:
-        """Send an execute request; returns the call id to ``stream`` or ``collect``."""
+                      timeout: float | None = None, env: dict[str, str] | None = None) -> str:
+        """Send an execute request; returns the call id to ``stream`` or ``collect``.
+        ``env``: environment variables this cell alone sees."""
         call_id = call_id or self.new_call_id()
         message: dict = {"type": "execute", "thread_id": self.id, "call_id": call_id}
         if code is not None:
@@ -320,6 +321,8 @@ class Thread:
             message["timeout"] = timeout
         if self.language is not None:
             message["language"] = self.language
+        if env:
+            message["env"] = env
         await self.client.send(message)
         return call_id
 
@@ -341,9 +344,9 @@ class Thread:
         return result
 
     async def run(self, code: str, *, timeout: float | None = None,
-                  wait: float | None = 300) -> Result:
+                  wait: float | None = 300, env: dict[str, str] | None = None) -> Result:
         """Execute and wait for the final status."""
-        call_id = await self.execute(code, timeout=timeout)
+        call_id = await self.execute(code, timeout=timeout, env=env)
         return await self.collect(call_id, wait)
 
     async def interrupt(self) -> None:

@@ -187,6 +187,31 @@ def _check_timeout(value: object, field: str) -> float:
         raise ProtocolError(f"{field}: too large") from None
 
 
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+MAX_ENV_VARIABLES = 64
+MAX_ENV_BYTES = 32 * 1024  # names and values, UTF-8
+
+
+def validate_env(env: object) -> dict[str, str]:
+    """``execute.env``: an object of at most 64 string variables (32 KiB in all), names as a
+    shell accepts them, values without NUL. The message never quotes a value."""
+    if not isinstance(env, dict):
+        raise ProtocolError(f"execute.env: expected an object, got {_json_type(env)}")
+    if len(env) > MAX_ENV_VARIABLES:
+        raise ProtocolError(f"execute.env: at most {MAX_ENV_VARIABLES} variables, got {len(env)}")
+    size = 0
+    for name, value in env.items():
+        if not isinstance(name, str) or not ENV_NAME.fullmatch(name):
+            raise ProtocolError(f"execute.env: bad variable name {_clip(name)} (letters, digits "
+                                "and _, not starting with a digit, at most 128)")
+        if not isinstance(value, str) or "\x00" in value:
+            raise ProtocolError(f"execute.env: the value of {name} must be a string without NUL")
+        size += len(name.encode()) + len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_ENV_BYTES:
+        raise ProtocolError(f"execute.env: at most {MAX_ENV_BYTES} bytes of names and values")
+    return env
+
+
 @dataclass(frozen=True, slots=True)
 class CodeDelta:
     """A fragment of a call's code as the model writes it.
@@ -229,10 +254,14 @@ class Execute:
     code: str | None = None
     timeout: float | None = None
     language: str | None = None  # the thread's, on its first request (gateway/languages)
+    # Variables this cell alone sees; values may be secrets: never in a repr or a log.
+    env: dict[str, str] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         validate_id(self.thread_id, "execute.thread_id")
         validate_id(self.call_id, "execute.call_id")
+        if self.env is not None:
+            validate_env(self.env)
         if self.language is not None:
             find_language(self.language)
         if self.code is not None:
@@ -406,7 +435,9 @@ def parse_request(
                 raise ProtocolError(
                     f"execute.timeout: at most {max_timeout:g} seconds, got {timeout:g}"
                 )
-        return Execute(get("thread_id"), get("call_id"), get("code"), timeout, get("language"))
+        env = get("env")
+        return Execute(get("thread_id"), get("call_id"), get("code"), timeout, get("language"),
+                       env or None)
     if kind == "upload":
         # Cheap checks first: don't decode megabytes of base64 for a message with a bad id.
         thread_id = validate_id(get("thread_id"), "upload.thread_id")

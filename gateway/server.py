@@ -376,7 +376,7 @@ class GatewayServer:
                     pass  # retried while it runs: this connection now gets its status
                 else:
                     session.choose_language(request.language)
-                    session.submit(request.call_id, request.code, request.timeout)
+                    session.submit(request.call_id, request.code, request.timeout, request.env)
             case protocol.Subscribe():
                 session = gw.thread(request.thread_id, identity, create=True)
                 client.send(envelopes.envelope(

@@ -8,7 +8,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -45,6 +45,7 @@ class Job:
     call_id: str
     code: str
     timeout: float
+    env: dict[str, str] | None = field(default=None, repr=False)  # this cell's alone
 
 
 class ThreadSession:
@@ -157,7 +158,8 @@ class ThreadSession:
             self.emit(chunk, call_id)
 
     # -- execution --------------------------------------------------------------------------
-    def submit(self, call_id: str, code: str | None, timeout: float | None) -> None:
+    def submit(self, call_id: str, code: str | None, timeout: float | None,
+               env: dict[str, str] | None = None) -> None:
         """Queue an execution; the code comes from the request or from the streamed deltas."""
         if self.closed:
             raise ProtocolError("thread is closed", code="thread_closed")
@@ -189,7 +191,8 @@ class ThreadSession:
         self._remember(call_id)
         for chunk in closing:
             self.emit(chunk, call_id)
-        self._queue.put_nowait(Job(call_id, code, timeout or self.settings.execution_timeout))
+        self._queue.put_nowait(Job(call_id, code, timeout or self.settings.execution_timeout,
+                                   env))
         self.last_active = time.monotonic()
         if self._worker is None:
             self._worker = asyncio.create_task(self._work(), name=f"thread-{self.thread_id}")
@@ -333,8 +336,13 @@ class ThreadSession:
                     self.metrics.bytes_out(len(item["content"]))
                     self.emit(item, job.call_id)
 
+        language = languages.LANGUAGES[self.language or languages.DEFAULT]
+        if job.env:
+            await self._hidden_cell(kernel, language.set_env(job.env), job.timeout)
         result = await kernel.run(job.code, on_message, job.timeout, self.settings.interrupt_grace,
                                   interrupted=self._user_interrupted)
+        if job.env and result.state != "killed" and not result.stuck:
+            await self._hidden_cell(kernel, language.restore_env(list(job.env)), job.timeout)
         for chunk in translator.finish():
             self.emit(chunk, job.call_id)
         self._plot_number = translator.next_plot_number
@@ -359,6 +367,15 @@ class ThreadSession:
                  state, _ms(began), len(files),
                  extra={"thread_id": self.thread_id, "call_id": job.call_id,
                         "kernel_id": kernel.id, "state": state})
+
+    @staticmethod
+    async def _hidden_cell(kernel: Kernel, code: str, timeout: float) -> None:
+        """A cell the user never sees (not in history, output dropped): ``env``'s set-up and
+        clean-up. Its code holds the values, so it is never logged."""
+        result = await kernel.run(code, lambda msg: None, timeout, interrupt_grace=0,
+                                  store_history=False)
+        if result.state != "complete":
+            log.warning("kernel %s: a hidden cell ended %s", kernel.id, result.state)
 
     async def _conclude(self, result: RunResult, translator: OutputTranslator) -> tuple[str, dict]:
         details: dict = {}

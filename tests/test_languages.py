@@ -273,3 +273,15 @@ async def test_pool_ls_shows_each_kernels_language(polyglot, bash):
     assert {row["language"] for row in rows} >= {"python", "bash"}
     stats = await execute_admin(polyglot.gateway, {"op": "pool.stats"})
     assert stats["language"] == "python" and stats["languages"]["bash"]["available"] is True
+
+
+@on_loop
+async def test_bash_env_is_for_one_cell(bash):
+    await bash.run("export KEEP=kept")
+    value = "it's a \"value\" with $dollar and `ticks`"
+    seen = await bash.run('echo "$API_KEY|$KEEP"; bash -c \'echo "child:$API_KEY"\'',
+                          env={"API_KEY": value, "KEEP": "shadowed"})
+    assert seen.state == "complete", seen.output
+    assert seen.output == f"{value}|shadowed\nchild:{value}\n"
+    after = await bash.run('echo "${API_KEY-unset}|$KEEP|${__gateway_saved_env-gone}"')
+    assert after.output == "unset|kept|gone\n"
