@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from conftest import needs_linux, start_gateway, stop_gateway, test_settings
+from conftest import CHROMIUM, needs_linux, start_gateway, stop_gateway, test_settings
 
 from gateway import languages
 from gateway.errors import LanguageMismatch, LanguageUnavailable, UnknownLanguage
@@ -285,3 +285,28 @@ async def test_bash_env_is_for_one_cell(bash):
     assert seen.output == f"{value}|shadowed\nchild:{value}\n"
     after = await bash.run('echo "${API_KEY-unset}|$KEEP|${__gateway_saved_env-gone}"')
     assert after.output == "unset|kept|gone\n"
+
+
+@on_loop
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing")
+async def test_the_page_runs_a_bash_thread(polyglot, browser, tid):
+    from playwright.async_api import expect
+
+    context = await browser.new_context()
+    page = await context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    try:
+        await page.goto(f"{polyglot.http}/?token=tok-alice")
+        await expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "open")
+        await page.get_by_test_id("thread").fill(tid)
+        await page.get_by_test_id("language").select_option("bash")
+        await page.get_by_test_id("code-input").fill('N=6; echo "bash says $((N * 7))"')
+        await page.get_by_test_id("run").click()
+        call = page.locator(f'[data-testid="call"][data-thread-id="{tid}"]')
+        await expect(call).to_have_attribute("data-state", "complete", timeout=60_000)
+        await expect(call.get_by_test_id("call-output")).to_have_text("bash says 42\n")
+        assert await call.locator("code").get_attribute("class") == "language-bash"
+        assert problems == []
+    finally:
+        await context.close()

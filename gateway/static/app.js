@@ -34,7 +34,7 @@ const ui = {
   token: $("token"), connForm: $("conn-form"), conn: $("conn-state"), connText: $("conn-text"),
   thread: $("thread"), recent: $("recent-threads"), newThread: $("new-thread"),
   watch: $("watch"), interrupt: $("interrupt"), restart: $("restart"), watching: $("watching"),
-  code: $("code"), run: $("run"), upload: $("upload"), clear: $("clear"),
+  code: $("code"), language: $("language"), run: $("run"), upload: $("upload"), clear: $("clear"),
   stream: $("stream"), calls: $("calls"), empty: $("empty"),
 };
 
@@ -622,7 +622,9 @@ function run() {
   if (!threadId || !code.trim()) return;
   state.callNumber += 1;
   const callId = `page-${state.callNumber}-${Math.random().toString(36).slice(2, 8)}`;
-  if (!send({ type: "execute", thread_id: threadId, call_id: callId, code })) return;
+  // The thread's first cell fixes its language; the gateway refuses a later switch.
+  if (!send({ type: "execute", thread_id: threadId, call_id: callId, code,
+    language: ui.language.value })) return;
   state.watched.add(threadId); // re-subscribe after a reconnect
   renderWatching();
   const view = callView(threadId, callId);
