@@ -62,7 +62,9 @@ async def kernel_rows(gateway: Gateway) -> list[dict[str, Any]]:
     owners = {s.kernel.id: s for s in gateway.threads.values() if s.kernel is not None}
     now = time.monotonic()
     rows = []
-    for kernel, pool_state in gateway.pool.kernels():
+    pooled = [(pool.language.name, kernel, pool_state) for pool in gateway.pools.values()
+              for kernel, pool_state in pool.kernels()]
+    for language, kernel, pool_state in pooled:
         session = owners.get(kernel.id)
         alive = await kernel.is_alive()
         if not alive:
@@ -73,6 +75,7 @@ async def kernel_rows(gateway: Gateway) -> list[dict[str, Any]]:
             state = "busy" if session.busy else "idle"
         rows.append({
             "kernel": kernel.id,
+            "language": language,
             "thread": session.thread_id if session else None,
             "owner": session.owner if session else None,
             "state": state,
@@ -83,9 +86,11 @@ async def kernel_rows(gateway: Gateway) -> list[dict[str, Any]]:
             "rss_bytes": _rss(kernel, gateway),
             "executions": kernel.executions,
         })
-    rows += [{"kernel": None, "thread": None, "owner": None, "state": "starting", "pooled": True,
-              "pid": None, "age_seconds": None, "idle_seconds": None, "rss_bytes": None,
-              "executions": 0}] * gateway.pool.snapshot()["starting"]
+    for pool in gateway.pools.values():
+        rows += [{"kernel": None, "language": pool.language.name, "thread": None,
+                  "owner": None, "state": "starting", "pooled": True, "pid": None,
+                  "age_seconds": None, "idle_seconds": None, "rss_bytes": None,
+                  "executions": 0}] * pool.snapshot()["starting"]
     return rows
 
 
@@ -94,8 +99,8 @@ async def execute_admin(gateway: Gateway, command: dict[str, Any]) -> Any:
     match op:
         case "pool.ls":
             return await kernel_rows(gateway)
-        case "pool.stats":
-            return gateway.pool.snapshot()
+        case "pool.stats":  # Python's pool, and each language's under "languages"
+            return {**gateway.pool.snapshot(), "languages": gateway.languages()}
         case "pool.resize":
             size = command.get("size")
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:

@@ -12,10 +12,10 @@ import secrets
 import time
 from pathlib import Path
 
-from . import auth, envelopes
+from . import auth, envelopes, languages
 from .config import Settings
 from .datadir import DataDirLock
-from .errors import KernelUnavailable, NotAllowed, PoolExhausted, ProtocolError
+from .errors import KernelUnavailable, LanguageUnavailable, NotAllowed, PoolExhausted, ProtocolError
 from .files import FileStore
 from .metrics import Metrics
 from .pool import KernelPool
@@ -57,7 +57,15 @@ class Gateway:
             else:
                 self.host.report.missing["disk"] = "no tmpfs mounts (not root); per-file cap only"
         self.metrics = Metrics()
-        self.pool = KernelPool(settings, self.host, self.workdirs)
+        self.pool = KernelPool(settings, self.host, self.workdirs)  # Python's (the default)
+        # One pool per language, sharing max_kernels; a language's runtime is probed at start.
+        self.pools: dict[str, KernelPool] = {languages.DEFAULT: self.pool}
+        for language in languages.LANGUAGES.values():
+            if language.name not in self.pools:
+                self.pools[language.name] = KernelPool(
+                    settings, self.host, self.workdirs, language,
+                    settings.language_pool_size(language.name), group=self.pool.group)
+        self.unavailable_languages: dict[str, str] = {}  # name -> why
         self.metrics.watch_pool(self.pool)
         self.store = FileStore(settings.data_dir / "files", settings.thread_file_quota,
                                settings.total_file_quota)
@@ -101,9 +109,33 @@ class Gateway:
             self._pool_log.removeHandler(self._start_failures)
             self.data_lock.release()
             raise
+        await self._start_other_languages()
         self._culler = asyncio.create_task(self._cull_idle())
         log.info("gateway ready: %d warm kernels, sandbox %s", len(self.pool._warm),
                  "on" if self.host.enabled else "OFF")
+
+    async def _start_other_languages(self) -> None:
+        """Probe each other language's runtime; fill the pools of those that can run. A missing
+        runtime is not fatal: Python threads work, that language is refused with the reason."""
+        others = [pool for name, pool in self.pools.items() if name != languages.DEFAULT]
+        reasons = await asyncio.gather(*(asyncio.to_thread(
+            languages.unavailable_reason, pool.language, self.settings.kernels_dir,
+            self.settings.kernel_python) for pool in others))
+        for pool, reason in zip(others, reasons, strict=True):
+            if reason is not None:
+                self.unavailable_languages[pool.language.name] = reason
+                pool.target = 0
+                log.warning("language %s unavailable: %s", pool.language.name, reason)
+        await asyncio.gather(*(pool.start() for pool in others
+                               if pool.language.name not in self.unavailable_languages))
+
+    def pool_for(self, language: str) -> KernelPool:
+        """The pool of a known language; ``LanguageUnavailable`` when its runtime is missing."""
+        reason = self.unavailable_languages.get(language)
+        if reason is not None:
+            raise LanguageUnavailable(f"language {language!r} is not available on this "
+                                      f"gateway: {reason}")
+        return self.pools[language]
 
     def _clean_leftovers(self) -> None:
         """After a crash: unmount old workdirs and drop stale runtime dirs and cgroups.
@@ -125,7 +157,7 @@ class Gateway:
             self._culler.cancel()
         await asyncio.gather(*(t.close() for t in self.threads.values()), return_exceptions=True)
         self.threads.clear()
-        await self.pool.close()
+        await asyncio.gather(*(pool.close() for pool in self.pools.values()))
         await asyncio.to_thread(self.workdirs.remove_all)
         self.store.close()
         self.data_lock.release()
@@ -133,7 +165,8 @@ class Gateway:
     async def drain(self, timeout: float) -> dict:
         """No new threads; let queued and running executions finish (bounded); then stop kernels."""
         self.draining = True
-        self.pool.draining = True
+        for pool in self.pools.values():
+            pool.draining = True
         deadline = time.monotonic() + timeout
         def pending() -> bool:
             return any(s.busy or s.queued for s in self.threads.values())
@@ -143,7 +176,7 @@ class Gateway:
         unfinished = sum(s.busy + s.queued for s in self.threads.values())
         await asyncio.gather(*(s.close() for s in self.threads.values()), return_exceptions=True)
         self.threads.clear()
-        await self.pool.close()
+        await asyncio.gather(*(pool.close() for pool in self.pools.values()))
         return {"drained": True, "unfinished_executions": unfinished}
 
     def identity_for(self, token: str | None) -> str | None:
@@ -158,8 +191,8 @@ class Gateway:
                 raise NotAllowed(f"unknown thread {thread_id!r}")
             if self.draining:
                 raise PoolExhausted("the gateway is draining: no new threads")
-            session = ThreadSession(thread_id, identity, self.settings, self.pool, self.store,
-                                    self.metrics, self.results)
+            session = ThreadSession(thread_id, identity, self.settings, self.pool_for,
+                                    self.store, self.metrics, self.results)
             self.threads[thread_id] = session
         elif session.owner != identity:
             # The same answer as for an unknown thread would leak less, but creators need to
@@ -282,10 +315,20 @@ class Gateway:
             "limits": {"enforced": self.host.report.enforced,
                        "not_enforced": self.host.report.missing},
             "pool": self.pool.snapshot(),
+            "languages": self.languages(),
             "threads": len(self.threads),
             "upload_port": self.upload_port,
             "uptime_seconds": round(time.time() - self.started, 1),
         }
+
+
+    def languages(self) -> dict:
+        """Each language: can it run here (else why), and its pool."""
+        return {name: {"available": name not in self.unavailable_languages,
+                       "reason": self.unavailable_languages.get(name),
+                       "pool": {key: pool.snapshot()[key] for key in
+                                ("target", "warm", "starting", "leased")}}
+                for name, pool in self.pools.items()}
 
 
 def _remove_tree(path: Path) -> None:

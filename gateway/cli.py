@@ -272,9 +272,9 @@ def _print(result: object, as_json: bool, columns: list[str] | None = None) -> N
 @pool_app.command("ls")
 def pool_ls(url: UrlOpt = DEFAULT_ADMIN_URL, admin_token: AdminTokenOpt = "",
             as_json: JsonOpt = False) -> None:
-    """Every kernel: thread, owner, state, pid, age, idle time, memory, executions."""
+    """Every kernel: language, thread, owner, state, pid, age, idle time, memory, executions."""
     _print(_admin(url, admin_token, {"op": "pool.ls"}), as_json,
-           ["kernel", "thread", "owner", "state", "pid", "age_seconds", "idle_seconds",
+           ["kernel", "language", "thread", "owner", "state", "pid", "age_seconds", "idle_seconds",
             "rss_bytes", "executions"])
 
 

@@ -63,6 +63,11 @@ class Result:
         return self._chunks("code_interpreter_stream")
 
     @property
+    def displays(self) -> list[dict]:
+        """Rich results, as sent: ``{"source", "display_id", "data", ...}`` (README)."""
+        return self._chunks("display")
+
+    @property
     def status(self) -> dict:
         statuses = self._chunks("status")
         return statuses[-1] if statuses else {}
@@ -225,8 +230,9 @@ class GatewayClient:
                             timeout: float | None = None) -> dict:
         return await asyncio.wait_for(self._calls[(thread_id, call_id)].get(), timeout)
 
-    def thread(self, thread_id: str) -> Thread:
-        return Thread(self, thread_id)
+    def thread(self, thread_id: str, language: str | None = None) -> Thread:
+        """A thread handle; ``language`` (``bash``, ...) is chosen by its first request."""
+        return Thread(self, thread_id, language)
 
     def upload_http(self, thread_id: str, filename: str, source: bytes | str | os.PathLike,
                     call_id: str | None = None) -> dict:
@@ -285,9 +291,11 @@ class GatewayClient:
 
 
 class Thread:
-    def __init__(self, client: GatewayClient, thread_id: str) -> None:
+    def __init__(self, client: GatewayClient, thread_id: str,
+                 language: str | None = None) -> None:
         self.client = client
         self.id = thread_id
+        self.language = language  # sent with every execute and code delta (None: python)
 
     @staticmethod
     def new_call_id() -> str:
@@ -302,21 +310,28 @@ class Thread:
                 return
 
     async def execute(self, code: str | None = None, *, call_id: str | None = None,
-                      timeout: float | None = None) -> str:
-        """Send an execute request; returns the call id to ``stream`` or ``collect``."""
+                      timeout: float | None = None, env: dict[str, str] | None = None) -> str:
+        """Send an execute request; returns the call id to ``stream`` or ``collect``.
+        ``env``: environment variables this cell alone sees."""
         call_id = call_id or self.new_call_id()
         message: dict = {"type": "execute", "thread_id": self.id, "call_id": call_id}
         if code is not None:
             message["code"] = code
         if timeout is not None:
             message["timeout"] = timeout
+        if self.language is not None:
+            message["language"] = self.language
+        if env:
+            message["env"] = env
         await self.client.send(message)
         return call_id
 
     async def send_code(self, call_id: str, fragments: Iterable[str], fmt: str = "json") -> None:
+        extra = {"language": self.language} if self.language is not None else {}
         for fragment in fragments:
             await self.client.send({"type": "code_delta", "thread_id": self.id,
-                                    "call_id": call_id, "delta": fragment, "format": fmt})
+                                    "call_id": call_id, "delta": fragment, "format": fmt,
+                                    **extra})
 
     async def collect(self, call_id: str, timeout: float | None = None) -> Result:
         result = Result(call_id)
@@ -329,9 +344,9 @@ class Thread:
         return result
 
     async def run(self, code: str, *, timeout: float | None = None,
-                  wait: float | None = 300) -> Result:
+                  wait: float | None = 300, env: dict[str, str] | None = None) -> Result:
         """Execute and wait for the final status."""
-        call_id = await self.execute(code, timeout=timeout)
+        call_id = await self.execute(code, timeout=timeout, env=env)
         return await self.collect(call_id, wait)
 
     async def interrupt(self) -> None:

@@ -41,6 +41,7 @@ class Settings:
 
     # Pool
     pool_size: int = 2  # warm kernels kept ready
+    bash_pool_size: int = 0  # warm bash kernels (gateway/languages); 0: started on demand
     max_kernels: int = 16  # leased + warm
     lease_wait: float = 10.0  # how long a new thread waits for a kernel when the pool is full
     idle_timeout: float = 1800.0  # a thread idle this long loses its kernel (files stay)
@@ -59,6 +60,9 @@ class Settings:
     result_retention: float = 6 * 3600.0
     result_retention_bytes: int = 64 * MiB
     max_output_chars: int = 1_000_000
+    # Rich display data (HTML, Markdown, JSON, SVG, ...) sent inline per execution; beyond it
+    # a display names the MIME types it omits. Images travel as files and do not count.
+    max_display_chars: int = 4_000_000
 
     # Sandbox
     sandbox: str = "bwrap"  # "bwrap" or "none" (explicit, loud)
@@ -109,6 +113,10 @@ class Settings:
         if self.admin_token:
             self.admin_token = auth.stored_form(self.admin_token)
         self.allowed_origins = origins.parse_list(self.allowed_origins)
+
+    def language_pool_size(self, language: str) -> int:
+        """Warm kernels kept for ``language`` (Python's is ``pool_size``)."""
+        return self.pool_size if language == "python" else getattr(self, f"{language}_pool_size")
 
     @property
     def workdirs(self) -> Path:

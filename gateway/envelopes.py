@@ -1,4 +1,5 @@
-"""Envelope constructors and serialization: the exact wire shapes of SPEC.md.
+"""Envelope constructors and serialization: the exact wire shapes of README.md's
+"The protocol" (the contract, versioned with the code).
 
 Chunks are plain dicts so they serialize in one orjson call; the constructors are the only place
 that knows their keys.
@@ -21,8 +22,22 @@ def hot_code(content: str) -> Chunk:
     return {"type": "hot_code", "content": content}
 
 
-def output(content: str) -> Chunk:
-    return {"type": "hot_code_output", "content": content}
+def output(content: str, stream: str | None = None) -> Chunk:
+    """Text output; ``stream`` says where it came from (:data:`OUTPUT_STREAMS`)."""
+    if stream is None:
+        return {"type": "hot_code_output", "content": content}
+    return {"type": "hot_code_output", "content": content, "stream": stream}
+
+
+#: The ``stream`` of a ``hot_code_output`` chunk: the kernel's stdout and stderr, the text/plain
+#: of a result or a display, a traceback, or a note from the gateway itself (a cap, a file
+#: that could not be saved).
+OUTPUT_STREAMS = ("stdout", "stderr", "result", "display", "traceback", "note")
+
+
+def display(content: dict[str, Any]) -> Chunk:
+    """A rich result: ``{"source", "display_id", "data": {mime: value}, ...}`` (mimebundle)."""
+    return {"type": "display", "content": content}
 
 
 def rewind(chars: int) -> Chunk:
@@ -53,7 +68,7 @@ def error(code: str, message: str) -> Chunk:
 
 
 def envelope(chunk: Chunk, thread_id: str | None = None, call_id: str | None = None) -> dict:
-    """Wrap a chunk with its routing keys. Never a top-level ``type`` (SPEC.md)."""
+    """Wrap a chunk with its routing keys. Never a top-level ``type`` (README.md, "Envelopes")."""
     return {
         "stream_type": STREAM_TYPE,
         "chunk": chunk,
@@ -75,7 +90,7 @@ def projectdavid_file(chunk: Chunk, base_url: str | None = None) -> Chunk:
 def projectdavid_compatible(chunk: Chunk, base_url: str | None = None) -> list[Chunk]:
     """Opt-in compatibility: the contract's chunk, plus what the projectdavid SDK understands.
 
-    Files are announced twice (nested per SPEC.md, then flat); error chunks gain the flat
+    Files are announced twice (nested per the contract, then flat); error chunks gain the flat
     ``message`` and ``tool`` keys the SDK reads. Everything else is unchanged.
     """
     if chunk["type"] == "code_interpreter_stream":

@@ -20,6 +20,26 @@ class ProtocolError(GatewayError):
         self.code = code
 
 
+class UnknownLanguage(ProtocolError):
+    """A request named a language this gateway does not know."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="unknown_language")
+
+
+class LanguageUnavailable(GatewayError):
+    """A known language whose runtime this installation lacks (reported on /healthz)."""
+
+    code = "language_unavailable"
+
+
+class LanguageMismatch(ProtocolError):
+    """A request named another language than the one its thread already runs."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="language_mismatch")
+
+
 class NotAllowed(GatewayError):
     """The identity may not act on this thread (it belongs to somebody else)."""
 

@@ -27,9 +27,9 @@ Design, in the sans-I/O style of h11/websockets:
   a raw control character in the code string): orjson would reject it too, and yielding e.g. a
   lone surrogate would make the outbound envelope unserializable.
 
-``HotCodeStream`` wraps an extractor and produces the ``hot_code`` envelope chunks of SPEC.md: the
-fence opener once before the first code text, one chunk per decoded piece, and the fence closer
-once, as soon as the code string is known to be complete (or at execute time).
+``HotCodeStream`` wraps an extractor and produces the ``hot_code`` envelope chunks of README.md's
+protocol: the fence opener once before the first code text, one chunk per decoded piece, and the
+fence closer once, as soon as the code string is known to be complete (or at execute time).
 """
 
 from __future__ import annotations
@@ -503,17 +503,18 @@ class CodeExtractor:
 
 
 class HotCodeStream:
-    """Turn one call's code deltas into the ``hot_code`` chunks of SPEC.md.
+    """Turn one call's code deltas into the ``hot_code`` chunks (README.md, "Envelopes").
 
     Chunks are ``[FENCE_OPEN, piece, ..., FENCE_CLOSE]``: the opener precedes the first code text,
     pieces are never empty, and the closer is sent exactly once, as soon as the code is known to be
     complete (json: its closing quote) or at ``close()``. The pieces join to the executed code.
     """
 
-    __slots__ = ("extractor", "_opened", "_closed")
+    __slots__ = ("extractor", "fence_open", "_opened", "_closed")
 
-    def __init__(self, format: Format) -> None:
+    def __init__(self, format: Format, fence_open: str = FENCE_OPEN) -> None:
         self.extractor = CodeExtractor(format)
+        self.fence_open = fence_open  # "```python\n", or the thread's language's
         self._opened = False
         self._closed = False
 
@@ -533,12 +534,12 @@ class HotCodeStream:
         chunks: list[Chunk] = []
         if text and not self._closed:
             if not self._opened:
-                chunks.append(hot_code(FENCE_OPEN))
+                chunks.append(hot_code(self.fence_open))
                 self._opened = True
             chunks.append(hot_code(text))
         if self.extractor.complete and not self._closed:
             if not self._opened:
-                chunks.append(hot_code(FENCE_OPEN))
+                chunks.append(hot_code(self.fence_open))
                 self._opened = True
             chunks.append(hot_code(FENCE_CLOSE))
             self._closed = True
@@ -553,7 +554,7 @@ class HotCodeStream:
         code = self.extractor.finish()
         chunks: list[Chunk] = []
         if not self._opened:
-            chunks.append(hot_code(FENCE_OPEN))
+            chunks.append(hot_code(self.fence_open))
             self._opened = True
         if not self._closed:
             chunks.append(hot_code(FENCE_CLOSE))

@@ -20,6 +20,7 @@ from jupyter_client.manager import AsyncKernelManager
 
 from .errors import KernelStartError
 from .kernelspec import KERNEL_NAME, PinnedKernelSpecs
+from .languages.registry import PYTHON
 from .sandbox import HostSandbox, SandboxSpec
 
 log = logging.getLogger(__name__)
@@ -27,9 +28,8 @@ log = logging.getLogger(__name__)
 POLL_INTERVAL = 0.2  # how often a waiting execution checks that its kernel is still alive
 # A fresh kernel's first cell is about twice as slow as later ones (lazy imports, the first
 # output formatting, cold code paths). One throwaway cell while the kernel waits in the pool
-# pays for that. display() rather than a result, which would land in ``_`` and ``Out``; with
-# store_history=False it shows in neither ``In`` nor the execution count.
-WARM_UP_CELL = "print(end=' ')\ndisplay(2)"
+# pays for that; each language has its own (gateway/languages).
+WARM_UP_CELL = PYTHON.warm_up
 # An interrupt can be lost: it may reach the kernel just before the cell starts, or land in a
 # handler that swallows KeyboardInterrupt. A cell still running this long after the kernel
 # answered the interrupt (it signals itself, then answers) gets it once more; after
@@ -51,16 +51,19 @@ class RunResult:
 
 
 class Kernel:
-    def __init__(self, spec: SandboxSpec, host: HostSandbox, kernels_dir: Path, python: str):
+    def __init__(self, spec: SandboxSpec, host: HostSandbox, kernels_dir: Path, python: str,
+                 kernel_name: str = KERNEL_NAME, warm_up: str = WARM_UP_CELL):
         self.spec = spec
         self.host = host
         self.id = spec.kernel_id
+        self.kernel_name = kernel_name  # the language's kernelspec (gateway.languages)
         self.started_at = time.monotonic()
         self.executions = 0
+        self._warm_up_cell = warm_up
         self._manager = AsyncKernelManager(
-            kernel_name=KERNEL_NAME,
+            kernel_name=kernel_name,
             # Our kernelspec by path, never one jupyter finds elsewhere on the host.
-            kernel_spec_manager=PinnedKernelSpecs(kernels_dir / KERNEL_NAME),
+            kernel_spec_manager=PinnedKernelSpecs(kernels_dir / kernel_name),
             transport="ipc",
             ip=str(spec.runtime_dir / "kernel"),
             connection_file=str(spec.runtime_dir / "connection.json"),
@@ -109,7 +112,7 @@ class Kernel:
             ready.cancel()
 
     async def _warm_up(self, timeout: float) -> None:
-        result = await self.run(WARM_UP_CELL, lambda msg: None, timeout, interrupt_grace=0,
+        result = await self.run(self._warm_up_cell, lambda msg: None, timeout, interrupt_grace=0,
                                 store_history=False)
         if result.state != "complete":
             raise KernelStartError(f"kernel warm-up ended {result.state}: {result.reason}")

@@ -19,6 +19,7 @@ from pathlib import Path
 from .config import Settings
 from .errors import KernelStartError, PoolExhausted
 from .kernel import Kernel
+from .languages import PYTHON, Language
 from .limits import LimitValues
 from .sandbox import HostSandbox, SandboxSpec, prepare_matplotlib_cache
 from .workdirs import Workdirs
@@ -49,17 +50,25 @@ class PoolStats:
 
 
 class KernelPool:
-    def __init__(self, settings: Settings, host: HostSandbox, workdirs: Workdirs) -> None:
+    """The kernels of one language. Pools of several languages form a ``group`` that shares
+    ``max_kernels`` (and one condition, so a kernel freed in one wakes a lease in another)."""
+
+    def __init__(self, settings: Settings, host: HostSandbox, workdirs: Workdirs,
+                 language: Language = PYTHON, size: int | None = None,
+                 group: list[KernelPool] | None = None) -> None:
         self.settings = settings
         self.host = host
         self.workdirs = workdirs
-        self.target = settings.pool_size
+        self.language = language
+        self.target = settings.pool_size if size is None else size
         self.stats = PoolStats()
         self.draining = False
         self._warm: list[Kernel] = []
         self._leased: set[Kernel] = set()
         self._starting = 0
-        self._changed = asyncio.Condition()
+        self.group = group if group is not None else []
+        self.group.append(self)
+        self._changed = self.group[0]._changed if len(self.group) > 1 else asyncio.Condition()
         self._tasks: set[asyncio.Task] = set()
         self._python_roots = tuple(sorted({Path(sys.prefix), Path(sys.base_prefix)}))
         self._mpl_cache: Path | None = None
@@ -70,6 +79,11 @@ class KernelPool:
     @property
     def total(self) -> int:
         return len(self._warm) + len(self._leased) + self._starting
+
+    @property
+    def group_total(self) -> int:
+        """Kernels of every language: what ``max_kernels`` bounds."""
+        return sum(pool.total for pool in self.group)
 
     async def start(self) -> None:
         """Prepare shared caches and fill the pool; returns when the first kernels are warm."""
@@ -102,7 +116,8 @@ class KernelPool:
 
     async def _start_kernel(self, workdir: Path) -> Kernel:
         kernel = Kernel(self._spec(workdir), self.host, self.settings.kernels_dir,
-                        self.settings.kernel_python)
+                        self.settings.kernel_python, self.language.kernel_name,
+                        self.language.warm_up)
         began = time.monotonic()
         self.stats.starts += 1
         try:
@@ -121,7 +136,7 @@ class KernelPool:
 
     def _refill(self) -> None:
         while (not self.draining and len(self._warm) + self._starting < self.target
-               and self.total < self.settings.max_kernels):
+               and self.group_total < self.settings.max_kernels):
             self._starting += 1
             self._spawn(self._warm_one())
 
@@ -180,7 +195,7 @@ class KernelPool:
                     return kernel
                 self.stats.deaths += 1
                 self._spawn(self._discard(kernel))
-            if self.total < self.settings.max_kernels:
+            if self.group_total < self.settings.max_kernels:
                 return await self._start_leased()
             remaining = deadline - time.monotonic()
             if self._starting:
@@ -255,7 +270,8 @@ class KernelPool:
     async def release(self, kernel: Kernel, *, keep_workdir: bool = False) -> None:
         """The thread is done with this kernel: shut it down, free its place."""
         await self._release(kernel, keep_workdir=keep_workdir)
-        self._refill()
+        for pool in self.group:  # the place it freed may be another language's to fill
+            pool._refill()
 
     async def _release(self, kernel: Kernel, *, keep_workdir: bool) -> None:
         self._leased.discard(kernel)
@@ -286,6 +302,7 @@ class KernelPool:
         self.stats.leased = len(self._leased)
         starts = sorted(self.stats.start_seconds)
         return {
+            "language": self.language.name,
             "target": self.target,
             "max_kernels": self.settings.max_kernels,
             "warm": len(self._warm),

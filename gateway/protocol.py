@@ -1,4 +1,4 @@
-"""Inbound messages: parse and validate what clients send (SPEC.md, "What clients send").
+"""Inbound messages: parse and validate what clients send (README.md, "The protocol": "Requests").
 
 Pure functions and frozen dataclasses, no I/O, in the style of h11 events: every request type
 validates its own fields on construction, so an object of one of these classes is valid wherever
@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Literal
 import orjson
 
 from .errors import ProtocolError
+from .languages.registry import find as find_language
 
 __all__ = [
     "ID_PATTERN",
@@ -186,6 +187,31 @@ def _check_timeout(value: object, field: str) -> float:
         raise ProtocolError(f"{field}: too large") from None
 
 
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+MAX_ENV_VARIABLES = 64
+MAX_ENV_BYTES = 32 * 1024  # names and values, UTF-8
+
+
+def validate_env(env: object) -> dict[str, str]:
+    """``execute.env``: an object of at most 64 string variables (32 KiB in all), names as a
+    shell accepts them, values without NUL. The message never quotes a value."""
+    if not isinstance(env, dict):
+        raise ProtocolError(f"execute.env: expected an object, got {_json_type(env)}")
+    if len(env) > MAX_ENV_VARIABLES:
+        raise ProtocolError(f"execute.env: at most {MAX_ENV_VARIABLES} variables, got {len(env)}")
+    size = 0
+    for name, value in env.items():
+        if not isinstance(name, str) or not ENV_NAME.fullmatch(name):
+            raise ProtocolError(f"execute.env: bad variable name {_clip(name)} (letters, digits "
+                                "and _, not starting with a digit, at most 128)")
+        if not isinstance(value, str) or "\x00" in value:
+            raise ProtocolError(f"execute.env: the value of {name} must be a string without NUL")
+        size += len(name.encode()) + len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_ENV_BYTES:
+        raise ProtocolError(f"execute.env: at most {MAX_ENV_BYTES} bytes of names and values")
+    return env
+
+
 @dataclass(frozen=True, slots=True)
 class CodeDelta:
     """A fragment of a call's code as the model writes it.
@@ -199,10 +225,13 @@ class CodeDelta:
     call_id: str
     delta: str
     format: Literal["json", "raw"] = "json"
+    language: str | None = None  # the thread's, on its first request (gateway/languages)
 
     def __post_init__(self) -> None:
         validate_id(self.thread_id, "code_delta.thread_id")
         validate_id(self.call_id, "code_delta.call_id")
+        if self.language is not None:
+            find_language(self.language)
         if self.delta is None:
             raise ProtocolError("code_delta.delta: required string")
         _check_str(self.delta, "code_delta.delta")
@@ -224,10 +253,17 @@ class Execute:
     call_id: str
     code: str | None = None
     timeout: float | None = None
+    language: str | None = None  # the thread's, on its first request (gateway/languages)
+    # Variables this cell alone sees; values may be secrets: never in a repr or a log.
+    env: dict[str, str] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         validate_id(self.thread_id, "execute.thread_id")
         validate_id(self.call_id, "execute.call_id")
+        if self.env is not None:
+            validate_env(self.env)
+        if self.language is not None:
+            find_language(self.language)
         if self.code is not None:
             _check_str(self.code, "execute.code")
         if self.timeout is not None:
@@ -390,7 +426,7 @@ def parse_request(
     if kind == "code_delta":
         fmt = get("format")
         return CodeDelta(get("thread_id"), get("call_id"), get("delta"),
-                         "json" if fmt is None else fmt)
+                         "json" if fmt is None else fmt, get("language"))
     if kind == "execute":
         timeout = get("timeout")
         if timeout is not None:
@@ -399,7 +435,9 @@ def parse_request(
                 raise ProtocolError(
                     f"execute.timeout: at most {max_timeout:g} seconds, got {timeout:g}"
                 )
-        return Execute(get("thread_id"), get("call_id"), get("code"), timeout)
+        env = get("env")
+        return Execute(get("thread_id"), get("call_id"), get("code"), timeout, get("language"),
+                       env or None)
     if kind == "upload":
         # Cheap checks first: don't decode megabytes of base64 for a message with a bad id.
         thread_id = validate_id(get("thread_id"), "upload.thread_id")

@@ -14,6 +14,8 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .mimebundle import display_size
+
 FINAL_STATES = frozenset({"complete", "error", "timeout", "interrupted", "killed"})
 # What one held envelope costs in Python objects beside its content (two dicts, the deque
 # entry, small ints): measured with tracemalloc, so the byte cap is a real memory bound.
@@ -33,7 +35,10 @@ def final_state(message: dict) -> str | None:
 def approximate_size(message: dict) -> int:
     """A cheap estimate of the memory a held message takes (no serialisation or traversal:
     this runs for every envelope on the hot path)."""
-    content = message.get("chunk", {}).get("content")
+    chunk = message.get("chunk", {})
+    content = chunk.get("content")
+    if chunk.get("type") == "display" and isinstance(content, dict):  # its data is nested
+        return ENVELOPE_OVERHEAD + display_size(content)
     if isinstance(content, str):
         return ENVELOPE_OVERHEAD + len(content)
     if isinstance(content, dict):

@@ -38,10 +38,14 @@ log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
 CALL_PATH = re.compile(r"/threads/([^/]+)/calls/([^/]+)")
-STATIC_PATH = re.compile(r"/static/([A-Za-z0-9_-]+\.(?:html|js|css|png|svg|ico))")
+# The page's own files, and the renderers scripts/vendor-static.sh put under vendor/ (one
+# directory level of plain names, so no path can climb out).
+STATIC_PATH = re.compile(r"/static/((?:vendor/[a-z]+/(?:fonts/)?)?"
+                         r"[A-Za-z0-9_-][A-Za-z0-9_.-]*\.(?:html|js|mjs|css|png|svg|ico|woff2))")
 # frame-ancestors only works as a header; the page's meta tag carries the rest too.
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+            "font-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+            "frame-ancestors 'none'")
 OUTBOUND_BUFFER_BYTES = 64 * 2**20  # a client that reads slower than this is disconnected
 # What a SIGHUP reload changes in a running gateway; everything else needs a restart.
 RELOADABLE = ("tokens", "admin_token", "allowed_origins", "tls_cert", "tls_key", "tls_client_ca")
@@ -282,7 +286,8 @@ class GatewayServer:
         page = STATIC_DIR / name
         if not page.is_file():
             return _json(404, {"error": "not found"})
-        mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        mime = ("text/javascript" if name.endswith(".mjs")
+                else mimetypes.guess_type(name)[0] or "application/octet-stream")
         if mime.startswith("text/") or mime.endswith("javascript"):
             mime += "; charset=utf-8"
         if name.endswith(".html"):
@@ -359,8 +364,9 @@ class GatewayServer:
         identity = client.identity
         match request:
             case protocol.CodeDelta():
-                gw.attach(request.thread_id, identity, client).code_delta(
-                    request.call_id, request.delta, request.format)
+                session = gw.attach(request.thread_id, identity, client)
+                session.choose_language(request.language)
+                session.code_delta(request.call_id, request.delta, request.format)
             case protocol.Execute():
                 session = gw.attach(request.thread_id, identity, client)
                 finished = gw.result(request.thread_id, request.call_id, identity)
@@ -369,7 +375,8 @@ class GatewayServer:
                 elif session.in_flight(request.call_id):
                     pass  # retried while it runs: this connection now gets its status
                 else:
-                    session.submit(request.call_id, request.code, request.timeout)
+                    session.choose_language(request.language)
+                    session.submit(request.call_id, request.code, request.timeout, request.env)
             case protocol.Subscribe():
                 session = gw.thread(request.thread_id, identity, create=True)
                 client.send(envelopes.envelope(

@@ -7,17 +7,18 @@ import base64
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from . import envelopes
-from .errors import GatewayError, KernelStartError, ProtocolError, QueueFull
+from . import envelopes, languages
+from .errors import GatewayError, KernelStartError, LanguageMismatch, ProtocolError, QueueFull
 from .healing import StartBackoff, latest_versions, restore_files
 from .hotcode import HotCodeStream
 from .replay import CallResults, ReplayBuffer, final_state, seq_origin
 from .tool_output import tool_output
-from .translate import DisplayedFile, OutputTranslator
+from .translate import Display, DisplayedFile, OutputTranslator
 from .workdirs import changed_files, display_name, open_regular_file, snapshot
 
 if TYPE_CHECKING:
@@ -44,15 +45,18 @@ class Job:
     call_id: str
     code: str
     timeout: float
+    env: dict[str, str] | None = field(default=None, repr=False)  # this cell's alone
 
 
 class ThreadSession:
-    def __init__(self, thread_id: str, owner: str, settings: Settings, pool: KernelPool,
-                 store: FileStore, metrics: Metrics, results: CallResults | None = None) -> None:
+    def __init__(self, thread_id: str, owner: str, settings: Settings,
+                 pool_for: Callable[[str], KernelPool], store: FileStore, metrics: Metrics,
+                 results: CallResults | None = None) -> None:
         self.thread_id = thread_id
         self.owner = owner
         self.settings = settings
-        self.pool = pool
+        self._pool_for = pool_for  # a language's pool (LanguageUnavailable if it cannot run)
+        self.language: str | None = None  # fixed by the first request naming one, or the lease
         self.store = store
         self.metrics = metrics
         self.results = results
@@ -80,6 +84,30 @@ class ThreadSession:
         # Paths of the working directory the store holds a copy of, as of the last cell: what
         # a healed thread gets back (not displayed plots, not files the code deleted).
         self._saved_paths: set[str] = set()
+
+    @property
+    def pool(self) -> KernelPool:
+        return self._pool_for(self.language or languages.DEFAULT)
+
+    def choose_language(self, name: str | None) -> None:
+        """An execute or code delta named ``name`` (None: it named none). The thread's first
+        one fixes its language (none named: Python); a thread whose kernel already runs (an
+        upload came first: Python) cannot switch. Later requests may leave it out."""
+        current = self.language or (languages.DEFAULT if self.kernel is not None else None)
+        if name is None:
+            self.language = current or languages.DEFAULT
+            return
+        wanted = languages.find(name).name
+        if current is None:
+            self._pool_for(wanted)  # LanguageUnavailable now, not at the first lease
+            self.language = wanted
+        elif current != wanted:
+            raise LanguageMismatch(f"thread {self.thread_id!r} runs {current}, not {wanted}; "
+                                   "a thread's language is fixed by its first request")
+
+    @property
+    def fence_open(self) -> str:
+        return languages.LANGUAGES[self.language or languages.DEFAULT].fence_open
 
     # -- outbound ---------------------------------------------------------------------------
     def emit(self, chunk: envelopes.Chunk, call_id: str | None) -> None:
@@ -123,14 +151,15 @@ class ThreadSession:
         if stream is None:
             if len(self._calls) >= REMEMBERED_CALLS:
                 raise ProtocolError("too many open calls on this thread", code="too_many_calls")
-            stream = self._calls[call_id] = HotCodeStream(fmt)
+            stream = self._calls[call_id] = HotCodeStream(fmt, self.fence_open)
         elif stream.extractor.format != fmt:
             raise ProtocolError(f"call {call_id!r} switched format mid-stream")
         for chunk in stream.feed(delta):
             self.emit(chunk, call_id)
 
     # -- execution --------------------------------------------------------------------------
-    def submit(self, call_id: str, code: str | None, timeout: float | None) -> None:
+    def submit(self, call_id: str, code: str | None, timeout: float | None,
+               env: dict[str, str] | None = None) -> None:
         """Queue an execution; the code comes from the request or from the streamed deltas."""
         if self.closed:
             raise ProtocolError("thread is closed", code="thread_closed")
@@ -157,12 +186,13 @@ class ThreadSession:
             raise ProtocolError(f"execute of call {call_id!r} has no code and no streamed deltas",
                                 code="unknown_call")
         else:
-            closing = [envelopes.hot_code(envelopes.FENCE_OPEN), envelopes.hot_code(code),
+            closing = [envelopes.hot_code(self.fence_open), envelopes.hot_code(code),
                        envelopes.hot_code(envelopes.FENCE_CLOSE)] if code else []
         self._remember(call_id)
         for chunk in closing:
             self.emit(chunk, call_id)
-        self._queue.put_nowait(Job(call_id, code, timeout or self.settings.execution_timeout))
+        self._queue.put_nowait(Job(call_id, code, timeout or self.settings.execution_timeout,
+                                   env))
         self.last_active = time.monotonic()
         if self._worker is None:
             self._worker = asyncio.create_task(self._work(), name=f"thread-{self.thread_id}")
@@ -210,6 +240,7 @@ class ThreadSession:
         """Lease, replace or heal the kernel; returns why a new kernel was needed, if one was."""
         if self.kernel is None:
             began = time.monotonic()
+            self.language = self.language or languages.DEFAULT
             self.kernel = await self.pool.lease()
             self.metrics.pool_wait.observe(time.monotonic() - began)
             reason, self._lost_kernel_reason = self._lost_kernel_reason, None
@@ -286,20 +317,32 @@ class ThreadSession:
         kernel = self.kernel
         workdir = kernel.spec.workdir
         before = await _snapshot(workdir)
-        translator = OutputTranslator(self.settings.max_output_chars, self._plot_number)
+        translator = OutputTranslator(self.settings.max_output_chars, self._plot_number,
+                                      self.settings.max_display_chars)
         files: list[str] = []
+        stored_ids: dict[str, str] = {}  # displayed file name -> its file id, for the display
 
         def on_message(msg: dict) -> None:
             for item in translator.translate(msg):
                 if isinstance(item, DisplayedFile):
-                    self._announce_file(item.filename, item.data, item.mime_type, job.call_id,
-                                        files)
+                    file_id = self._announce_file(item.filename, item.data, item.mime_type,
+                                                  job.call_id, files)
+                    if file_id is not None:
+                        stored_ids[item.filename] = file_id
+                elif isinstance(item, Display):
+                    shown = item.file and stored_ids.get(item.file.filename)
+                    self.emit(item.chunk(shown), job.call_id)
                 else:
                     self.metrics.bytes_out(len(item["content"]))
                     self.emit(item, job.call_id)
 
+        language = languages.LANGUAGES[self.language or languages.DEFAULT]
+        if job.env:
+            await self._hidden_cell(kernel, language.set_env(job.env), job.timeout)
         result = await kernel.run(job.code, on_message, job.timeout, self.settings.interrupt_grace,
                                   interrupted=self._user_interrupted)
+        if job.env and result.state != "killed" and not result.stuck:
+            await self._hidden_cell(kernel, language.restore_env(list(job.env)), job.timeout)
         for chunk in translator.finish():
             self.emit(chunk, job.call_id)
         self._plot_number = translator.next_plot_number
@@ -325,13 +368,29 @@ class ThreadSession:
                  extra={"thread_id": self.thread_id, "call_id": job.call_id,
                         "kernel_id": kernel.id, "state": state})
 
+    @staticmethod
+    async def _hidden_cell(kernel: Kernel, code: str, timeout: float) -> None:
+        """A cell the user never sees (not in history, output dropped): ``env``'s set-up and
+        clean-up. Its code holds the values, so it is never logged."""
+        result = await kernel.run(code, lambda msg: None, timeout, interrupt_grace=0,
+                                  store_history=False)
+        if result.state != "complete":
+            log.warning("kernel %s: a hidden cell ended %s", kernel.id, result.state)
+
     async def _conclude(self, result: RunResult, translator: OutputTranslator) -> tuple[str, dict]:
         details: dict = {}
         state = result.state
         if translator.error:
-            details["error"] = {"ename": translator.error[0], "evalue": translator.error[1]}
+            details["error"] = {"ename": translator.error[0], "evalue": translator.error[1],
+                                "traceback": translator.traceback}
             if translator.error[0] == "KeyboardInterrupt" and self._user_interrupted:
                 state = "interrupted"
+        elif (self._user_interrupted and state == "complete"
+              and (self.language or languages.DEFAULT) != languages.DEFAULT):
+            # Kernels other than IPython end an interrupted cell without an error message
+            # (bash_kernel replies "abort"): the interrupt is what ended it.
+            state = "interrupted"
+            details["reason"] = "interrupted by request"
         if result.reason:
             details["reason"] = result.reason
         if result.state == "killed" or result.stuck:
@@ -364,7 +423,7 @@ class ThreadSession:
         try:
             stored = await asyncio.to_thread(store)
         except GatewayError as exc:
-            self.emit(envelopes.output(f"[file {shown} not saved: {exc}]\n"), call_id)
+            self.emit(envelopes.output(f"[file {shown} not saved: {exc}]\n", "note"), call_id)
             return
         except OSError:  # deleted, swapped for a link or a FIFO meanwhile: nothing to announce
             return
@@ -376,15 +435,16 @@ class ThreadSession:
         self.emit(file_chunk(stored, data, self.settings.inline_file_limit), call_id)
 
     def _announce_file(self, name: str, data: bytes, mime_type: str | None, call_id: str,
-                       files: list[str]) -> None:
-        """Store and announce a displayed image (already in memory)."""
+                       files: list[str]) -> str | None:
+        """Store and announce a displayed image (already in memory); its file id if stored."""
         try:
             stored = self.store.put(self.thread_id, self.owner, name, data, mime_type)
         except GatewayError as exc:
-            self.emit(envelopes.output(f"[file {name} not saved: {exc}]\n"), call_id)
-            return
+            self.emit(envelopes.output(f"[file {name} not saved: {exc}]\n", "note"), call_id)
+            return None
         files.append(name)
         self.emit(file_chunk(stored, data, self.settings.inline_file_limit), call_id)
+        return stored.id
 
     # -- control ----------------------------------------------------------------------------
     async def interrupt(self) -> None:
@@ -431,6 +491,7 @@ class ThreadSession:
         return {
             "thread_id": self.thread_id,
             "owner": self.owner,
+            "language": self.language or languages.DEFAULT,
             "kernel": self.kernel.id if self.kernel else None,
             "busy": self.busy,
             "queued": self.queued,

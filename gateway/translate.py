@@ -1,4 +1,4 @@
-"""Jupyter iopub messages -> wire chunks (SPEC.md), without I/O.
+"""Jupyter iopub messages -> wire chunks (README.md, "Envelopes"), without I/O.
 
 One :class:`OutputTranslator` lives for one execution. It turns each iopub message into zero or
 more output chunks, or :class:`DisplayedFile` items that the I/O layer stores and announces as file
@@ -8,14 +8,21 @@ control so a browser can print it as is, and capped so one runaway loop cannot f
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
-from dataclasses import dataclass
-from typing import Any
 
 from . import envelopes
 from .envelopes import Chunk
+from .mimebundle import (
+    Display,
+    DisplayBudget,
+    DisplayedFile,
+    as_text,
+    binary_file,
+    display_id,
+    small_metadata,
+)
+
+__all__ = ["Display", "DisplayedFile", "OutputTranslator", "clean"]
 
 #: A traceback is emitted even past the output cap (it is what the model needs most), but a deep
 #: recursion can make it huge, so it has its own limit: its head and its tail (the exception) stay.
@@ -29,8 +36,6 @@ _ESCAPE = re.compile(
 )
 # C0 (except \t and \n), DEL and C1. Applied after the carriage returns are resolved.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-_IMAGE_TYPES = {"image/png": "png", "image/svg+xml": "svg"}
 
 
 def clean(text: str) -> str:
@@ -95,11 +100,7 @@ def rewrite_of_open_line(text: str) -> tuple[bool, str]:
     return bool(rewritten), head + newline + collapse_returns(rest)
 
 
-def _as_text(value: Any) -> str:
-    """Mime data is a string, but nbformat-style producers may send a list of lines."""
-    if isinstance(value, list):
-        return "".join(str(v) for v in value)
-    return value if isinstance(value, str) else str(value)
+_as_text = as_text
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -110,28 +111,23 @@ def _shorten(text: str, limit: int) -> str:
     return f"{text[:head]}\n[... {len(text) - limit:,} characters cut ...]\n{text[-tail:]}"
 
 
-@dataclass(frozen=True)
-class DisplayedFile:
-    """An image the kernel displayed; the I/O layer stores it and turns it into a file chunk."""
-
-    filename: str  # plot_1.png, plot_2.svg, ... numbered per translator from first_plot_number
-    mime_type: str  # image/png or image/svg+xml
-    data: bytes  # decoded: png base64-decoded, svg utf-8 encoded
-
-
 class OutputTranslator:
     """Translates the iopub messages of one execution; keeps the state that spans them.
 
-    ``execution_count`` and ``error`` (``(ename, evalue)``) feed the final status chunk;
-    ``next_plot_number`` lets a session keep numbering plots across executions; ``dropped_chars``
-    and ``dropped_lines`` count text withheld by the cap, reported by :meth:`finish`.
+    ``execution_count``, ``error`` (``(ename, evalue)``) and ``traceback`` (its cleaned lines)
+    feed the final status chunk; ``next_plot_number`` lets a session keep numbering plots across
+    executions; ``dropped_chars`` and ``dropped_lines`` count text withheld by the cap, reported
+    by :meth:`finish` with the rich display data the display budget withheld.
     """
 
-    def __init__(self, max_output_chars: int = 1_000_000, first_plot_number: int = 1) -> None:
+    def __init__(self, max_output_chars: int = 1_000_000, first_plot_number: int = 1,
+                 max_display_chars: int = 4_000_000) -> None:
         self.max_output_chars = max_output_chars
         self.next_plot_number = first_plot_number
         self.execution_count: int | None = None
         self.error: tuple[str, str] | None = None
+        self.traceback: list[str] = []
+        self.displays = DisplayBudget(max_display_chars)
         self.emitted_chars = 0  # text counted against the cap (tracebacks are not)
         self.dropped_chars = 0
         self._dropped_newlines = 0
@@ -152,8 +148,11 @@ class OutputTranslator:
     def dropped_lines(self) -> int:
         return self._dropped_newlines + self._dropped_partial_line
 
-    def translate(self, msg: dict) -> list[Chunk | DisplayedFile]:
-        """One iopub message in, its chunks and files out (often none: status, comm_*, ...)."""
+    def translate(self, msg: dict) -> list[Chunk | DisplayedFile | Display]:
+        """One iopub message in, its chunks, files and displays out (often none: status, ...).
+
+        A :class:`Display` comes right after the file it shows (if any) and right before its
+        ``text/plain`` fallback, so a client that renders it can skip that text."""
         msg_type = msg.get("header", {}).get("msg_type") or msg.get("msg_type")
         content = msg.get("content") or {}
         if msg_type == "stream":
@@ -163,47 +162,56 @@ class OutputTranslator:
             return []
         if msg_type == "execute_result":
             self.execution_count = content.get("execution_count", self.execution_count)
-            return self._display(content)
+            return self._display(content, msg_type)
         if msg_type in ("display_data", "update_display_data"):
-            return self._display(content)
+            return self._display(content, msg_type)
         if msg_type == "error":
             return self._error(content)
         return []  # status, clear_output (already sent, cannot be unsent), comm_*, unknown
 
     def finish(self) -> list[Chunk]:
-        """At the end of the execution: the note saying what the cap withheld, if anything."""
-        if not self.dropped_chars:
-            return []
-        lines = self.dropped_lines
-        note = (f"\n[output truncated: {self.dropped_chars:,} characters "
+        """At the end of the execution: notes saying what the caps withheld, if anything."""
+        notes = []
+        if self.dropped_chars:
+            lines = self.dropped_lines
+            notes.append(envelopes.output(
+                f"\n[output truncated: {self.dropped_chars:,} characters "
                 f"({lines:,} line{'' if lines == 1 else 's'}) dropped, "
-                f"limit {self.max_output_chars:,}]\n")
-        return [envelopes.output(note)]
+                f"limit {self.max_output_chars:,}]\n", "note"))
+        if self.displays.omitted_chars:
+            notes.append(envelopes.output(
+                f"\n[rich display data truncated: {self.displays.omitted_chars:,} characters "
+                f"not sent inline, limit {self.displays.limit:,}]\n", "note"))
+        return notes
 
-    def _display(self, content: dict) -> list[Chunk | DisplayedFile]:
-        """A rich display: an image becomes a file (its text/plain is only ``<Figure ...>``)."""
-        data = content.get("data") or {}
-        for mime_type, extension in _IMAGE_TYPES.items():
-            if mime_type in data:
-                raw = _as_text(data[mime_type])
-                try:
-                    payload = (base64.b64decode(raw) if extension == "png" else raw.encode())
-                except (binascii.Error, ValueError):
-                    continue  # not valid base64: fall back to the next representation
-                filename = f"plot_{self.next_plot_number}.{extension}"
-                self.next_plot_number += 1
-                return [DisplayedFile(filename, mime_type, payload)]
-        if "text/plain" in data:
+    def _display(self, content: dict, source: str) -> list[Chunk | DisplayedFile | Display]:
+        """A rich display: its bundle as a :class:`Display`; an image also becomes a file
+        (and then its text/plain, only ``<Figure ...>``, is not output)."""
+        data = content.get("data")
+        data = data if isinstance(data, dict) else {}
+        items: list[Chunk | DisplayedFile | Display] = []
+        shown = None
+        if (binary := binary_file(data)) is not None:
+            mime_type, extension, payload = binary
+            shown = DisplayedFile(f"plot_{self.next_plot_number}.{extension}", mime_type, payload)
+            self.next_plot_number += 1
+            items.append(shown)
+        inline, omitted = self.displays.take(data)
+        items.append(Display(source, inline, display_id(content), small_metadata(content),
+                             omitted, shown))
+        if shown is None and "text/plain" in data:
             text = clean(_as_text(data["text/plain"]))
             # A repr carries no newline; without one the next output would glue onto it.
-            return self._text(text if text.endswith("\n") else text + "\n")
-        return []
+            stream = "result" if source == "execute_result" else "display"
+            items += self._text(text if text.endswith("\n") else text + "\n", stream=stream)
+        return items
 
-    def _error(self, content: dict) -> list[Chunk | DisplayedFile]:
+    def _error(self, content: dict) -> list[Chunk | DisplayedFile | Display]:
         ename, evalue = str(content.get("ename", "")), str(content.get("evalue", ""))
         self.error = (ename, evalue)
         traceback = content.get("traceback") or [f"{ename}: {evalue}"]
         text = _shorten(clean("\n".join(_as_text(line) for line in traceback)), TRACEBACK_LIMIT)
+        self.traceback = text.rstrip("\n").split("\n")
         text = text if text.endswith("\n") else text + "\n"
         room = max(self.max_output_chars - self.emitted_chars, 0)
         if len(text) <= room:
@@ -216,9 +224,9 @@ class OutputTranslator:
             self._dropped_newlines += text.count("\n")
             return []
         self._append(text)
-        return [envelopes.output(text)]
+        return [envelopes.output(text, "traceback")]
 
-    def _stream(self, raw: str, name: str) -> list[Chunk | DisplayedFile]:
+    def _stream(self, raw: str, name: str) -> list[Chunk | DisplayedFile | Display]:
         """stdout/stderr: a carriage return may rewrite the open line, even one an earlier
         message wrote (``print(i, end="\\r")``, tqdm): the line then goes out again, after a
         ``rewind`` chunk that tells clients how much of what they have to drop.
@@ -236,9 +244,10 @@ class OutputTranslator:
         self._open_line_stream = name
         self._return_pending = text.endswith("\r")
         rewrites, text = rewrite_of_open_line(text)
-        return self._text(drop_controls(text), rewrites)
+        return self._text(drop_controls(text), rewrites, "stderr" if name == "stderr" else "stdout")
 
-    def _text(self, text: str, rewrites: bool = False) -> list[Chunk | DisplayedFile]:
+    def _text(self, text: str, rewrites: bool = False,
+              stream: str = "stdout") -> list[Chunk | DisplayedFile | Display]:
         """Emit ``text`` within the cap; the part beyond it is only counted."""
         room = max(self.max_output_chars - self.emitted_chars, 0)
         if rewrites and room == 0:
@@ -251,13 +260,13 @@ class OutputTranslator:
             text = text[:room]
         if not text:
             return []
-        chunks: list[Chunk | DisplayedFile] = []
+        chunks: list[Chunk | DisplayedFile | Display] = []
         if rewrites and self._open_line_chars:
             chunks.append(envelopes.rewind(self._open_line_chars))
             self._erase_open_line()
         self.emitted_chars += len(text)
         self._append(text)
-        chunks.append(envelopes.output(text))
+        chunks.append(envelopes.output(text, stream))
         return chunks
 
     def _append(self, text: str) -> None:

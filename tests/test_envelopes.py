@@ -1,4 +1,5 @@
-"""The exact wire shapes of SPEC.md: clients parse them as they are, so no extra or missing keys."""
+"""The exact wire shapes of README.md's protocol: clients parse them as they are, so no extra or
+missing keys."""
 
 from __future__ import annotations
 

@@ -129,8 +129,15 @@ def test_the_wheel_holds_the_kernels_inside_the_package(dists):
     with zipfile.ZipFile(dists["wheel"]) as wheel:
         names = set(wheel.namelist())
         metadata = next(wheel.read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
-    assert {"gateway/kernels/python3/kernel.json", "gateway/kernels/startup/00-gateway.py",
+    assert {"gateway/kernels/python3/kernel.json", "gateway/kernels/bash/kernel.json",
+            "gateway/languages/registry.py", "gateway/kernels/startup/00-gateway.py",
             "gateway/static/index.html", "gateway/py.typed"} <= names
+    # The live page's vendored renderers (scripts/vendor-static.sh): no CDN, so they must ship.
+    assert {"gateway/static/rich.js", "gateway/static/vendor/VERSIONS",
+            "gateway/static/vendor/katex/katex.min.js", "gateway/static/vendor/katex/katex.min.css",
+            "gateway/static/vendor/katex/fonts/KaTeX_Main-Regular.woff2",
+            "gateway/static/vendor/dompurify/purify.es.mjs",
+            "gateway/static/vendor/marked/marked.esm.js"} <= names
     assert not any(name.startswith(("kernels/", "tests/")) for name in names)
     assert f"Version: {gateway.__version__}" in metadata
     assert "License-Expression: MIT" in metadata and "Project-URL: Source" in metadata

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway import envelopes
-from gateway.translate import TRACEBACK_LIMIT, DisplayedFile, OutputTranslator, clean
+from gateway.translate import TRACEBACK_LIMIT, Display, DisplayedFile, OutputTranslator, clean
 
 _ids = itertools.count(1)
 PARENT = "exec-msg-id-1"
@@ -53,6 +53,14 @@ def tiny_png(width: int = 1, height: int = 1) -> bytes:
             + part(b"IDAT", zlib.compress(rows)) + part(b"IEND", b""))
 
 
+def files(items: list) -> list[DisplayedFile]:
+    return [item for item in items if isinstance(item, DisplayedFile)]
+
+
+def displays(items: list) -> list[Display]:
+    return [item for item in items if isinstance(item, Display)]
+
+
 def texts(items: list) -> str:
     """The text chunks' content (files and rewinds left out)."""
     return "".join(item["content"] for item in items
@@ -90,8 +98,8 @@ IPYTHON9_TRACEBACK = [
 # -- text ------------------------------------------------------------------------------------
 def test_stdout_and_stderr_become_output_chunks():
     t = OutputTranslator()
-    assert t.translate(stream("hello\n")) == [envelopes.output("hello\n")]
-    assert t.translate(stream("oops\n", "stderr")) == [envelopes.output("oops\n")]
+    assert t.translate(stream("hello\n")) == [envelopes.output("hello\n", "stdout")]
+    assert t.translate(stream("oops\n", "stderr")) == [envelopes.output("oops\n", "stderr")]
     assert t.text == "hello\noops\n"
 
 
@@ -105,7 +113,8 @@ def test_execute_result_text_ends_with_newline_and_sets_count():
     t = OutputTranslator()
     out = t.translate(msg("execute_result", execution_count=7, data={"text/plain": "2"},
                           metadata={}))
-    assert out == [envelopes.output("2\n")]
+    assert out[1:] == [envelopes.output("2\n", "result")]
+    assert out[0] == Display("execute_result", {"text/plain": "2"})
     assert t.execution_count == 7
     assert texts(t.translate(display({"text/plain": "already\n"}))) == "already\n"
 
@@ -120,7 +129,9 @@ def test_display_text_plain_and_html_only():
     t = OutputTranslator()
     assert texts(t.translate(display({"text/plain": "   a\n0  1", "text/html": "<table>"}))) \
         == "   a\n0  1\n"
-    assert t.translate(display({"text/html": "<b>x</b>"})) == []
+    (only_html,) = t.translate(display({"text/html": "<b>x</b>"}))
+    assert only_html.chunk() == envelopes.display(
+        {"source": "display_data", "display_id": None, "data": {"text/html": "<b>x</b>"}})
 
 
 def test_unknown_and_bookkeeping_messages_are_ignored():
@@ -140,7 +151,8 @@ def test_png_display_becomes_numbered_files_with_valid_bytes():
     first = t.translate(display({"image/png": base64.b64encode(png).decode() + "\n",
                                  "text/plain": "<Figure size 640x480 with 1 Axes>"}))
     second = t.translate(display({"image/png": base64.b64encode(tiny_png(2, 2)).decode()}))
-    assert first == [DisplayedFile("plot_1.png", "image/png", png)]
+    assert files(first) == [DisplayedFile("plot_1.png", "image/png", png)]
+    assert displays(first)[0].file == files(first)[0]
     assert second[0].filename == "plot_2.png"
     assert second[0].data.startswith(b"\x89PNG\r\n\x1a\n")
     assert t.next_plot_number == 3
@@ -150,7 +162,7 @@ def test_png_display_becomes_numbered_files_with_valid_bytes():
 def test_plot_numbering_continues_from_first_plot_number():
     t = OutputTranslator(first_plot_number=5)
     out = t.translate(display({"image/svg+xml": SVG}, "update_display_data"))
-    assert out == [DisplayedFile("plot_5.svg", "image/svg+xml", SVG.encode())]
+    assert files(out) == [DisplayedFile("plot_5.svg", "image/svg+xml", SVG.encode())]
     assert t.next_plot_number == 6
 
 
@@ -160,12 +172,13 @@ def test_execute_result_png_is_a_file():
     out = t.translate(msg("execute_result", execution_count=1,
                           data={"image/png": base64.b64encode(png).decode(), "text/plain": "<I>"},
                           metadata={}))
-    assert out == [DisplayedFile("plot_1.png", "image/png", png)]
+    assert files(out) == [DisplayedFile("plot_1.png", "image/png", png)]
+    assert texts(out) == ""
 
 
 def test_png_preferred_over_svg():
     t = OutputTranslator()
-    (item,) = t.translate(display({"image/svg+xml": SVG,
+    item, _ = t.translate(display({"image/svg+xml": SVG,
                                    "image/png": base64.b64encode(tiny_png()).decode()}))
     assert item.mime_type == "image/png"
 
@@ -221,25 +234,26 @@ def test_a_rewrite_in_a_later_message_rewinds_the_open_line():
     # The issue's loop: sys.stdout.write(f"\rprogress {i}"), one iopub message per update.
     t = OutputTranslator()
     first, second, third = (t.translate(stream(f"\rprogress {i}")) for i in range(3))
-    assert first == [envelopes.output("progress 0")]
-    assert second == [envelopes.rewind(10), envelopes.output("progress 1")]
-    assert third == [envelopes.rewind(10), envelopes.output("progress 2")]
+    assert first == [envelopes.output("progress 0", "stdout")]
+    assert second == [envelopes.rewind(10), envelopes.output("progress 1", "stdout")]
+    assert third == [envelopes.rewind(10), envelopes.output("progress 2", "stdout")]
     assert t.text == "progress 2"
 
 
 def test_print_end_carriage_return_rewrites_on_the_next_message():
     t = OutputTranslator()
     chunks = [c for i in range(3) for c in t.translate(stream(f"step {i}\r"))]
-    assert chunks == [envelopes.output("step 0"), envelopes.rewind(6), envelopes.output("step 1"),
-                      envelopes.rewind(6), envelopes.output("step 2")]
-    assert t.translate(stream("done\n")) == [envelopes.rewind(6), envelopes.output("done\n")]
+    out = [envelopes.output(f"step {i}", "stdout") for i in range(3)]
+    assert chunks == [out[0], envelopes.rewind(6), out[1], envelopes.rewind(6), out[2]]
+    assert t.translate(stream("done\n")) == [envelopes.rewind(6),
+                                             envelopes.output("done\n", "stdout")]
     assert t.text == "done\n"
 
 
 def test_a_bare_return_then_a_newline_keeps_the_line():
     t = OutputTranslator()
     t.translate(stream("kept\r"))
-    assert t.translate(stream("\nnext\n")) == [envelopes.output("\nnext\n")]
+    assert t.translate(stream("\nnext\n")) == [envelopes.output("\nnext\n", "stdout")]
     assert t.text == "kept\nnext\n"
 
 
@@ -248,14 +262,14 @@ def test_a_rewrite_replaces_only_the_open_line_across_pieces():
     t.translate(stream("header\nabc"))
     t.translate(stream("def"))
     assert t.translate(stream("\rxyz\nend\n")) == [envelopes.rewind(6),
-                                                    envelopes.output("xyz\nend\n")]
+                                                    envelopes.output("xyz\nend\n", "stdout")]
     assert t.text == "header\nxyz\nend\n"
 
 
 def test_text_before_a_return_is_appended_not_a_rewrite():
     t = OutputTranslator()
     t.translate(stream("a"))
-    assert t.translate(stream("b\r")) == [envelopes.output("b")]
+    assert t.translate(stream("b\r")) == [envelopes.output("b", "stdout")]
     assert t.text == "ab"
 
 
@@ -273,10 +287,10 @@ def test_one_stream_never_continues_the_line_the_other_left_open():
     t = OutputTranslator()
     t.translate(stream("\r 50%|#####     |", "stderr"))
     t.translate(stream("\r100%|##########|", "stderr"))
-    assert t.translate(stream("sum 42\n")) == [envelopes.output("\nsum 42\n")]
-    assert t.translate(stream("\rlate bar", "stderr")) == [envelopes.output("late bar")]
+    assert t.translate(stream("sum 42\n")) == [envelopes.output("\nsum 42\n", "stdout")]
+    assert t.translate(stream("\rlate bar", "stderr")) == [envelopes.output("late bar", "stderr")]
     t.translate(stream("epoch 1: "))
-    assert t.translate(stream("\r 10%", "stderr")) == [envelopes.output("\n 10%")]
+    assert t.translate(stream("\r 10%", "stderr")) == [envelopes.output("\n 10%", "stderr")]
     assert t.text == "100%|##########|\nsum 42\nlate bar\nepoch 1: \n 10%"
 
 
@@ -284,7 +298,7 @@ def test_a_rewrite_past_the_cap_keeps_the_last_line_sent():
     t = OutputTranslator(max_output_chars=11)
     t.translate(stream("\r 10%"))
     assert texts(t.translate(stream("\r 20%"))) == " 20%"
-    assert t.translate(stream("\r 30%")) == [envelopes.rewind(4), envelopes.output(" 30")]
+    assert t.translate(stream("\r 30%")) == [envelopes.rewind(4), envelopes.output(" 30", "stdout")]
     assert t.translate(stream("\r 40%")) == []
     assert t.text == " 30" and t.dropped_chars == 5
 
@@ -318,7 +332,7 @@ def test_cap_cuts_the_crossing_chunk_and_counts_the_rest():
     assert t.dropped_chars == len("jkl\nmn\n") + len("o\np")
     assert t.dropped_lines == 4  # "jkl", "mn", "o", "p"
     assert t.finish() == [envelopes.output(
-        "\n[output truncated: 10 characters (4 lines) dropped, limit 10]\n")]
+        "\n[output truncated: 10 characters (4 lines) dropped, limit 10]\n", "note")]
     assert t.text == "abcdef\nghi"
 
 
@@ -327,7 +341,8 @@ def test_truncation_note_formats_large_numbers():
     t.translate(stream("x" * 1_000_000))
     t.translate(stream("y\n" * 6_172 + "z"))
     assert t.finish() == [envelopes.output(
-        "\n[output truncated: 12,345 characters (6,173 lines) dropped, limit 1,000,000]\n")]
+        "\n[output truncated: 12,345 characters (6,173 lines) dropped, limit 1,000,000]\n",
+        "note")]
 
 
 def test_rich_text_counts_against_the_cap_images_do_not():
@@ -344,7 +359,7 @@ def test_error_after_cap_is_still_emitted():
     t.translate(stream("0123456789"))
     out = t.translate(msg("error", ename="ValueError", evalue="bad",
                           traceback=["\x1b[0;31mValueError\x1b[0m: bad"]))
-    assert out == [envelopes.output("ValueError: bad\n")]
+    assert out == [envelopes.output("ValueError: bad\n", "traceback")]
     assert t.error == ("ValueError", "bad")
     assert t.dropped_chars == 5 and len(t.finish()) == 1
 
@@ -380,13 +395,19 @@ def test_emitted_text_respects_the_cap(messages, cap):
         else:
             out = t.translate(msg("error", ename="E", evalue="v", traceback=[text]))
         for chunk in out:
+            if isinstance(chunk, Display):
+                assert kind == "result"
+                continue
             if chunk["type"] == "rewind":  # only ever the open line, and only of stream text
                 assert kind == "stream" and chunk is out[0] and len(out) == 2
                 chars = chunk["content"]["chars"]
                 assert 0 < chars <= len(screen) - (screen.rfind("\n") + 1)
                 screen = screen[:-chars]
                 continue
-            assert set(chunk) == {"type", "content"} and chunk["type"] == "hot_code_output"
+            assert set(chunk) == {"type", "content", "stream"}
+            assert chunk["type"] == "hot_code_output"
+            assert chunk["stream"] == {"stream": "stdout", "result": "result",
+                                       "error": "traceback"}[kind]
             assert chunk["content"] and not CONTROL.search(chunk["content"])
             assert "\x1b" not in chunk["content"]
             screen += chunk["content"]

@@ -3,9 +3,12 @@
 // One websocket (ws://HOST/ws?token=T) carries envelopes of every thread this page runs code on
 // or watches: {"stream_type": "code_execution", "chunk": {"type", "content"}, "thread_id",
 // "call_id"}. Each call gets a card: its code typed out as the hot_code chunks arrive, its output,
-// its plots and files, and a status badge.
+// its plots and files, its rich results (rich.js: tables, Markdown, LaTeX, JSON, SVG), and a
+// status badge.
 
-const FENCE_OPEN = "```python\n";
+import { renderDisplay } from "./rich.js";
+
+const FENCE_OPENER = /^```[a-z][a-z0-9_+-]*\n$/; // names the thread's language
 const FENCE_CLOSE = "\n```";
 const FINAL_STATES = new Set(["complete", "error", "timeout", "interrupted", "killed"]);
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$/;
@@ -31,7 +34,7 @@ const ui = {
   token: $("token"), connForm: $("conn-form"), conn: $("conn-state"), connText: $("conn-text"),
   thread: $("thread"), recent: $("recent-threads"), newThread: $("new-thread"),
   watch: $("watch"), interrupt: $("interrupt"), restart: $("restart"), watching: $("watching"),
-  code: $("code"), run: $("run"), upload: $("upload"), clear: $("clear"),
+  code: $("code"), language: $("language"), run: $("run"), upload: $("upload"), clear: $("clear"),
   stream: $("stream"), calls: $("calls"), empty: $("empty"),
 };
 
@@ -132,6 +135,7 @@ const state = {
   watched: new Set(), // threads to (re)subscribe on every connect
   lastSeq: new Map(), // thread -> last seq shown: a reconnect resumes from there
   calls: new Map(), // "thread\u0000call" -> CallView
+  displays: new Map(), // "thread\u0000display_id" -> its box, which an update replaces
   typing: new Set(), // CallViews with code still to type out
   frame: null,
   follow: true, // keep the stream scrolled to its newest content
@@ -191,6 +195,7 @@ class CallView {
     this.pendingClose = false; // a "\n```" chunk: the closer, unless more code follows
     this.state = "writing";
     this.fileIds = new Set();
+    this.skipFallback = false; // a rich display was shown: its text/plain copy comes next
 
     this.badge = el("span", { class: "badge writing", "data-testid": "call-status", text: "writing" });
     this.meta = el("span", { class: "meta" });
@@ -198,6 +203,7 @@ class CallView {
     this.codePre = el("pre", { class: "code", "data-testid": "call-code" }, this.codeEl);
     this.codeBox = el("div", { class: "code-box typing" }, this.codePre);
     this.outputEl = el("pre", { class: "output", "data-testid": "call-output", hidden: true });
+    this.displaysEl = el("div", { class: "displays", "data-testid": "call-displays", hidden: true });
     this.filesEl = el("div", { class: "files", "data-testid": "call-files", hidden: true });
     this.notesEl = el("div", { class: "notes", hidden: true });
     const title = el("div", { class: "title" },
@@ -207,7 +213,7 @@ class CallView {
       class: "call", "data-testid": "call", "data-call-id": callId || "",
       "data-thread-id": threadId, "data-state": "writing",
     }, el("header", {}, title, el("div", { class: "right" }, this.meta, this.badge)),
-    this.codeBox, this.outputEl, this.filesEl, this.notesEl);
+    this.codeBox, this.outputEl, this.displaysEl, this.filesEl, this.notesEl);
   }
 
   setState(name, label = name) {
@@ -219,7 +225,10 @@ class CallView {
 
   hotCode(text) {
     this.hotChunks += 1;
-    if (this.hotChunks === 1 && text === FENCE_OPEN) return;
+    if (this.hotChunks === 1 && FENCE_OPENER.test(text)) { // "```python\n", "```bash\n", ...
+      this.codeEl.className = `language-${text.slice(3, -1)}`;
+      return;
+    }
     if (this.pendingClose) { // the earlier "\n```" was code after all
       this.code += FENCE_CLOSE;
       this.pendingClose = false;
@@ -262,8 +271,14 @@ class CallView {
     return this.pendingClose || FINAL_STATES.has(this.state);
   }
 
-  output(text) {
+  output(text, stream) {
     if (this.state === "writing" || this.state === "sent") this.setState("running");
+    const fallback = stream === "result" || stream === "display";
+    if (fallback && this.skipFallback) { // shown richly already
+      this.skipFallback = false;
+      return;
+    }
+    this.skipFallback = false;
     this.outputEl.hidden = false;
     const follow = atEnd(this.outputEl);
     this.outputEl.append(text);
@@ -285,6 +300,27 @@ class CallView {
         left = 0;
       }
     }
+  }
+
+  // A rich result; an update replaces the display with its id (in this call or an earlier one).
+  display(content) {
+    if (this.state === "writing" || this.state === "sent") this.setState("running");
+    const data = content && typeof content.data === "object" && content.data ? content.data : {};
+    const id = typeof content.display_id === "string" ? content.display_id : null;
+    const key = id && `${this.threadId}\u0000${id}`;
+    const known = key && state.displays.get(key);
+    let box = renderDisplay(content);
+    if (content.source === "update_display_data") {
+      if (!known || !known.isConnected) return; // as in Jupyter: nothing to update
+      if (!box) box = el("pre", { class: "output", "data-testid": "display", text: String(data["text/plain"] ?? "") });
+      known.replaceWith(box);
+    } else {
+      if (!box) return;
+      this.displaysEl.hidden = false;
+      this.displaysEl.append(box);
+    }
+    if (key) state.displays.set(key, box);
+    this.skipFallback = "text/plain" in data;
   }
 
   file(content) {
@@ -458,7 +494,10 @@ function handleEnvelope(envelope) {
       if (callId) callView(threadId, callId).hotCode(String(content));
       break;
     case "hot_code_output":
-      if (callId) callView(threadId, callId).output(String(content));
+      if (callId) callView(threadId, callId).output(String(content), chunk.stream);
+      break;
+    case "display":
+      if (callId && content && typeof content === "object") callView(threadId, callId).display(content);
       break;
     case "rewind":
       if (callId && content) callView(threadId, callId).rewind(content.chars);
@@ -583,7 +622,9 @@ function run() {
   if (!threadId || !code.trim()) return;
   state.callNumber += 1;
   const callId = `page-${state.callNumber}-${Math.random().toString(36).slice(2, 8)}`;
-  if (!send({ type: "execute", thread_id: threadId, call_id: callId, code })) return;
+  // The thread's first cell fixes its language; the gateway refuses a later switch.
+  if (!send({ type: "execute", thread_id: threadId, call_id: callId, code,
+    language: ui.language.value })) return;
   state.watched.add(threadId); // re-subscribe after a reconnect
   renderWatching();
   const view = callView(threadId, callId);
@@ -673,6 +714,7 @@ ui.newThread.addEventListener("click", () => {
 });
 ui.clear.addEventListener("click", () => {
   state.calls.clear();
+  state.displays.clear();
   state.typing.clear();
   ui.calls.replaceChildren();
   ui.empty.hidden = false;

@@ -1,0 +1,85 @@
+"""The languages a thread can run (pure: names, kernelspecs, fences, warm-up cells).
+
+A thread picks its language with its first ``execute`` or ``code_delta`` (``"language"``,
+default ``python``). Each language is a kernelspec directory under ``Settings.kernels_dir``
+launched through the same sandbox provisioner, a fence tag for its hot code, and a throwaway
+warm-up cell. Whether this installation can run it is ``probe.py``'s business.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..errors import UnknownLanguage
+
+DEFAULT = "python"
+_NAME = re.compile(r"[a-z][a-z0-9_+-]{0,31}")
+
+
+@dataclass(frozen=True)
+class Language:
+    """One language: what clients call it and how its kernels start."""
+
+    name: str  # what clients send ("python", "bash")
+    kernel_name: str  # its kernelspec directory under Settings.kernels_dir
+    fence: str  # the hot-code fence's info string: "```bash\n"
+    warm_up: str  # a throwaway first cell that pays for the kernel's cold code paths
+    module: str | None = None  # a module the kernel interpreter must import (its kernel)
+    program: str | None = None  # a program the kernel runs (looked up on the host's PATH)
+    # Hidden cells around one execution's ``env`` (names validated by the protocol): one sets
+    # the variables and remembers what they were, the other puts that back.
+    set_env: Callable[[dict[str, str]], str] = field(default=lambda env: "", repr=False)
+    restore_env: Callable[[list[str]], str] = field(default=lambda names: "", repr=False)
+
+    @property
+    def fence_open(self) -> str:
+        return f"```{self.fence}\n"
+
+
+def _python_set_env(env: dict[str, str]) -> str:
+    # Statements whose value is None (nothing displayed); nothing named in the user's namespace.
+    return ("__import__('os').__dict__.update(_gateway_saved_env={name: "
+            f"__import__('os').environ.get(name) for name in {sorted(env)!r}}})\n"
+            f"__import__('os').environ.update({env!r})\n")
+
+
+def _python_restore_env(names: list[str]) -> str:
+    return ("[__import__('os').environ.pop(name, None) if old is None else "
+            "__import__('os').environ.__setitem__(name, old) for name, old in "
+            "__import__('os').__dict__.pop('_gateway_saved_env', {}).items()].clear()\n")
+
+
+def _bash_set_env(env: dict[str, str]) -> str:
+    names = " ".join(sorted(env))
+    exports = " ".join(f"{name}={shlex.quote(value)}" for name, value in sorted(env.items()))
+    return (f"__gateway_saved_env=$(declare -p {names} 2>/dev/null)\n"
+            f"export {exports}\n")
+
+
+def _bash_restore_env(names: list[str]) -> str:
+    return (f"unset {' '.join(sorted(names))}\n"
+            'eval "$__gateway_saved_env"; unset __gateway_saved_env\n')
+
+
+# Python's warm-up: display() rather than a result, which would land in ``_`` and ``Out``;
+# run with store_history=False it shows in neither ``In`` nor the execution count.
+PYTHON = Language("python", "python3", "python", "print(end=' ')\ndisplay(2)", "ipykernel",
+                  set_env=_python_set_env, restore_env=_python_restore_env)
+BASH = Language("bash", "bash", "bash", "true", "bash_kernel", "bash",
+                set_env=_bash_set_env, restore_env=_bash_restore_env)
+LANGUAGES: dict[str, Language] = {language.name: language for language in (PYTHON, BASH)}
+
+
+def find(name: object) -> Language:
+    """The language called ``name``; ``UnknownLanguage`` (naming the known ones) otherwise."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise UnknownLanguage(f"language: expected a name such as {DEFAULT!r}, got {name!r:.40}")
+    try:
+        return LANGUAGES[name]
+    except KeyError:
+        known = ", ".join(LANGUAGES)
+        raise UnknownLanguage(f"language {name!r} is not supported by this gateway "
+                              f"(supported: {known})") from None

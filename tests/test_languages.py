@@ -1,0 +1,312 @@
+"""Threads in other languages (gateway/languages): bash through the same sandbox, limits,
+files, timeouts, interrupts and envelopes as Python; unknown and unavailable languages refused
+with clear errors."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import shutil
+import urllib.request
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from conftest import CHROMIUM, needs_linux, start_gateway, stop_gateway, test_settings
+
+from gateway import languages
+from gateway.errors import LanguageMismatch, LanguageUnavailable, UnknownLanguage
+
+pytestmark = needs_linux
+on_loop = pytest.mark.asyncio(loop_scope="session")
+# The checkout's kernelspecs (a worktree's editable install may map gateway.kernels elsewhere;
+# tests/test_packaging.py checks that the wheel carries the same files).
+KERNELS = Path(__file__).resolve().parent.parent / "kernels"
+
+# A 1x1 red PNG.
+DOT_PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElF"
+           "TkSuQmCC")
+
+
+# -- pure: the registry ------------------------------------------------------------------------
+def test_find_knows_python_and_bash_and_names_them_when_refusing():
+    assert languages.find("python").kernel_name == "python3"
+    assert languages.find("bash").fence_open == "```bash\n"
+    with pytest.raises(UnknownLanguage, match=r"'cobol' is not supported.*python, bash"):
+        languages.find("cobol")
+    for bad in ("", "Python", "../python3", "a" * 40, 3, None):
+        with pytest.raises(UnknownLanguage):
+            languages.find(bad)
+
+
+def test_the_request_validates_its_language():
+    from gateway.protocol import parse_request
+
+    execute = parse_request('{"type": "execute", "thread_id": "t", "call_id": "c", '
+                            '"code": "ls", "language": "bash"}')
+    assert execute.language == "bash"
+    delta = parse_request('{"type": "code_delta", "thread_id": "t", "call_id": "c", '
+                          '"delta": "ls", "format": "raw", "language": "bash"}')
+    assert delta.language == "bash"
+    with pytest.raises(UnknownLanguage) as refused:
+        parse_request('{"type": "execute", "thread_id": "t", "call_id": "c", "code": "x", '
+                      '"language": "klingon"}')
+    assert refused.value.code == "unknown_language"
+
+
+@on_loop
+async def test_a_missing_runtime_is_reported_and_refused(tmp_path):
+    from gateway.app import Gateway
+
+    kernels = tmp_path / "kernels"
+    shutil.copytree(KERNELS, kernels, ignore=shutil.ignore_patterns("bash"))
+    gateway = Gateway(test_settings(tmp_path / "data", kernels_dir=kernels, bash_pool_size=1))
+    try:
+        await gateway._start_other_languages()  # the probe alone: no kernel starts
+        described = gateway.languages()["bash"]
+        assert described["available"] is False
+        assert "kernelspec" in described["reason"] and described["pool"]["target"] == 0
+        with pytest.raises(LanguageUnavailable, match="not available on this gateway"):
+            gateway.pool_for("bash")
+        session = gateway.thread("t-missing", "alice", create=True)
+        with pytest.raises(LanguageUnavailable):
+            session.choose_language("bash")
+        assert session.language is None  # still free to be a Python thread
+    finally:
+        gateway.store.close()
+
+
+def test_probe_names_a_missing_module(tmp_path):
+    (tmp_path / "nokernel").mkdir()
+    (tmp_path / "nokernel" / "kernel.json").write_text("{}")
+    missing = languages.Language("x", "nokernel", "x", "", module="no_such_module_here")
+    reason = languages.unavailable_reason(missing, tmp_path, shutil.which("python3"))
+    assert "no_such_module_here" in reason and "pip install no-such-module-here" in reason
+
+
+# -- a gateway with a warm bash kernel ----------------------------------------------------------
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def polyglot(data_root):
+    running = await start_gateway(test_settings(data_root / "languages", pool_size=1,
+                                                bash_pool_size=1, max_kernels=8,
+                                                kernels_dir=KERNELS))
+    yield running
+    await stop_gateway(running)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def tid(polyglot, thread_id):
+    """A thread id; afterwards its threads (and ``<id>-suffix`` ones) on ``polyglot`` are
+    closed, so their kernels go back to its budget."""
+    yield thread_id
+    gateway = polyglot.gateway
+    for other in [t for t in gateway.threads if t == thread_id or t.startswith(thread_id + "-")]:
+        session = gateway.threads.get(other)
+        if session is not None:
+            await gateway.close_thread(other, session.owner)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def bash(polyglot, tid):
+    client = await polyglot.client()
+    yield client.thread(tid, language="bash")
+    await client.close()
+
+
+@on_loop
+async def test_health_lists_the_languages(polyglot):
+    def get() -> dict:
+        import json
+
+        with urllib.request.urlopen(f"{polyglot.http}/healthz", timeout=60) as response:
+            return json.load(response)
+
+    health = await asyncio.to_thread(get)
+    assert health["languages"]["python"]["available"] is True
+    assert health["languages"]["bash"] == {
+        "available": True, "reason": None,
+        "pool": {"target": 1, "warm": health["languages"]["bash"]["pool"]["warm"],
+                 "starting": health["languages"]["bash"]["pool"]["starting"],
+                 "leased": health["languages"]["bash"]["pool"]["leased"]}}
+
+
+@on_loop
+async def test_bash_state_persists_and_the_fence_names_bash(bash):
+    first = await bash.run("X=41\ncd /mnt/data && mkdir -p sub && cd sub")
+    assert first.state == "complete", first.status
+    assert first.hot_code == "```bash\nX=41\ncd /mnt/data && mkdir -p sub && cd sub\n```"
+    second = await bash.run("echo $((X + 1)) $(pwd)")
+    assert second.state == "complete"
+    assert second.output == "42 /mnt/data/sub\n"
+    outputs = [e["chunk"] for e in second.envelopes if e["chunk"]["type"] == "hot_code_output"]
+    assert {c["stream"] for c in outputs} == {"stdout"}
+    assert second.status["execution_count"] > first.status["execution_count"]
+
+
+@on_loop
+async def test_bash_displays_html_and_images(bash):
+    html = await bash.run("echo '<b>from bash</b>' | displayHTML")
+    assert html.state == "complete"
+    (shown,) = html.displays
+    assert shown["data"]["text/html"].strip() == "<b>from bash</b>"
+    image = await bash.run(f"echo {DOT_PNG} | base64 -d | display")
+    assert image.state == "complete"
+    (plot,) = image.files
+    assert plot["mime_type"] == "image/png" and plot["filename"].endswith(".png")
+    assert base64.b64decode(plot["base64"]) == base64.b64decode(DOT_PNG)
+    (shown,) = image.displays
+    assert shown["files"]["image/png"]["file_id"] == plot["file_id"]
+
+
+@on_loop
+async def test_bash_error_is_structured(bash):
+    result = await bash.run("echo before\nls /no/such/dir\n")
+    assert result.state == "error"
+    assert "No such file or directory" in result.output
+    error = result.status["error"]
+    assert error["evalue"] == "2"  # ls's exit status
+    assert error["traceback"] and all("\x1b" not in line for line in error["traceback"])
+    after = await bash.run("echo still here")
+    assert after.state == "complete" and after.output == "still here\n"
+
+
+@on_loop
+async def test_bash_timeout_and_interrupt(bash):
+    slow = await bash.run("sleep 60", timeout=2)
+    assert slow.state in ("timeout", "killed"), slow.status
+    call_id = await bash.execute("echo started; sleep 60")
+    async for envelope in bash.stream(call_id):
+        chunk = envelope["chunk"]
+        if chunk["type"] == "hot_code_output" and "started" in chunk["content"]:
+            await bash.interrupt()
+        if chunk["type"] == "status" and chunk["content"]["state"] not in ("queued", "running"):
+            interrupted = chunk["content"]
+            break
+    assert interrupted["state"] == "interrupted", interrupted
+    after = await bash.run("echo alive")
+    assert after.state == "complete" and after.output == "alive\n"
+
+
+@on_loop
+async def test_bash_files_are_announced(bash):
+    result = await bash.run("printf 'city,temp\\nOslo,3\\n' > /mnt/data/temps.csv")
+    (announced,) = result.files
+    assert announced["filename"] == "temps.csv" and announced["mime_type"] == "text/csv"
+    assert base64.b64decode(announced["base64"]) == b"city,temp\nOslo,3\n"
+
+
+@on_loop
+async def test_a_thread_keeps_its_language(polyglot, tid):
+    client = await polyglot.client()
+    try:
+        bash = client.thread(tid, language="bash")
+        assert (await bash.run("echo $BASH_VERSION")).output[0].isdigit()
+        as_python = client.thread(tid, language="python")
+        refused = await as_python.run("print(1)")
+        assert refused.state == "protocol_error"
+        assert refused.error["code"] == "language_mismatch"
+        unknown = await client.thread(tid + "-x", language="cobol").run("DISPLAY 'HI'")
+        assert unknown.error["code"] == "unknown_language"
+        plain = await client.thread(tid + "-py").run("import sys; print(sys.version[0])")
+        assert plain.output == "3\n" and plain.hot_code.startswith("```python\n")
+        # Its first request named none: it is a Python thread now.
+        late = await client.thread(tid + "-py", language="bash").run("echo x")
+        assert late.error["code"] == "language_mismatch"
+        assert "runs python, not bash" in late.error["message"]
+    finally:
+        await client.close()
+
+
+def test_the_session_refuses_a_switch():
+    from gateway.session import ThreadSession
+
+    session = ThreadSession.__new__(ThreadSession)
+    session.thread_id, session.kernel, session.language = "t", object(), None
+    session._pool_for = lambda name: None
+    with pytest.raises(LanguageMismatch, match="runs python, not bash"):
+        session.choose_language("bash")  # a kernel already runs (an upload came first)
+
+
+# -- the sandbox holds for bash too (escape probes; nothing is written) --------------------------
+ESCAPE_CELL = r"""
+echo "uid=$(id -u)"
+grep -E '^(Seccomp|NoNewPrivs|CapEff|CapBnd):' /proc/self/status
+test -w /proc/sys/kernel/core_pattern && echo "core_pattern=writable" || echo "core_pattern=ro"
+unshare --user true 2>/dev/null && echo "userns=ok" || echo "userns=refused"
+(exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && echo "net=open" || echo "net=refused"
+test -e /etc/passwd && echo "passwd=visible" || echo "passwd=absent"
+echo "secret=${{GATEWAY_TEST_SECRET:-none}}"
+cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\0' ' ' | grep -c 'py[t]est' || true
+"""
+
+
+@on_loop
+async def test_escape_probes_from_a_bash_kernel(polyglot, bash):
+    import os
+
+    result = await bash.run(ESCAPE_CELL.format(port=polyglot.server.port))
+    assert result.state == "complete", result.output
+    report = dict(line.split("=", 1) for line in result.output.splitlines() if "=" in line)
+    fields = dict(line.split(":", 1) for line in result.output.splitlines() if ":" in line)
+    assert fields["Seccomp"].strip() == "2"  # a filter is installed
+    assert fields["NoNewPrivs"].strip() == "1"
+    assert int(fields["CapEff"], 16) == 0 and int(fields["CapBnd"], 16) == 0
+    assert report["core_pattern"] == "ro"
+    assert report["userns"] == "refused"
+    assert report["net"] == "refused"
+    assert report["passwd"] == "absent"
+    assert report["secret"] == "none"
+    assert result.output.splitlines()[-1] == "0"  # no host process (pytest) is visible
+    if os.geteuid() == 0 and polyglot.gateway.host.drop_uid:
+        assert int(report["uid"]) >= polyglot.gateway.settings.kernel_uid_base
+
+
+@on_loop
+async def test_pool_ls_shows_each_kernels_language(polyglot, bash):
+    from gateway.admin import execute_admin
+
+    ran = await bash.run("true")
+    assert ran.state == "complete", (ran.status, ran.error)
+    rows = await execute_admin(polyglot.gateway, {"op": "pool.ls"})
+    mine = [row for row in rows if row["thread"] == bash.id]
+    assert [row["language"] for row in mine] == ["bash"]
+    assert {row["language"] for row in rows} >= {"python", "bash"}
+    stats = await execute_admin(polyglot.gateway, {"op": "pool.stats"})
+    assert stats["language"] == "python" and stats["languages"]["bash"]["available"] is True
+
+
+@on_loop
+async def test_bash_env_is_for_one_cell(bash):
+    await bash.run("export KEEP=kept")
+    value = "it's a \"value\" with $dollar and `ticks`"
+    seen = await bash.run('echo "$API_KEY|$KEEP"; bash -c \'echo "child:$API_KEY"\'',
+                          env={"API_KEY": value, "KEEP": "shadowed"})
+    assert seen.state == "complete", seen.output
+    assert seen.output == f"{value}|shadowed\nchild:{value}\n"
+    after = await bash.run('echo "${API_KEY-unset}|$KEEP|${__gateway_saved_env-gone}"')
+    assert after.output == "unset|kept|gone\n"
+
+
+@on_loop
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing")
+async def test_the_page_runs_a_bash_thread(polyglot, browser, tid):
+    from playwright.async_api import expect
+
+    context = await browser.new_context()
+    page = await context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    try:
+        await page.goto(f"{polyglot.http}/?token=tok-alice")
+        await expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "open")
+        await page.get_by_test_id("thread").fill(tid)
+        await page.get_by_test_id("language").select_option("bash")
+        await page.get_by_test_id("code-input").fill('N=6; echo "bash says $((N * 7))"')
+        await page.get_by_test_id("run").click()
+        call = page.locator(f'[data-testid="call"][data-thread-id="{tid}"]')
+        await expect(call).to_have_attribute("data-state", "complete", timeout=60_000)
+        await expect(call.get_by_test_id("call-output")).to_have_text("bash says 42\n")
+        assert await call.locator("code").get_attribute("class") == "language-bash"
+        assert problems == []
+    finally:
+        await context.close()
