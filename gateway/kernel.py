@@ -231,9 +231,8 @@ class Kernel:
                         if t is not None)
             if first < math.inf and self._unanswered_interrupts:
                 self._read_interrupt_replies()
-            answered = self._interrupt_answered_at
-            if (not resent and not saw_error and answered is not None
-                    and now >= answered + INTERRUPT_RESEND_AFTER):
+            resend_at = _resend_time(first, self._interrupt_answered_at, interrupt_grace)
+            if not resent and not saw_error and now >= resend_at:
                 resent = True
                 log.info("kernel %s: cell still running %.1f s after the interrupt; sending "
                          "it again", self.id, now - first)
@@ -246,8 +245,8 @@ class Kernel:
             limit = first + interrupt_grace
             if interrupted_at is None:  # the deadline is still ahead
                 limit = min(limit, deadline)
-            if not resent and answered is not None:
-                limit = min(limit, answered + INTERRUPT_RESEND_AFTER)
+            if not resent:
+                limit = min(limit, resend_at)
             wait = max(0.0, min(POLL_INTERVAL, limit - now))
             msg = await self._next_iopub(wait)
             if msg is None:
@@ -313,6 +312,17 @@ class Kernel:
                 await self._manager.provisioner.cleanup(restart=False)
         except Exception:  # a kernel that is already gone must not break shutdown
             log.exception("kernel %s: error during shutdown", self.id)
+
+
+def _resend_time(first: float, answered: float | None, grace: float) -> float:
+    """When a cell still running after its interrupt gets it again: a while after the kernel
+    answered, or, if the answer is slow to come (a loaded host), still early enough for the
+    re-send to act before ``grace`` runs out. Two SIGINTs close together are harmless: the
+    kernel ignores the second while it reports the first (kernels/startup/05-interrupts.py)."""
+    latest = first + max(INTERRUPT_RESEND_AFTER, grace - INTERRUPT_RESEND_AFTER)
+    if answered is None:
+        return latest
+    return min(answered + INTERRUPT_RESEND_AFTER, latest)
 
 
 def _receive_ready(socket: zmq.Socket) -> list[bytes] | None:

@@ -169,7 +169,11 @@ async def test_a_second_interrupt_right_behind_the_first_still_reports_it(client
         await asyncio.sleep(spacing)
         await thread.interrupt()
         result = await thread.collect(call, timeout=300)
-        outcomes.append((spacing, result.state, (result.status.get("error") or {}).get("ename")))
-    assert all(state == "interrupted" and ename == "KeyboardInterrupt"
-               for _, state, ename in outcomes), outcomes
+        outcomes.append((spacing, result.state, (result.status.get("error") or {}).get("ename"),
+                         bool(result.status.get("kernel_restarted"))))
+    # A kernel too slow (a loaded host) to report the interrupt within interrupt_grace is
+    # restarted instead: still "interrupted", never "complete".
+    assert all(state == "interrupted" and (ename == "KeyboardInterrupt" or restarted)
+               for _, state, ename, restarted in outcomes), outcomes
+    assert any(ename == "KeyboardInterrupt" for _, _, ename, _ in outcomes), outcomes
     assert (await thread.run("print('still here')")).output == "still here\n"

@@ -1,0 +1,18 @@
+"""When an interrupt is sent again: pure timing policy, no kernel."""
+
+from gateway.kernel import INTERRUPT_RESEND_AFTER, _resend_time
+
+
+def test_resent_a_while_after_the_kernel_answered():
+    assert _resend_time(first=10.0, answered=10.2, grace=3.0) == 10.2 + INTERRUPT_RESEND_AFTER
+
+
+def test_a_slow_answer_still_leaves_the_resend_time_to_act_before_the_grace_ends():
+    assert _resend_time(first=10.0, answered=None, grace=3.0) == 12.0
+    assert _resend_time(first=10.0, answered=11.8, grace=3.0) == 12.0
+    # A short grace still waits the minimum before sending again.
+    assert _resend_time(first=10.0, answered=None, grace=1.0) == 10.0 + INTERRUPT_RESEND_AFTER
+
+
+def test_no_interrupt_no_resend():
+    assert _resend_time(first=float("inf"), answered=None, grace=3.0) == float("inf")
