@@ -119,6 +119,12 @@ async def execute_admin(gateway: Gateway, command: dict[str, Any]) -> Any:
             else:
                 await gateway.close_thread(session.thread_id, session.owner)
             return session.describe()
+        case "thread.snapshot":
+            thread_id = command.get("thread_id")
+            session = gateway.threads.get(thread_id) if isinstance(thread_id, str) else None
+            if session is None:
+                raise ProtocolError(f"no thread {thread_id!r}", code="not_found")
+            return {"thread_id": thread_id, **await session.snapshot("requested")}
         case "files.ls":
             thread_id = command.get("thread_id")
             return [vars(f) for f in gateway.store.list(thread_id)]

@@ -21,6 +21,7 @@ from .errors import KernelStartError, PoolExhausted
 from .kernel import Kernel
 from .limits import LimitValues
 from .sandbox import HostSandbox, SandboxSpec, prepare_matplotlib_cache
+from .threads.snapshots import kernel_environment as snapshot_environment
 from .workdirs import Workdirs
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class KernelPool:
             mpl_cache=self._mpl_cache,
             enabled=self.host.enabled,
             uid=self.workdirs.owner(workdir),
+            environment=tuple(snapshot_environment(s).items()),
         )
 
     async def _start_kernel(self, workdir: Path) -> Kernel:
