@@ -336,8 +336,12 @@ class ThreadSession:
         self.metrics.execution_finished(state, time.monotonic() - began)
         self._cell_write = asyncio.create_task(
             self._store_cell(record.to_json(job.call_id, state), self._cell_write))
-        if state != "killed":
-            await self.snapshots.collect(workdir)
+        # The call is over: a restart from here on is a plain one, not the kill of a running
+        # cell. It waits for the lock, so its clean slate is stored after this snapshot.
+        self.current = None
+        async with self._kernel_lock:
+            if self.kernel is kernel and state != "killed":
+                await self.snapshots.collect(workdir)
         # Ids, state and sizes only: code and file contents never reach info-level logs.
         log.info("thread %s call %s: %s in %.1f ms, %d files", self.thread_id, job.call_id,
                  state, _ms(began), len(files),

@@ -174,6 +174,8 @@ class ThreadSnapshots:
                                              f"(restore cell ended {result.state}: {detail})"}]}
         report.pop("error", None)
         report.pop("bytes", None)
+        if report["names"] == 0 and not report["skipped"]:
+            return None  # an empty namespace came back: nothing worth a line to the model
         return report
 
     def _place(self, stored: StoredFile, workdir: Path) -> None:

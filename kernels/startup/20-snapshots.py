@@ -10,6 +10,7 @@
 
 
 def _gateway_snapshots():
+    import hashlib
     import io
     import json
     import os
@@ -23,7 +24,7 @@ def _gateway_snapshots():
     every_cell_below = int(os.environ.get("GATEWAY_SNAPSHOT_EVERY_CELL_BELOW", "0"))
     default_limit = int(os.environ.get("GATEWAY_SNAPSHOT_LIMIT", str(256 << 20)))
     module = types.ModuleType("_gateway_snapshots")
-    state = {"fingerprint": None}
+    state = {"fingerprint": None, "digest": None}
     # IPython's own names, and what a startup file left behind on purpose.
     ignored = {"In", "Out", "exit", "quit", "get_ipython"}
 
@@ -68,6 +69,17 @@ def _gateway_snapshots():
         # an in-place edit of an element does not (the next full snapshot catches that).
         return {name: (id(value), type(value), shape_of(value)) for name, value in names}
 
+    class Hashing:
+        """Passes pickle bytes to the file and a digest: an unchanged snapshot is not written
+        again, so the gateway stores nothing new."""
+
+        def __init__(self, raw) -> None:
+            self.raw, self.hash = raw, hashlib.sha256()
+
+        def write(self, data) -> int:
+            self.hash.update(data)
+            return self.raw.write(data)
+
     def reason_of(exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}"
         return text if len(text) <= 200 else text[:197] + "..."
@@ -96,19 +108,21 @@ def _gateway_snapshots():
                 kept.remove((name, value))
                 skipped.append({"name": name, "reason": f"too large ({size >> 20} MiB > "
                                 f"snapshot limit {limit >> 20} MiB)"})
-        entries = []
+        entries, digests = [], {}
         with open(path, "wb") as out:
             out.write(magic)
             for name, value in kept:
                 offset = out.tell()
+                hashing = Hashing(out)
                 try:
-                    cloudpickle.dump(value, out, protocol=5)
+                    cloudpickle.dump(value, hashing, protocol=5)
                 except Exception as exc:
                     out.seek(offset)
                     out.truncate()
                     skipped.append({"name": name, "reason": reason_of(exc)})
                     continue
                 entries.append([name, offset, out.tell() - offset])
+                digests[name] = hashing.hash.hexdigest()
             total = sum(length for _, _, length in entries)
             if total > limit:
                 entries = drop_largest(out, entries, names, limit, skipped)
@@ -116,8 +130,10 @@ def _gateway_snapshots():
                                 "names": entries, "skipped": skipped}).encode()
             out.write(index)
             out.write(len(index).to_bytes(8, "big"))
+        kept_names = [name for name, _, _ in entries]
+        digest = json.dumps([modules, skipped, [[n, digests[n]] for n in kept_names]])
         return {"names": len(entries) + len(modules), "skipped": skipped,
-                "bytes": os.path.getsize(path)}
+                "bytes": os.path.getsize(path), "digest": digest}
 
     def drop_largest(out, entries: list, names: list, limit: int, skipped: list) -> list:
         """Skip the largest names until the rest fits, then write the rest again."""
@@ -147,7 +163,13 @@ def _gateway_snapshots():
         partial = snapshot_file + ".part"
         try:
             summary = write(partial, names, limit)
-            os.replace(partial, snapshot_file)
+            digest = summary.pop("digest")
+            if digest == state["digest"] and os.path.exists(snapshot_file):
+                os.unlink(partial)  # the same as the last one, which the gateway has
+                summary["unchanged"] = True
+            else:
+                os.replace(partial, snapshot_file)
+                state["digest"] = digest
         except BaseException:
             try:
                 os.unlink(partial)
