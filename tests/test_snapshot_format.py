@@ -60,3 +60,13 @@ def test_restored_line_names_what_is_gone_in_one_line():
     many = restored_line({"names": 0, "skipped": [{"name": f"v{i}", "reason": "x"}
                                                   for i in range(15)]})
     assert re.search(r"and 5 more", many) and "v10" not in many
+
+
+def test_the_gateway_process_never_loads_a_pickle():
+    """Only kernels unpickle snapshots; nothing in the gateway package may (the kernel-side
+    code lives in kernels/, outside it)."""
+    package = Path(__file__).parent.parent / "gateway"
+    offenders = [str(path) for path in package.rglob("*.py")
+                 if re.search(r"\b(import (cloud)?pickle|from (cloud)?pickle|"
+                              r"import dill|marshal\.loads?)\b", path.read_text())]
+    assert offenders == []
