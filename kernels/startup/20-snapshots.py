@@ -24,20 +24,21 @@ def _gateway_snapshots():
     every_cell_below = int(os.environ.get("GATEWAY_SNAPSHOT_EVERY_CELL_BELOW", "0"))
     default_limit = int(os.environ.get("GATEWAY_SNAPSHOT_LIMIT", str(256 << 20)))
     module = types.ModuleType("_gateway_snapshots")
-    state = {"fingerprint": None, "digest": None}
+    # fingerprint: what the namespace looked like when last seen; keys: every key of the
+    # namespace then (IPython's _i1, _1, ... included), for a C-speed check of new names.
+    state = {"fingerprint": None, "keys": None, "digest": None}
     # IPython's own names, and what a startup file left behind on purpose.
     ignored = {"In", "Out", "exit", "quit", "get_ipython"}
 
+    missing = object()
+
     def user_names() -> list:
-        names = []
-        hidden = shell.user_ns_hidden
-        for name, value in list(shell.user_ns.items()):
-            if name.startswith("_") or name in ignored:
-                continue
-            if name in hidden and hidden[name] is value:
-                continue
-            names.append((name, value))
-        return names
+        # Runs after every cell: the namespace also holds IPython's _i1, _1, ... (two names
+        # per cell), so the first filter is one fast pass over the keys.
+        namespace, hidden = shell.user_ns, shell.user_ns_hidden
+        candidates = [name for name in namespace if name[:1] != "_" and name not in ignored]
+        return [(name, namespace[name]) for name in candidates
+                if hidden.get(name, missing) is not namespace[name]]
 
     def estimate(value) -> int:
         """A cheap lower bound of a value's pickled size, without pickling it."""
@@ -55,19 +56,21 @@ def _gateway_snapshots():
         except Exception:
             return 0
 
+    sized = (list, dict, set, bytearray)
+
     def shape_of(value):
-        shape = getattr(value, "shape", None)
-        if isinstance(shape, tuple):
-            return shape
+        if isinstance(value, sized):
+            return len(value)
         try:
-            return len(value) if isinstance(value, (list, dict, set, bytearray)) else None
+            shape = getattr(value, "shape", None)  # arrays, DataFrames
         except Exception:
             return None
+        return shape if isinstance(shape, tuple) else None
 
-    def fingerprint(names: list) -> dict:
+    def fingerprint(names: list) -> list:
         # Rebinding a name or growing a container (df["c"] = ..., list.append) changes it;
         # an in-place edit of an element does not (the next full snapshot catches that).
-        return {name: (id(value), type(value), shape_of(value)) for name, value in names}
+        return [(name, id(value), shape_of(value)) for name, value in names]
 
     class Hashing:
         """Passes pickle bytes to the file and a digest: an unchanged snapshot is not written
@@ -79,6 +82,25 @@ def _gateway_snapshots():
         def write(self, data) -> int:
             self.hash.update(data)
             return self.raw.write(data)
+
+    def seen(names: list) -> None:
+        state["fingerprint"] = fingerprint(names)
+        state["keys"] = set(shell.user_ns)
+
+    def unchanged() -> bool:
+        """The per-cell check, without a Python-level pass over the whole namespace."""
+        known, namespace = state["keys"], shell.user_ns
+        if known is None:
+            return False
+        new = namespace.keys() - known
+        if any(name[:1] != "_" and name not in ignored for name in new):
+            return False
+        known |= new  # IPython's own history names
+        for name, ident, shape in state["fingerprint"]:
+            value = namespace.get(name, missing)
+            if value is missing or id(value) != ident or shape_of(value) != shape:
+                return False
+        return True
 
     def reason_of(exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}"
@@ -176,7 +198,7 @@ def _gateway_snapshots():
             except OSError:
                 pass
             raise
-        state["fingerprint"] = fingerprint(names)
+        seen(names)
         return summary
 
     def take(limit: int = default_limit) -> None:
@@ -193,12 +215,12 @@ def _gateway_snapshots():
         if every_cell_below <= 0 or not result.info.store_history:
             return
         try:
-            names = user_names()
-            current = fingerprint(names)
-            if current == state["fingerprint"]:
+            if unchanged():
                 return
+            names = user_names()
             if sum(estimate(value) for _, value in names) > every_cell_below:
-                return  # too large to take after every cell; a full snapshot takes it later
+                seen(names)  # too large to take after every cell; a full snapshot takes it
+                return
             save(every_cell_below, names)
         except Exception:  # a snapshot must never break the user's cell
             pass
@@ -238,7 +260,7 @@ def _gateway_snapshots():
                 os.unlink(path)
             except OSError:
                 pass
-        state["fingerprint"] = fingerprint(user_names())
+        seen(user_names())
         print("@gateway-restore-report " + json.dumps({"names": loaded, "skipped": skipped}))
 
     module.take = take
