@@ -238,7 +238,8 @@ class ThreadSession:
         if problem and self.pool.workdirs.problem(kernel.spec.workdir) is None:
             # Only the runtime dir is gone: every start makes a new one, the files are intact.
             self.kernel = await self.pool.replace(kernel, died=True)
-            return f"{problem}; a new kernel was started (variables were lost, files were kept)"
+            return (f"{problem}; a new kernel was started (files were kept; variables come "
+                    "back from the thread's last snapshot where they could be saved)")
         if problem:
             return await self._heal(problem)
         if await kernel.is_alive():
@@ -266,7 +267,8 @@ class ThreadSession:
         self.kernel = await self.pool.rebuild(self.kernel, prepare)
         restored = len(wanted) - len(failed)
         note = f"{problem}; a new kernel was started on a fresh working directory with the " \
-               f"thread's {restored} saved file(s) restored (variables were lost)"
+               f"thread's {restored} saved file(s) restored (variables come back from the " \
+               "thread's last snapshot where they could be saved)"
         if failed:
             note += f"; not restored: {', '.join(sorted(failed)[:10])}"
         return note
