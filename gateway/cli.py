@@ -362,10 +362,13 @@ def thread_export(
 
 @files_app.command("ls")
 def files_ls(thread_id: Annotated[str | None, Opt("--thread")] = None,
+             everything: Annotated[bool, Opt("--all", help="Also the gateway's own files of "
+                                             "threads (snapshots, cell records).")] = False,
              url: UrlOpt = DEFAULT_ADMIN_URL, admin_token: AdminTokenOpt = "",
              as_json: JsonOpt = False) -> None:
     """Stored files (all, or of one thread)."""
-    _print(_admin(url, admin_token, {"op": "files.ls", "thread_id": thread_id}), as_json,
+    _print(_admin(url, admin_token, {"op": "files.ls", "thread_id": thread_id,
+                                     "all": everything}), as_json,
            ["id", "thread_id", "owner", "name", "mime_type", "size"])
 
 

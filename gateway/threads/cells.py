@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import time
 
-CELL_NAME = ".gateway/cell"  # each cell's record, a file of the thread in the store
+INTERNAL_PREFIX = ".gateway/"  # the gateway's own files of a thread; no workdir scan makes one
+CELL_NAME = INTERNAL_PREFIX + "cell"  # each cell's record, a file of the thread in the store
 IMAGE_TYPES = ("image/png", "image/svg+xml")  # what the translator stores as plot files
 KEPT_TYPES = ("text/plain", "text/html", "text/markdown", "text/latex", "application/json")
 

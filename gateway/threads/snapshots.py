@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import GatewayError
 from ..workdirs import UnsafePath, give_to_directory_owner, open_directory, open_regular_file
+from .cells import INTERNAL_PREFIX
 from .snapshot_format import RESTORE_MARKER, TAKE_MARKER, empty_snapshot, parse_report
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_NAME = ".gateway/snapshot"  # in the store; a workdir scan never yields a hidden name
+SNAPSHOT_NAME = INTERNAL_PREFIX + "snapshot"  # in the store, a file of the thread
 KERNEL_FILE = ".gateway-snapshot"  # where the kernel writes one (20-snapshots.py)
 RESTORE_FILE = ".gateway-restore"  # where the gateway puts one for the kernel to load
 SIZE_SLACK = 1 << 20  # the index and framing beyond snapshot_limit
@@ -38,8 +39,9 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 def kernel_environment(settings: Settings) -> dict[str, str]:
     """What the kernel-side code reads at start-up (no secret: limits only)."""
     every_cell = settings.snapshot_every_cell_below if settings.snapshots else 0
-    return {"GATEWAY_SNAPSHOT_EVERY_CELL_BELOW": str(every_cell),
-            "GATEWAY_SNAPSHOT_LIMIT": str(settings.snapshot_limit)}
+    # Not GATEWAY_*: that prefix is the gateway's own settings, which never reach a kernel.
+    return {"KERNEL_SNAPSHOT_EVERY_CELL_BELOW": str(every_cell),
+            "KERNEL_SNAPSHOT_LIMIT": str(settings.snapshot_limit)}
 
 
 def latest_snapshot(store: FileStore, thread_id: str, owner: str) -> StoredFile | None:

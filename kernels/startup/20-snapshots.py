@@ -21,8 +21,8 @@ def _gateway_snapshots():
     magic = b"GWSNAP1\n"
     snapshot_file = ".gateway-snapshot"  # in the working directory; hidden from file scans
     shell = get_ipython()  # noqa: F821
-    every_cell_below = int(os.environ.get("GATEWAY_SNAPSHOT_EVERY_CELL_BELOW", "0"))
-    default_limit = int(os.environ.get("GATEWAY_SNAPSHOT_LIMIT", str(256 << 20)))
+    every_cell_below = int(os.environ.get("KERNEL_SNAPSHOT_EVERY_CELL_BELOW", "0"))
+    default_limit = int(os.environ.get("KERNEL_SNAPSHOT_LIMIT", str(256 << 20)))
     module = types.ModuleType("_gateway_snapshots")
     # fingerprint: what the namespace looked like when last seen; keys: every key of the
     # namespace then (IPython's _i1, _1, ... included), for a C-speed check of new names.
