@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import statistics
 import sys
 import tempfile
@@ -157,6 +158,7 @@ async def main() -> None:
     finally:
         await stop_gateway(on)
         await stop_gateway(off)
+        shutil.rmtree(root, ignore_errors=True)  # several 100 MiB snapshots
     snap, restore = statistics.median(big["snapshot_s"]), statistics.median(big["restore_s"])
     base = statistics.median(big["baseline_first_cell_s"])
     print(f"snapshot of {args.mib} MiB: {ms(big['snapshot_s'])} (median of {args.repeats}), "
