@@ -471,6 +471,10 @@ class ThreadSession:
         restored = await self.snapshots.restore(self.kernel)
         if restored is not None and restored.get("kernel_died"):
             self.kernel = await self.pool.replace(self.kernel, died=True)
+            if self._stop_reason:  # a restart by request killed it mid-restore: a clean slate
+                self._stop_reason = None
+                await self.snapshots.cleared()
+                return None
         return restored
 
     async def _store_cell(self, data: bytes, previous: asyncio.Task | None) -> None:
