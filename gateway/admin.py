@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import GatewayError, ProtocolError
+from .threads.cells import INTERNAL_PREFIX
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -124,9 +125,17 @@ async def execute_admin(gateway: Gateway, command: dict[str, Any]) -> Any:
             else:
                 await gateway.close_thread(session.thread_id, session.owner)
             return session.describe()
-        case "files.ls":
+        case "thread.snapshot":
             thread_id = command.get("thread_id")
-            return [vars(f) for f in gateway.store.list(thread_id)]
+            session = gateway.threads.get(thread_id) if isinstance(thread_id, str) else None
+            if session is None:
+                raise ProtocolError(f"no thread {thread_id!r}", code="not_found")
+            return {"thread_id": thread_id, **await session.snapshot("requested")}
+        case "files.ls":
+            # The gateway's own files of a thread (snapshots, cell records) only when asked.
+            thread_id, everything = command.get("thread_id"), command.get("all") is True
+            return [vars(f) for f in gateway.store.list(thread_id)
+                    if everything or not f.name.startswith(INTERNAL_PREFIX)]
         case "files.gc":
             older = command.get("older_than", gateway.settings.file_retention)
             if not isinstance(older, int | float) or isinstance(older, bool) or older < 0:

@@ -29,6 +29,7 @@ from .readiness import (
 from .replay import CallResults
 from .sandbox import HostSandbox
 from .session import Listener, ThreadSession
+from .threads.export import notebook_bytes
 from .uids import UidRange
 from .workdirs import UnsafePath, Workdirs, give_to_directory_owner, open_directory
 
@@ -155,6 +156,7 @@ class Gateway:
         self._pool_log.removeHandler(self._start_failures)
         if self._culler:
             self._culler.cancel()
+        await self.snapshot_threads("shutdown")
         await asyncio.gather(*(t.close() for t in self.threads.values()), return_exceptions=True)
         self.threads.clear()
         await asyncio.gather(*(pool.close() for pool in self.pools.values()))
@@ -174,6 +176,7 @@ class Gateway:
         while time.monotonic() < deadline and pending():
             await asyncio.sleep(0.05)
         unfinished = sum(s.busy + s.queued for s in self.threads.values())
+        await self.snapshot_threads("shutdown")
         await asyncio.gather(*(s.close() for s in self.threads.values()), return_exceptions=True)
         self.threads.clear()
         await asyncio.gather(*(pool.close() for pool in self.pools.values()))
@@ -227,6 +230,7 @@ class Gateway:
         session = self.thread(thread_id, identity, create=False)
         del self.threads[thread_id]
         await session.close()
+        await session.snapshots.cleared()  # a closed thread's id, used again, starts clean
         session.emit(envelopes.status("closed"), None)
 
     async def upload(self, session: ThreadSession, request: Upload) -> dict:
@@ -282,6 +286,27 @@ class Gateway:
         return {"filename": request.filename, "size": total,
                 "path": f"/mnt/data/{request.filename}"}
 
+    async def snapshot_threads(self, why: str) -> None:
+        """Snapshot every thread that has a kernel, at once (bounded by snapshot_timeout)."""
+        sessions = [s for s in self.threads.values()
+                    if s.kernel is not None and not s.closed and not s.busy]
+        if not sessions or not self.settings.snapshots:
+            return
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(s.snapshot(why) for s in sessions), return_exceptions=True),
+                self.settings.snapshot_timeout)
+        except TimeoutError:
+            log.warning("%s: snapshots not finished after %.0f s; going on without them", why,
+                        self.settings.snapshot_timeout)
+
+    async def notebook(self, thread_id: str, identity: str) -> bytes | None:
+        """The thread as an ``.ipynb`` for its owner; None for unknown, empty or not yours."""
+        session = self.threads.get(thread_id)
+        if session is not None and session.owner == identity:
+            await session.cells_stored()
+        return await asyncio.to_thread(notebook_bytes, self.store, thread_id, identity)
+
     async def _cull_idle(self) -> None:
         while True:
             await asyncio.sleep(min(CULL_INTERVAL, self.settings.idle_timeout))
@@ -293,7 +318,8 @@ class Gateway:
                              idle)
                     await session.release_kernel(
                         f"thread was idle for {idle:.0f} s; its kernel was released and a new "
-                        "one started (variables were lost, files were kept)")
+                        "one started (files were kept; variables come back from the thread's "
+                        "last snapshot where they could be saved)")
 
     # -- introspection ----------------------------------------------------------------------
     def readiness(self) -> dict:

@@ -325,12 +325,50 @@ def thread_kill(thread_id: str, url: UrlOpt = DEFAULT_ADMIN_URL,
     _print(_admin(url, admin_token, {"op": "thread.kill", "thread_id": thread_id}), as_json)
 
 
+@thread_app.command("snapshot")
+def thread_snapshot(thread_id: str, url: UrlOpt = DEFAULT_ADMIN_URL,
+                    admin_token: AdminTokenOpt = "", as_json: JsonOpt = False) -> None:
+    """Snapshot THREAD_ID's variables now (its next new kernel restores them)."""
+    _print(_admin(url, admin_token, {"op": "thread.snapshot", "thread_id": thread_id}),
+           as_json)
+
+
+@thread_app.command("export")
+def thread_export(
+    thread_id: str,
+    output: Annotated[Path, Opt("-o", "--output", help="Where to write the .ipynb.")],
+    url: Annotated[str, Opt("--url", envvar="GATEWAY_URL",
+                            help="The gateway's HTTP address.")] = "http://127.0.0.1:8765",
+    token: Annotated[str, Opt("--token", envvar="GATEWAY_CLIENT_TOKEN",
+                              help="The thread owner's token (prefer the variable).")] = "",
+) -> None:
+    """Write THREAD_ID's executed cells, with their outputs, as a Jupyter notebook."""
+    from .threads.export import download_notebook
+
+    if not token:
+        typer.echo("error: no token (--token or GATEWAY_CLIENT_TOKEN)", err=True)
+        raise typer.Exit(2)
+    try:
+        body = download_notebook(url, token, thread_id)
+    except LookupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except OSError as exc:
+        typer.echo(f"error: cannot fetch the notebook from {url}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    output.write_bytes(body)
+    typer.echo(f"{output}: {len(body)} bytes")
+
+
 @files_app.command("ls")
 def files_ls(thread_id: Annotated[str | None, Opt("--thread")] = None,
+             everything: Annotated[bool, Opt("--all", help="Also the gateway's own files of "
+                                             "threads (snapshots, cell records).")] = False,
              url: UrlOpt = DEFAULT_ADMIN_URL, admin_token: AdminTokenOpt = "",
              as_json: JsonOpt = False) -> None:
     """Stored files (all, or of one thread)."""
-    _print(_admin(url, admin_token, {"op": "files.ls", "thread_id": thread_id}), as_json,
+    _print(_admin(url, admin_token, {"op": "files.ls", "thread_id": thread_id,
+                                     "all": everything}), as_json,
            ["id", "thread_id", "owner", "name", "mime_type", "size"])
 
 

@@ -87,6 +87,14 @@ class Settings:
     total_file_quota: int = 20 * 1024 * MiB
     file_retention: float = 30 * 86400.0  # seconds; `gateway files gc` deletes older files
 
+    # Namespace snapshots (gateway/threads/): taken in the kernel on idle release, shutdown,
+    # `gateway thread snapshot`, and after a cell that changed a namespace estimated below
+    # snapshot_every_cell_below bytes (0: never per cell); restored into the next new kernel.
+    snapshots: bool = True
+    snapshot_limit: int = 256 * MiB  # over it the largest names are skipped (and named)
+    snapshot_every_cell_below: int = 8 * MiB
+    snapshot_timeout: float = 120.0  # for taking or loading one
+
     # Clients
     projectdavid_compat: bool = False  # also emit the flat chunks the projectdavid SDK reads
     public_url: str = ""  # e.g. https://gw.example.com; gives compat file chunks a url

@@ -36,7 +36,8 @@ def goes_to_websockets(request_line: bytes) -> bool:
     if len(parts) != 3 or parts[0] != b"GET":
         return False  # h11 answers malformed lines and other methods with 400/404/405
     target = parts[1]
-    return not target.startswith(b"/files/")
+    # Downloads, and a thread's notebook (built off the event loop), go to the HTTP handler.
+    return not target.startswith(b"/files/") and b"/notebook" not in target
 
 
 class FrontProtocol(asyncio.Protocol):

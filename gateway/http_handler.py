@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import urllib.parse
 
 import h11
@@ -24,6 +25,7 @@ from .http_upload import UploadHandler, error_body
 log = logging.getLogger(__name__)
 
 MAX_DOWNLOADS = 64  # at once; each holds an open file and a socket, not a buffer
+NOTEBOOK_PATH = re.compile(r"/threads/([^/]+)/notebook")
 
 
 def bearer_of(headers: dict[str, str], target: str) -> str | None:
@@ -74,6 +76,10 @@ class HttpHandler:
         if path.startswith("/files/"):
             await self._download(conn, request, target, path, writer)
             return
+        if match := NOTEBOOK_PATH.fullmatch(path):
+            await self._notebook(conn, request, target, urllib.parse.unquote(match.group(1)),
+                                 writer)
+            return
         # Everything else is an upload or the upload handler's 404/405.
         status, body = await self.uploads.handle(conn, request, reader, writer)
         await self._answer(conn, writer, status, body)
@@ -105,6 +111,30 @@ class HttpHandler:
                 await downloads.send_body(writer, self.gateway.store.path(stored), plan.offset,
                                           plan.length)
             await writer.drain()
+
+    async def _notebook(self, conn: h11.Connection, request: h11.Request, target: str,
+                        thread_id: str, writer: asyncio.StreamWriter) -> None:
+        """``GET /threads/{id}/notebook``: the thread's cells as ``.ipynb``, owner only (404
+        otherwise, exactly like a thread that ran nothing)."""
+        if request.method != b"GET":
+            await self._answer(conn, writer, 405, {"error": "use GET"})
+            return
+        headers = http11.headers_of(request)
+        identity = auth.identity_for(self.gateway.settings.tokens, bearer_of(headers, target))
+        if identity is None:
+            await self._answer(conn, writer, 401, {"error": "missing or invalid token"})
+            return
+        body = await self.gateway.notebook(thread_id, identity)
+        if body is None:
+            await self._answer(conn, writer, 404, {"error": "no such notebook"})
+            return
+        await http11.send_head(conn, writer, 200, [
+            ("Content-Type", "application/x-ipynb+json"), ("Content-Length", str(len(body))),
+            ("Content-Disposition", downloads.content_disposition(f"{thread_id}.ipynb")),
+            ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")])
+        writer.write(conn.send(h11.Data(data=body)))
+        writer.write(conn.send(h11.EndOfMessage()))
+        await writer.drain()
 
     def close(self) -> None:
         """Cut every connection still open (a shutdown does not wait for a long download)."""

@@ -22,6 +22,7 @@ from .kernel import Kernel
 from .languages import PYTHON, Language
 from .limits import LimitValues
 from .sandbox import HostSandbox, SandboxSpec, prepare_matplotlib_cache
+from .threads.snapshots import kernel_environment as snapshot_environment
 from .workdirs import Workdirs
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ class KernelPool:
             mpl_cache=self._mpl_cache,
             enabled=self.host.enabled,
             uid=self.workdirs.owner(workdir),
+            environment=tuple(snapshot_environment(s).items()),
         )
 
     async def _start_kernel(self, workdir: Path) -> Kernel:

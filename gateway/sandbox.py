@@ -60,6 +60,8 @@ class SandboxSpec:
     mpl_cache: Path | None = None
     enabled: bool = True
     uid: int | None = None  # the kernel's host uid (and gid); None: the launcher's own
+    # Extra variables for code in the kernel (settings of the kernel-side startup code).
+    environment: tuple[tuple[str, str], ...] = ()
 
 
 class HostSandbox:
@@ -331,6 +333,7 @@ def kernel_environment(spec: SandboxSpec) -> dict[str, str]:
         "OPENBLAS_NUM_THREADS": "1",
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
+        **dict(spec.environment),
     }
 
 

@@ -17,6 +17,9 @@ from .errors import GatewayError, KernelStartError, LanguageMismatch, ProtocolEr
 from .healing import StartBackoff, latest_versions, restore_files
 from .hotcode import HotCodeStream
 from .replay import CallResults, ReplayBuffer, final_state, seq_origin
+from .threads.cells import CELL_NAME, CellRecord
+from .threads.snapshot_format import restored_line
+from .threads.snapshots import ThreadSnapshots
 from .tool_output import tool_output
 from .translate import Display, DisplayedFile, OutputTranslator
 from .workdirs import changed_files, display_name, open_regular_file, snapshot
@@ -84,6 +87,8 @@ class ThreadSession:
         # Paths of the working directory the store holds a copy of, as of the last cell: what
         # a healed thread gets back (not displayed plots, not files the code deleted).
         self._saved_paths: set[str] = set()
+        self.snapshots = ThreadSnapshots(store, thread_id, owner, settings)
+        self._cell_write: asyncio.Task | None = None  # the last cell's record being stored
 
     @property
     def pool(self) -> KernelPool:
@@ -252,6 +257,8 @@ class ThreadSession:
             self._start_backoff.failed(str(exc))
             raise
         self._start_backoff.succeeded()
+        if reason:
+            self.snapshots.kernel_replaced()
         return reason
 
     async def _keep_kernel_working(self) -> str | None:
@@ -262,7 +269,8 @@ class ThreadSession:
         if problem and self.pool.workdirs.problem(kernel.spec.workdir) is None:
             # Only the runtime dir is gone: every start makes a new one, the files are intact.
             self.kernel = await self.pool.replace(kernel, died=True)
-            return f"{problem}; a new kernel was started (variables were lost, files were kept)"
+            return (f"{problem}; a new kernel was started (files were kept; variables come "
+                    "back from the thread's last snapshot where they could be saved)")
         if problem:
             return await self._heal(problem)
         if await kernel.is_alive():
@@ -290,7 +298,8 @@ class ThreadSession:
         self.kernel = await self.pool.rebuild(self.kernel, prepare)
         restored = len(wanted) - len(failed)
         note = f"{problem}; a new kernel was started on a fresh working directory with the " \
-               f"thread's {restored} saved file(s) restored (variables were lost)"
+               f"thread's {restored} saved file(s) restored (variables come back from the " \
+               "thread's last snapshot where they could be saved)"
         if failed:
             note += f"; not restored: {', '.join(sorted(failed)[:10])}"
         return note
@@ -309,6 +318,7 @@ class ThreadSession:
             async with self._kernel_lock:
                 restarted_because = await self._ensure_kernel() or self._unreported_restart
                 self._unreported_restart = None
+                restored = await self._restore_snapshot()
         except GatewayError as exc:
             self.emit(envelopes.status("error", reason=str(exc), error_code=exc.code,
                                        duration_ms=_ms(began)), job.call_id)
@@ -319,16 +329,19 @@ class ThreadSession:
         before = await _snapshot(workdir)
         translator = OutputTranslator(self.settings.max_output_chars, self._plot_number,
                                       self.settings.max_display_chars)
+        record = CellRecord(job.code, self.settings.max_output_chars)
         files: list[str] = []
         stored_ids: dict[str, str] = {}  # displayed file name -> its file id, for the display
 
         def on_message(msg: dict) -> None:
+            record.add(msg)
             for item in translator.translate(msg):
                 if isinstance(item, DisplayedFile):
-                    file_id = self._announce_file(item.filename, item.data, item.mime_type,
-                                                  job.call_id, files)
-                    if file_id is not None:
-                        stored_ids[item.filename] = file_id
+                    stored = self._announce_file(item.filename, item.data, item.mime_type,
+                                                 job.call_id, files)
+                    if stored is not None:
+                        stored_ids[item.filename] = stored.id
+                        record.attach_file(stored.mime_type, stored.id)
                 elif isinstance(item, Display):
                     shown = item.file and stored_ids.get(item.file.filename)
                     self.emit(item.chunk(shown), job.call_id)
@@ -357,11 +370,22 @@ class ThreadSession:
             details.setdefault("reason", restarted_because)
         details["tool_output"] = tool_output(translator.text, state, files, details.get("reason"),
                                              translator.dropped_chars)
+        if restored is not None:
+            details["restored"] = {"names": restored["names"], "skipped": restored["skipped"]}
+            details["tool_output"] = restored_line(restored) + "\n" + details["tool_output"]
         self.emit(envelopes.status(state, execution_count=result.execution_count,
                                    duration_ms=_ms(began), files=files, **details), job.call_id)
         # Let the connections' writers send the status before the bookkeeping below.
         await asyncio.sleep(0)
         self.metrics.execution_finished(state, time.monotonic() - began)
+        self._cell_write = asyncio.create_task(
+            self._store_cell(record.to_json(job.call_id, state), self._cell_write))
+        # The call is over: a restart from here on is a plain one, not the kill of a running
+        # cell. It waits for the lock, so its clean slate is stored after this snapshot.
+        self.current = None
+        async with self._kernel_lock:
+            if self.kernel is kernel and state != "killed":
+                await self.snapshots.collect(workdir)
         # Ids, state and sizes only: code and file contents never reach info-level logs.
         log.info("thread %s call %s: %s in %.1f ms, %d files", self.thread_id, job.call_id,
                  state, _ms(began), len(files),
@@ -397,6 +421,9 @@ class ThreadSession:
             if self._stop_reason:
                 details["reason"] = self._stop_reason
                 self._stop_reason = None
+                await self.snapshots.cleared()  # a restart by request: a clean slate
+            else:
+                self.snapshots.kernel_replaced()
             async with self._kernel_lock:
                 if self.kernel is not None and not self.closed:
                     try:
@@ -435,8 +462,8 @@ class ThreadSession:
         self.emit(file_chunk(stored, data, self.settings.inline_file_limit), call_id)
 
     def _announce_file(self, name: str, data: bytes, mime_type: str | None, call_id: str,
-                       files: list[str]) -> str | None:
-        """Store and announce a displayed image (already in memory); its file id if stored."""
+                       files: list[str]) -> StoredFile | None:
+        """Store and announce a displayed image (already in memory); the stored file if it was."""
         try:
             stored = self.store.put(self.thread_id, self.owner, name, data, mime_type)
         except GatewayError as exc:
@@ -444,7 +471,7 @@ class ThreadSession:
             return None
         files.append(name)
         self.emit(file_chunk(stored, data, self.settings.inline_file_limit), call_id)
-        return stored.id
+        return stored
 
     # -- control ----------------------------------------------------------------------------
     async def interrupt(self) -> None:
@@ -463,15 +490,66 @@ class ThreadSession:
         async with self._kernel_lock:
             if self.kernel is not None:
                 self.kernel = await self.pool.replace(self.kernel, died=False)
+            await self.snapshots.cleared()
         self.emit(envelopes.status("restarted"), None)
 
     async def release_kernel(self, reason: str) -> None:
         """Idle culling: free the kernel (and its working directory); files stay in the store."""
         async with self._kernel_lock:
             if self.kernel is not None and self.current is None:
+                await self._take_snapshot("idle release")
                 await self.pool.release(self.kernel)
                 self.kernel = None
                 self._lost_kernel_reason = reason
+                self.snapshots.kernel_replaced()
+
+    async def snapshot(self, why: str) -> dict:
+        """A snapshot of the namespace now (shutdown, ``gateway thread snapshot``); waits for
+        a running cell to finish first, like the next cell would."""
+        # A running cell holds no lock (and may need it to conclude): wait for it first. The
+        # lock is then taken without yielding, so no cell starts in between.
+        while self.current is not None or self._kernel_lock.locked():
+            await asyncio.sleep(0.05)
+        async with self._kernel_lock:
+            if self.kernel is None:
+                return {"error": "the thread has no kernel (nothing ran since its last "
+                                 "snapshot)", "names": 0, "skipped": []}
+            return await self._take_snapshot(why)
+
+    async def _take_snapshot(self, why: str) -> dict:
+        if not await self.kernel.is_alive():
+            return {"error": "the thread's kernel is not running", "names": 0, "skipped": []}
+        return await self.snapshots.take(self.kernel, why)
+
+    async def _restore_snapshot(self) -> dict | None:
+        """Before the first cell of a kernel that is new but no clean slate: the last
+        snapshot (called with the kernel lock held)."""
+        if not self.snapshots.pending:
+            return None
+        restored = await self.snapshots.restore(self.kernel)
+        if restored is not None and restored.get("kernel_died"):
+            self.kernel = await self.pool.replace(self.kernel, died=True)
+            if self._stop_reason:  # a restart by request killed it mid-restore: a clean slate
+                self._stop_reason = None
+                await self.snapshots.cleared()
+                return None
+        return restored
+
+    async def _store_cell(self, data: bytes, previous: asyncio.Task | None) -> None:
+        """The cell's notebook record, a file of the thread (``GET /threads/{id}/notebook``),
+        stored after the previous cell's (the store orders them by time)."""
+        if previous is not None:
+            await asyncio.wait({previous})
+        try:
+            await asyncio.to_thread(self.store.put, self.thread_id, self.owner, CELL_NAME, data,
+                                    "application/json")
+        except GatewayError as exc:
+            log.warning("thread %s: cell record not stored: %s", self.thread_id, exc)
+
+    async def cells_stored(self) -> None:
+        """Wait until the last cell's record is in the store."""
+        if self._cell_write is not None:
+            await asyncio.shield(self._cell_write)
 
     async def close(self) -> None:
         self.closed = True

@@ -50,7 +50,9 @@ async def test_thread_heals_after_its_workdir_and_runtime_dir_are_removed(
         "import os\nprint(open('keep.txt').read(), open('sub/nested.txt').read(),"
         " os.path.exists('gone.txt'), 'x' in globals())")
     assert healed.state == "complete", healed.status
-    assert healed.output == "kept nested False False\n"
+    # Variables come back from the thread's last snapshot, which lives in the file store.
+    assert healed.output == "kept nested False True\n"
+    assert healed.status["restored"] == {"names": 2, "skipped": []}  # x and os
     assert healed.status["kernel_restarted"] is True
     assert "working directory" in healed.status["reason"], healed.status
     assert "2 saved file(s) restored" in healed.status["reason"], healed.status

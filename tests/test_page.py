@@ -233,3 +233,23 @@ async def test_page_resumes_after_its_connection_drops(running, page, client, th
     assert await call.get_by_test_id("call-output").text_content() == result.output
     await expect(card(page, thread_id)).to_have_count(1)
     assert page.problems == []
+
+
+async def test_page_downloads_the_thread_as_a_notebook(running, page, thread_id):
+    import nbformat
+    from playwright.async_api import expect
+
+    await open_page(page, running)
+    await page.get_by_test_id("thread").fill(thread_id)
+    await page.get_by_test_id("code-input").fill("print('in the notebook')")
+    await page.get_by_test_id("run").click()
+    await expect(card(page, thread_id)).to_have_attribute("data-state", "complete",
+                                                          timeout=WAIT_MS)
+    async with page.expect_download() as download_info:
+        await page.get_by_test_id("download-notebook").click()
+    download = await download_info.value
+    assert download.suggested_filename == f"{thread_id}.ipynb"
+    notebook = nbformat.read(await download.path(), as_version=4)
+    nbformat.validate(notebook)
+    assert notebook.cells[-1]["outputs"][0]["text"] == "in the notebook\n"
+    assert page.problems == []

@@ -34,6 +34,7 @@ const ui = {
   token: $("token"), connForm: $("conn-form"), conn: $("conn-state"), connText: $("conn-text"),
   thread: $("thread"), recent: $("recent-threads"), newThread: $("new-thread"),
   watch: $("watch"), interrupt: $("interrupt"), restart: $("restart"), watching: $("watching"),
+  notebook: $("notebook"),
   code: $("code"), language: $("language"), run: $("run"), upload: $("upload"), clear: $("clear"),
   stream: $("stream"), calls: $("calls"), empty: $("empty"),
 };
@@ -707,6 +708,18 @@ ui.interrupt.addEventListener("click", () => {
 ui.restart.addEventListener("click", () => {
   const id = threadOrComplain();
   if (id) send({ type: "restart", thread_id: id });
+});
+ui.notebook.addEventListener("click", () => {
+  // A link, like file downloads: the browser saves it (a link cannot send a header).
+  const id = threadOrComplain();
+  if (!id) return;
+  const link = el("a", {
+    href: `/threads/${encodeURIComponent(id)}/notebook?token=${encodeURIComponent(state.token)}`,
+    download: `${id}.ipynb`,
+  });
+  document.body.append(link);
+  link.click();
+  link.remove();
 });
 ui.newThread.addEventListener("click", () => {
   ui.thread.value = newThreadId();
