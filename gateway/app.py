@@ -30,7 +30,13 @@ from .replay import CallResults
 from .sandbox import HostSandbox
 from .session import Listener, ThreadSession
 from .uids import UidRange
-from .workdirs import UnsafePath, Workdirs, give_to_directory_owner, open_directory
+from .workdirs import (
+    UnsafePath,
+    Workdirs,
+    give_to_directory_owner,
+    open_directory,
+    open_regular_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +65,13 @@ class Gateway:
         self.metrics = Metrics()
         self.pool = KernelPool(settings, self.host, self.workdirs)
         self.metrics.watch_pool(self.pool)
-        self.store = FileStore(settings.data_dir / "files", settings.thread_file_quota,
-                               settings.total_file_quota)
+        self.store = _file_store(settings)
+        self.cluster = None
+        if settings.clustered:
+            from .cluster.node import ClusterNode
+
+            self.cluster = ClusterNode(settings, self)
+        self._adoptions: dict[str, str] = {}  # thread -> why it comes here from another node
         self.threads: dict[str, ThreadSession] = {}
         self.results = CallResults(settings.result_retention)
         self.started = time.time()
@@ -99,6 +110,9 @@ class Gateway:
             self._pool_log.removeHandler(self._start_failures)
             self.data_lock.release()
             raise
+        if self.cluster is not None:
+            await asyncio.to_thread(self.store.ensure_bucket)
+            await self.cluster.start()
         self._culler = asyncio.create_task(self._cull_idle())
         log.info("gateway ready: %d warm kernels, sandbox %s", len(self.pool._warm),
                  "on" if self.host.enabled else "OFF")
@@ -118,6 +132,8 @@ class Gateway:
                 _remove_tree(stale)
 
     async def close(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.close()
         self._pool_log.removeHandler(self._start_failures)
         if self._culler:
             self._culler.cancel()
@@ -158,12 +174,22 @@ class Gateway:
                 raise PoolExhausted("the gateway is draining: no new threads")
             session = ThreadSession(thread_id, identity, self.settings, self.pool, self.store,
                                     self.metrics, self.results)
+            if self.cluster is not None:
+                session.fence = self.cluster.fence
+                if (reason := self._adoptions.pop(thread_id, None)) is not None:
+                    session.adopt(reason)
             self.threads[thread_id] = session
         elif session.owner != identity:
             # The same answer as for an unknown thread would leak less, but creators need to
             # know a name is taken; ids are the platform's, not guessable secrets.
             raise NotAllowed(f"thread {thread_id!r} belongs to another identity")
         return session
+
+    def adopt(self, thread_id: str, reason: str) -> None:
+        """Cluster: this node just claimed a thread that ran elsewhere before."""
+        self._adoptions[thread_id] = reason
+        if (session := self.threads.get(thread_id)) is not None:
+            session.adopt(reason)
 
     def attach(self, thread_id: str, identity: str, listener: Listener,
                since_seq: int | None = None) -> ThreadSession:
@@ -187,17 +213,33 @@ class Gateway:
             session.listeners.discard(listener)
             if not session.listeners and session.unused:
                 del self.threads[thread_id]
+                if self.cluster is not None:
+                    self.cluster.released(thread_id)
 
     async def close_thread(self, thread_id: str, identity: str) -> None:
         session = self.thread(thread_id, identity, create=False)
         del self.threads[thread_id]
         await session.close()
         session.emit(envelopes.status("closed"), None)
+        if self.cluster is not None:
+            self.cluster.released(thread_id)
 
     async def upload(self, session: ThreadSession, request: Upload) -> dict:
         """Place a user file (or one part of it) in the thread's working directory."""
         root = await session.workdir()
-        return await asyncio.to_thread(self._write_upload, root, request)
+        result = await asyncio.to_thread(self._write_upload, root, request)
+        if self.cluster is not None and result.get("path"):
+            # Several nodes: the thread may move; its uploads must be in the shared store.
+            await self._persist_upload(session, root, request.filename)
+        return result
+
+    async def _persist_upload(self, session: ThreadSession, root: Path, name: str) -> None:
+        def store() -> None:
+            with open_regular_file(root, name) as reader:
+                self.store.put_stream(session.thread_id, session.owner, name, reader)
+
+        await asyncio.to_thread(store)
+        session.note_saved(name)
 
     def _write_upload(self, root: Path, request: Upload) -> dict:
         # Parts collect in a hidden file at the top: never announced as generated, never over
@@ -265,6 +307,8 @@ class Gateway:
         """For /readyz: ready when a new thread gets a warm kernel at once; else the reason."""
         snapshot = self.pool.snapshot()
         reason = not_ready_reason(snapshot, self._start_failures.message)
+        if self.cluster is not None and self.cluster.draining:
+            reason = f"node {self.cluster.node_id} is draining: it takes no new threads"
         if snapshot["failing_starts"] >= FAILING_STARTS_REPORTED:
             failing = (f"kernel starts keep failing: {snapshot['failing_starts']} in a row, "
                        f"the last with: {snapshot['last_start_error']}")
@@ -284,6 +328,22 @@ class Gateway:
             "upload_port": self.upload_port,
             "uptime_seconds": round(time.time() - self.started, 1),
         }
+
+
+def _file_store(settings: Settings):
+    """SQLite and local disk; with a registry and a store URL, the cluster's shared store."""
+    if not settings.clustered:
+        return FileStore(settings.data_dir / "files", settings.thread_file_quota,
+                         settings.total_file_quota)
+    if not settings.store_url:
+        raise ValueError("registry_url needs store_url too: the nodes must share files")
+    from .cluster.objectstore import ObjectFileStore
+
+    return ObjectFileStore(settings.data_dir / "files", settings.thread_file_quota,
+                           settings.total_file_quota, registry_url=settings.registry_url,
+                           store_url=settings.store_url, endpoint=settings.store_endpoint,
+                           region=settings.store_region, access_key=settings.store_access_key,
+                           secret_key=settings.store_secret_key)
 
 
 def _remove_tree(path: Path) -> None:

@@ -102,8 +102,9 @@ class HttpHandler:
             plan = downloads.plan(method, headers, stored)
             await http11.send_head(conn, writer, plan.status, plan.headers)
             if plan.length:
-                await downloads.send_body(writer, self.gateway.store.path(stored), plan.offset,
-                                          plan.length)
+                # Another node's file is fetched from the object store first (cluster).
+                local = await asyncio.to_thread(self.gateway.store.path, stored)
+                await downloads.send_body(writer, local, plan.offset, plan.length)
             await writer.drain()
 
     def close(self) -> None:

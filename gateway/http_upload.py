@@ -39,7 +39,7 @@ MAX_CONCURRENT = 16  # uploads in flight; each buffers up to PART_BYTES
 HTTP_STATUS = {
     "bad_request": 400, "bad_filename": 400, "bad_offset": 400,
     "unauthorized": 401, "forbidden": 403, "not_found": 404, "method_not_allowed": 405,
-    "too_large": 413, "pool_exhausted": 503, "busy": 503, "upload_failed": 507,
+    "thread_moved": 409, "too_large": 413, "pool_exhausted": 503, "busy": 503, "upload_failed": 507,
 }
 
 
@@ -97,7 +97,7 @@ class UploadHandler:
                       reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter) -> tuple[int, dict]:
         try:
-            session, first, call_id = self._route(request)
+            session, first, call_id = await self._route(request)
             if conn.they_are_waiting_for_100_continue:
                 # curl sends Expect: 100-continue for large bodies and otherwise waits a second.
                 writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
@@ -109,7 +109,7 @@ class UploadHandler:
                  extra={"thread_id": session.thread_id, "call_id": call_id})
         return 201, result
 
-    def _route(self, request: h11.Request):
+    async def _route(self, request: h11.Request):
         target = request.target.decode("ascii", "replace")
         parts = urllib.parse.urlsplit(target)
         match = PATH.fullmatch(parts.path)
@@ -139,6 +139,10 @@ class UploadHandler:
         # body share this request's id (the call id, if the client gave one).
         first = Upload(thread_id, filename, b"", call_id=call_id or f"http_{secrets.token_hex(8)}",
                        final=False)
+        if self.gateway.cluster is not None:
+            # Served here only if this node holds (or now claims) the thread: the bytes must
+            # land in the working directory of the kernel that runs its cells.
+            await self.gateway.cluster.place(thread_id, identity, internal=True)
         session = self.gateway.thread(thread_id, identity, create=True)
         return session, first, call_id
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hmac
 import http
 import logging
 import mimetypes
@@ -28,6 +29,7 @@ from websockets.server import ServerProtocol
 from . import auth, envelopes, origins, protocol, tls
 from .admin import error_answer, execute_admin
 from .app import Gateway
+from .cluster.routing import Relays
 from .config import Settings
 from .errors import GatewayError
 from .front import FrontProtocol
@@ -89,18 +91,24 @@ class Client:
     """One websocket connection: a bounded outbound buffer drained by a writer task."""
 
     def __init__(self, connection: ServerConnection, identity: str,
-                 token_digest: str | None = None) -> None:
+                 token_digest: str | None = None, internal: bool = False) -> None:
         self.connection = connection
         self.identity = identity
         self.token_digest = token_digest  # which token opened it: a reload may revoke it
+        self.internal = internal  # another node relaying its client's requests (cluster)
+        self.relays = Relays()
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._buffered = 0
         self.dropped = False
 
     def send(self, message: dict) -> None:
+        if not self.dropped:
+            self.send_text(envelopes.dumps(message))
+
+    def send_text(self, text: str) -> None:
+        """An envelope already serialised (relayed from another node: sent unchanged)."""
         if self.dropped:
             return
-        text = envelopes.dumps(message)
         self._buffered += len(text)
         if self._buffered > OUTBOUND_BUFFER_BYTES:
             # A close frame would queue behind the backlog the client is not reading: cut the
@@ -237,6 +245,14 @@ class GatewayServer:
             connection.identity = identity  # type: ignore[attr-defined]
             connection.token_digest = auth.digest(token or "")  # type: ignore[attr-defined]
             return None
+        if path == "/internal":
+            identity = self._internal_identity(request)
+            if identity is None:
+                return _json(401, {"error": "not a node of this cluster"})
+            connection.identity = identity  # type: ignore[attr-defined]
+            connection.token_digest = None  # type: ignore[attr-defined]
+            connection.internal = True  # type: ignore[attr-defined]
+            return None
         if path == "/admin":
             if not auth.matches(gw.settings.admin_token, _bearer(request)):
                 return _json(401, {"error": "missing or invalid admin token"})
@@ -257,6 +273,18 @@ class GatewayServer:
         if match := STATIC_PATH.fullmatch(path):
             return self._static(match.group(1))
         return _json(404, {"error": "not found"})
+
+    def _internal_identity(self, request: Request) -> str | None:
+        """The identity another node relays for, if the request carries the cluster secret."""
+        from .cluster.relay import IDENTITY_HEADER, SECRET_HEADER
+
+        secret = self.gateway.settings.cluster_secret
+        if self.gateway.cluster is None or not secret:
+            return None
+        offered = request.headers.get(SECRET_HEADER, "")
+        if not hmac.compare_digest(offered.encode(), secret.encode()):
+            return None
+        return request.headers.get(IDENTITY_HEADER) or None
 
     def _call_result(self, request: Request, thread_id: str, call_id: str) -> Response:
         """``GET /threads/{thread}/calls/{call}``: a finished call's final status and files,
@@ -300,7 +328,8 @@ class GatewayServer:
                 self._admins.discard(connection)
             return
         client = Client(connection, connection.identity,  # type: ignore[attr-defined]
-                        connection.token_digest)  # type: ignore[attr-defined]
+                        connection.token_digest,  # type: ignore[attr-defined]
+                        getattr(connection, "internal", False))
         self._clients.add(client)
         writer = asyncio.create_task(client.write())
         self.gateway.metrics.connections.inc()
@@ -316,6 +345,7 @@ class GatewayServer:
             self.gateway.metrics.connections.dec()
             self.gateway.detach(client)
             writer.cancel()
+            await client.relays.close()
 
     async def _handle_admin(self, connection: ServerConnection) -> None:
         async for message in connection:
@@ -340,6 +370,9 @@ class GatewayServer:
                                              max_upload_bytes=s.max_upload_bytes)
             thread_id = request.thread_id
             call_id = getattr(request, "call_id", None)
+            if self.gateway.cluster is not None and await client.relays.relayed(
+                    self.gateway.cluster, client, request, message):
+                return
             await self._route(client, request)
         except GatewayError as exc:
             if thread_id is None:

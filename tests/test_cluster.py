@@ -1,0 +1,180 @@
+"""Three real gateway nodes (separate processes, real sandboxed kernels) behind a real HAProxy,
+with a real redis-server and moto's S3 server, all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import signal
+
+import pytest
+import pytest_asyncio
+from cluster_fixtures import Cluster, in_thread
+from conftest import download, needs_linux
+
+from gateway.client import GatewayClient
+
+pytestmark = [pytest.mark.kernel, needs_linux]
+WAIT = 300  # generous: only to avoid hangs on a loaded machine
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    cluster = Cluster(["n1", "n2", "n3"])
+    try:
+        cluster.start()
+    except BaseException:
+        print(cluster.logs())
+        cluster.stop()
+        raise
+    yield cluster
+    cluster.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def clients(cluster):
+    """A connection of alice's to each node and to HAProxy; closed afterwards."""
+    opened: dict[str, GatewayClient] = {}
+    for name, node in cluster.nodes.items():
+        opened[name] = await GatewayClient.connect(node.url, "tok-alice", reconnect=False)
+    opened["front"] = await GatewayClient.connect(cluster.haproxy.url, "tok-alice",
+                                                  reconnect=False)
+    yield opened
+    for client in opened.values():
+        await client.close()
+
+
+def normalized(result) -> list[dict]:
+    """A call's envelopes without what differs between any two runs (ids, seq, timing)."""
+    out = []
+    for envelope in result.envelopes:
+        envelope = {k: v for k, v in envelope.items() if k not in ("seq", "call_id")}
+        chunk = dict(envelope["chunk"])
+        if chunk["type"] == "status":
+            chunk["content"] = {k: v for k, v in chunk["content"].items()
+                                if k not in ("duration_ms", "execution_count")}
+        envelope["chunk"] = chunk
+        out.append(envelope)
+    return out
+
+
+async def test_relayed_thread_gives_the_same_envelopes_as_a_direct_connection(clients):
+    direct = clients["n2"].thread("relay-same")
+    relayed = clients["n1"].thread("relay-same")
+    first = await direct.run("where = 'n2'\nprint('set')", wait=WAIT)  # n2 claims it
+    assert first.state == "complete", first.envelopes
+    code = ("import sys\nprint('out', where)\nprint('err', file=sys.stderr)\n"
+            "open('/mnt/data/same.txt', 'w').write('x')\n1 + 1")
+    one = await direct.run(code, wait=WAIT)
+    two = await relayed.run(code, wait=WAIT)
+    assert "out n2" in two.output  # the relayed call ran in n2's kernel
+    assert one.state == two.state == "complete"
+    # The file chunk names a new file id each time; everything else is equal.
+    for result in (one, two):
+        for envelope in result.envelopes:
+            if envelope["chunk"]["type"] == "code_interpreter_stream":
+                envelope["chunk"]["content"]["file_id"] = "file_x"
+    assert normalized(one) == normalized(two)
+
+
+async def test_subscribe_through_another_node_sees_the_live_stream(clients):
+    owner = clients["n2"].thread("relay-watch")
+    await owner.run("1", wait=WAIT)
+    watcher = clients["n3"].thread("relay-watch")
+    await watcher.subscribe()
+    call_id = await clients["n1"].thread("relay-watch").execute(
+        "for i in range(3): print('line', i)")
+    seen = await watcher.collect(call_id, WAIT)
+    assert seen.state == "complete"
+    assert seen.output == "line 0\nline 1\nline 2\n"
+
+
+async def test_isolation_across_nodes(cluster, clients):
+    thread = clients["front"].thread("alice-private")
+    result = await thread.run("open('/mnt/data/secret.txt', 'w').write('alice only')",
+                              wait=WAIT)
+    (stored,) = result.files
+    for node in cluster.nodes.values():
+        bob = await GatewayClient.connect(node.url, "tok-bob", reconnect=False)
+        try:
+            await bob.send({"type": "subscribe", "thread_id": "alice-private"})
+            answer = await bob.next_envelope("alice-private", None, timeout=WAIT)
+            assert answer["chunk"]["type"] == "error"
+            assert answer["chunk"]["content"]["code"] == "forbidden"
+            call = await bob.thread("alice-private").execute("print('bob was here')")
+            answer = await bob.next_envelope("alice-private", call, timeout=WAIT)
+            assert answer["chunk"]["content"]["code"] == "forbidden"
+        finally:
+            await bob.close()
+        status, _, _ = await download(node.http, stored["file_id"], token="tok-bob")
+        assert status == 404
+        status, body, _ = await download(node.http, stored["file_id"])
+        assert (status, body) == (200, b"alice only")
+
+
+async def test_node_killed_mid_cell(cluster, clients):
+    n2 = cluster.nodes["n2"]
+    owner = clients["n2"].thread("failover")
+    uploaded = await owner.upload("up.txt", b"uploaded bytes")
+    assert uploaded["type"] == "file_uploaded", uploaded
+    made = await owner.run("open('/mnt/data/gen.csv', 'w').write('a,b\\n1,2\\n')", wait=WAIT)
+    assert made.state == "complete"
+    watched = clients["n1"].thread("failover")
+    call_id = await watched.execute("import time\nprint('started', flush=True)\ntime.sleep(120)")
+    first = await clients["n1"].next_envelope("failover", call_id, timeout=WAIT)
+    while first["chunk"]["type"] != "hot_code_output":
+        first = await clients["n1"].next_envelope("failover", call_id, timeout=WAIT)
+    await in_thread(n2.kill)
+
+    lost = await watched.collect(call_id, WAIT)
+    assert lost.state == "killed"
+    assert "n2 was lost" in lost.status["reason"]
+
+    # The next request waits out n2's lease and runs on another node, files restored.
+    after = await watched.run("import hashlib\n"
+                              "print(open('/mnt/data/up.txt').read())\n"
+                              "print(open('/mnt/data/gen.csv').read())\n"
+                              "marker = 'new owner'", wait=WAIT)
+    assert after.state == "complete", after.envelopes
+    assert after.status["kernel_restarted"] is True
+    assert "restored" in after.status["reason"] and "variables were lost" in after.status["reason"]
+    assert "uploaded bytes" in after.output and "a,b" in after.output
+    # Exactly one final status for the killed call: nothing else arrived for it.
+    assert clients["n1"]._calls[("failover", call_id)].empty()
+
+    # Both files download, with the same sha256, from every node that is up.
+    (generated,) = made.files
+    for node in (cluster.nodes["n1"], cluster.nodes["n3"]):
+        status, body, headers = await download(node.http, generated["file_id"])
+        assert status == 200
+        assert headers["X-File-Sha256"] == hashlib.sha256(b"a,b\n1,2\n").hexdigest()
+        assert body == b"a,b\n1,2\n"
+
+    # n2 comes back with its old data directory: it runs nothing for the thread it lost.
+    await in_thread(n2.start)
+    await in_thread(n2.wait_ready)
+    back = await GatewayClient.connect(n2.url, "tok-alice", reconnect=False)
+    try:
+        again = await back.thread("failover").run("print(marker)", wait=WAIT)
+    finally:
+        await back.close()
+    assert again.output == "new owner\n"  # the new owner's kernel, relayed
+    assert (await in_thread(n2.health))["threads"] == 0
+    clients["n2"] = await GatewayClient.connect(n2.url, "tok-alice", reconnect=False)
+
+
+async def test_a_stale_node_never_runs_a_cell_of_a_thread_it_lost(cluster, clients):
+    """A node frozen past its lease (a partition) finds another node holds the thread when
+    it wakes: its stale claim runs nothing."""
+    n3 = cluster.nodes["n3"]
+    thread = clients["n3"].thread("stale")
+    await thread.run("where = 'n3'", wait=WAIT)
+    n3.process.send_signal(signal.SIGSTOP)
+    try:
+        taken = await clients["n1"].thread("stale").run("where = 'elsewhere'", wait=WAIT)
+    finally:
+        n3.process.send_signal(signal.SIGCONT)
+    assert taken.state == "complete" and taken.status["kernel_restarted"] is True
+    woke = await thread.run("print(where)", wait=WAIT)
+    assert woke.output == "elsewhere\n"
+    await asyncio.sleep(0)
