@@ -112,13 +112,21 @@ class ObjectStore:
             env={**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"})
         wait_until(lambda: http_status(self.endpoint + "/moto-api/") < 500, 60, "moto_server")
 
+    def create_bucket(self) -> None:
+        import boto3
+
+        boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                     aws_access_key_id="test", aws_secret_access_key="test"
+                     ).create_bucket(Bucket=BUCKET)
+
     def stop(self) -> None:
         stop_process(self.process)
 
 
 class Node:
     def __init__(self, name: str, number: int, root: Path, redis: Redis,
-                 store: ObjectStore) -> None:
+                 store: ObjectStore, lease: float = LEASE, pool_size: int = 1,
+                 env: dict[str, str] | None = None) -> None:
         self.name = name
         self.port = free_port()
         self.data_dir = root / name
@@ -135,8 +143,8 @@ class Node:
             "GATEWAY_NODE_ID": name,
             "GATEWAY_ADVERTISE_URL": f"ws://127.0.0.1:{self.port}",
             "GATEWAY_CLUSTER_SECRET": CLUSTER_SECRET,
-            "GATEWAY_NODE_LEASE": str(LEASE),
-            "GATEWAY_POOL_SIZE": "1",
+            "GATEWAY_NODE_LEASE": str(lease),
+            "GATEWAY_POOL_SIZE": str(pool_size),
             "GATEWAY_MAX_KERNELS": "8",
             "GATEWAY_MEMORY_LIMIT": str(512 * 2**20),
             "GATEWAY_DISK_LIMIT": str(64 * 2**20),
@@ -146,6 +154,7 @@ class Node:
             "GATEWAY_KERNEL_UID_BASE": str(300_000 + 2_000 * number),
             "GATEWAY_KERNEL_UID_COUNT": "2000",
             "GATEWAY_UPLOAD_PORT": "-1",
+            **(env or {}),
         }
         self.process: subprocess.Popen | None = None
 
@@ -201,11 +210,14 @@ class Haproxy:
 
 
 class Cluster:
-    def __init__(self, names: list[str]) -> None:
+    def __init__(self, names: list[str], lease: float = LEASE, pool_size: int = 1,
+                 env: dict[str, str] | None = None) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="gateway-cluster-"))
+        self.lease = lease
         self.redis = Redis(self.root)
         self.store = ObjectStore(self.root)
-        self.nodes = {name: Node(name, i, self.root, self.redis, self.store)
+        self.nodes = {name: Node(name, i, self.root, self.redis, self.store, lease, pool_size,
+                                  env)
                       for i, name in enumerate(names)}
         self.haproxy = Haproxy(self.root, list(self.nodes.values()))
 
@@ -224,7 +236,8 @@ class Cluster:
             node.stop()
         self.store.stop()
         self.redis.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
+        if not os.environ.get("GATEWAY_KEEP_CLUSTER"):
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}"

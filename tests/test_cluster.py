@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import signal
+import subprocess
+import sys
 
 import pytest
 import pytest_asyncio
-from cluster_fixtures import Cluster, in_thread
+from cluster_fixtures import REPO, Cluster, in_thread
 from conftest import download, needs_linux
 
 from gateway.client import GatewayClient
@@ -177,4 +180,77 @@ async def test_a_stale_node_never_runs_a_cell_of_a_thread_it_lost(cluster, clien
     assert taken.state == "complete" and taken.status["kernel_restarted"] is True
     woke = await thread.run("print(where)", wait=WAIT)
     assert woke.output == "elsewhere\n"
-    await asyncio.sleep(0)
+
+
+def gateway_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True,
+                          text=True, timeout=WAIT, cwd=REPO)
+
+
+async def test_redis_restart_loses_no_file_and_threads_go_on(cluster, clients):
+    thread = clients["front"].thread("through-redis-restart")
+    made = await thread.run("open('/mnt/data/kept.txt', 'w').write('kept')\nx = 41",
+                            wait=WAIT)
+    (kept,) = made.files
+    await in_thread(cluster.redis.stop)
+    await in_thread(cluster.redis.start)
+    after = await thread.run("x + 1", wait=WAIT)
+    assert after.state == "complete" and after.output == "42\n"  # same kernel, same claim
+    for node in cluster.nodes.values():
+        status, body, _ = await download(node.http, kept["file_id"])
+        assert (status, body) == (200, b"kept")
+    listed = gateway_cli("node", "ls", "--registry", cluster.redis.url, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(row["node"] for row in json.loads(listed.stdout)) == ["n1", "n2", "n3"]
+
+
+async def test_drain_moves_every_thread_off_a_node(cluster, clients):
+    on_n3 = []
+    for number in range(3):
+        thread = clients["n3"].thread(f"drained-{number}")
+        await thread.upload(f"in-{number}.txt", f"upload {number}".encode())
+        made = await thread.run(f"open('/mnt/data/out-{number}.txt', 'w').write('out')",
+                                wait=WAIT)
+        assert made.state == "complete"
+        on_n3.append(thread)
+    drained = gateway_cli("node", "drain", "n3", "--registry", cluster.redis.url, "--json")
+    assert drained.returncode == 0, drained.stderr
+    assert json.loads(drained.stdout)["drained"] is True
+    for number, thread in enumerate(on_n3):
+        moved = await thread.run(f"print(open('/mnt/data/in-{number}.txt').read(), "
+                                 f"open('/mnt/data/out-{number}.txt').read())", wait=WAIT)
+        assert moved.state == "complete", moved.envelopes
+        assert moved.output == f"upload {number} out\n"
+        assert moved.status["kernel_restarted"] is True
+    rows = {row["node"]: row for row in json.loads(gateway_cli(
+        "node", "ls", "--registry", cluster.redis.url, "--json").stdout)}
+    assert rows["n3"]["draining"] is True and rows["n3"]["threads"] == 0
+    assert (await in_thread(cluster.nodes["n3"].health))["threads"] == 0
+
+
+async def test_object_store_outage(cluster, clients):
+    """Cells complete while the store is down; the output names the file not stored yet; it
+    is uploaded once the store is back (moto keeps no data over a restart: a new, empty
+    bucket stands for the store coming back)."""
+    thread = clients["n1"].thread("store-outage")
+    await thread.run("1", wait=WAIT)
+    await in_thread(cluster.store.stop)
+    try:
+        made = await thread.run("open('/mnt/data/late.txt', 'w').write('late')", wait=WAIT)
+    finally:
+        await in_thread(cluster.store.start)
+    assert made.state == "complete"
+    assert "late.txt: not in the shared file store yet" in made.output
+    (late,) = made.files
+    await in_thread(cluster.store.create_bucket)
+
+    # Another node has no local copy: it serves the file once the retry has uploaded it.
+    async def served() -> bool:
+        status, body, _ = await download(cluster.nodes["n2"].http, late["file_id"])
+        return (status, body) == (200, b"late")
+
+    for _ in range(WAIT * 2):
+        if await served():
+            break
+        await asyncio.sleep(0.5)
+    assert await served()

@@ -81,6 +81,7 @@ class ClusterNode:
         return {"advertise_url": self.advertise_url, "threads": len(self.claims),
                 "kernels": pool.get("leased", 0) + pool.get("warm", 0),
                 "load": round(os.getloadavg()[0], 2), "draining": self.draining,
+                "drained": self.drained,
                 "pid": os.getpid()}
 
     # -- placement --------------------------------------------------------------------------
@@ -99,8 +100,7 @@ class ClusterNode:
             claim = await self.registry.claim_of(thread_id)
             if claim is None or claim.node_id not in self.live:
                 self.live = await self.registry.live_nodes()
-            decision = ownership.route(claim, self.node_id, self.live,
-                                       self.draining and not internal)
+            decision = ownership.route(claim, self.node_id, self.live, self.draining)
             if thread_id in self.claims and not isinstance(decision, ownership.Local):
                 self._lost(thread_id)  # e.g. we were frozen past our lease
             match decision:
@@ -116,7 +116,11 @@ class ClusterNode:
                         return None
                 case ownership.ClaimElsewhere() if not claiming:
                     return None
-                case ownership.Relay(node_id=other) | ownership.ClaimElsewhere(node_id=other):
+                case ownership.ClaimElsewhere(node_id=other):
+                    # Also for a relayed request: a node still sending us this thread's
+                    # requests learns of the move from the "released" status.
+                    return other
+                case ownership.Relay(node_id=other):
                     if internal:
                         raise ProtocolError(f"thread {thread_id!r} is served by node {other}",
                                             code="thread_moved")
@@ -249,3 +253,7 @@ class ClusterNode:
             self.released(thread_id)
         self.drained = True
         log.info("node %s drained", self.node_id)
+        try:
+            await self._heartbeat_once()  # tell the registry now, not at the next beat
+        except redis.RedisError:
+            pass

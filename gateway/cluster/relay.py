@@ -28,15 +28,18 @@ NODE_HEADER = "X-Gateway-Node"
 CONNECT_TIMEOUT = 3.0
 # Chunks of a call under way (what a subscriber sees of a call that has not ended).
 CALL_CHUNKS = frozenset({"hot_code", "hot_code_output", "code_interpreter_stream"})
+RELEASED = frozenset({"released", "closed"})
 
 
 class RelayLink:
     def __init__(self, node_id: str, url: str, deliver: Callable[[str], None],
-                 lost: Callable[[RelayLink], None]) -> None:
+                 lost: Callable[[RelayLink], None],
+                 released: Callable[[str], None] = lambda thread_id: None) -> None:
         self.node_id = node_id
         self.url = url.rstrip("/") + "/internal"
         self._deliver = deliver
         self._lost = lost
+        self._released = released
         self.running: dict[tuple[str, str], None] = {}  # (thread, call) without a final status
         self._connection: ClientConnection | None = None
         self._reader: asyncio.Task | None = None
@@ -75,14 +78,17 @@ class RelayLink:
         if not isinstance(message, dict):
             return
         thread_id, call_id = message.get("thread_id"), message.get("call_id")
+        chunk = message.get("chunk")
+        kind = chunk.get("type") if isinstance(chunk, dict) else None
+        if (not outbound and kind == "status" and isinstance(thread_id, str)
+                and chunk.get("content", {}).get("state") in RELEASED):
+            self._released(thread_id)  # the node gave the thread up: place it again
         if not isinstance(thread_id, str) or not isinstance(call_id, str):
             return
         if outbound:
             if message.get("type") == "execute":
                 self.running[(thread_id, call_id)] = None
             return
-        chunk = message.get("chunk")
-        kind = chunk.get("type") if isinstance(chunk, dict) else None
         if final_state(message) or kind == "error":
             self.running.pop((thread_id, call_id), None)
         elif kind in CALL_CHUNKS and not message.get("replayed"):

@@ -95,7 +95,11 @@ class Relays:
                 if via == link.node_id:
                     del self.routes[thread]
 
-        link = RelayLink(target, url, client.send_text, lost)
+        def released(thread_id: str) -> None:
+            if self.routes.get(thread_id) == target:
+                del self.routes[thread_id]
+
+        link = RelayLink(target, url, client.send_text, lost, released)
         await link.open(node.settings.cluster_secret, client.identity, node.node_id)
         self.links[target] = link
 
