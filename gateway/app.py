@@ -342,8 +342,8 @@ def _file_store(settings: Settings):
     return ObjectFileStore(settings.data_dir / "files", settings.thread_file_quota,
                            settings.total_file_quota, registry_url=settings.registry_url,
                            store_url=settings.store_url, endpoint=settings.store_endpoint,
-                           region=settings.store_region, access_key=settings.store_access_key,
-                           secret_key=settings.store_secret_key)
+                           region=settings.store_region, key_id=settings.store_key_id,
+                           key=settings.store_key)
 
 
 def _remove_tree(path: Path) -> None:

@@ -105,11 +105,11 @@ class Settings:
     store_url: str = ""  # s3://bucket/prefix: file bytes (needs registry_url)
     store_endpoint: str = ""  # S3 API endpoint (MinIO, Ceph, an emulator); empty: AWS
     store_region: str = "us-east-1"
-    store_access_key: str = ""  # empty: the S3 client's usual credential chain
-    store_secret_key: str = ""
+    store_key_id: str = ""  # empty: the S3 client's usual credential chain
+    store_key: str = ""
     node_id: str = ""  # unique per node; empty: host name and port
     advertise_url: str = ""  # how other nodes reach this one, e.g. ws://10.0.0.5:8765
-    cluster_secret: str = ""  # shared by the nodes: authenticates relayed connections
+    cluster_token: str = ""  # shared by the nodes: authenticates relayed connections
     node_lease: float = 10.0  # seconds a node or its thread claims live without a heartbeat
 
     def __post_init__(self) -> None:
@@ -138,7 +138,7 @@ class Settings:
         data = dataclasses.asdict(self)
         data["tokens"] = sorted(self.tokens.values())  # identities only
         data["admin_token"] = "***" if self.admin_token else ""
-        for secret in ("cluster_secret", "store_secret_key"):
+        for secret in ("cluster_token", "store_key"):
             data[secret] = "***" if data[secret] else ""
         return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
 

@@ -278,7 +278,7 @@ class GatewayServer:
         """The identity another node relays for, if the request carries the cluster secret."""
         from .cluster.relay import IDENTITY_HEADER, SECRET_HEADER
 
-        secret = self.gateway.settings.cluster_secret
+        secret = self.gateway.settings.cluster_token
         if self.gateway.cluster is None or not secret:
             return None
         offered = request.headers.get(SECRET_HEADER, "")

@@ -25,7 +25,7 @@ from gateway.cluster.frontdoor import haproxy_config
 
 REPO = Path(__file__).resolve().parent.parent
 TOKENS_SPEC = "alice:tok-alice,bob:tok-bob"
-CLUSTER_SECRET = "test-cluster-secret"
+CLUSTER_TOKEN = "test-cluster-secret"
 BUCKET = "gateway-test"
 LEASE = 3.0
 START_TIMEOUT = 240.0  # three nodes filling pools on a shared two-core machine
@@ -138,11 +138,11 @@ class Node:
             "GATEWAY_REGISTRY_URL": redis.url,
             "GATEWAY_STORE_URL": f"s3://{BUCKET}/files",
             "GATEWAY_STORE_ENDPOINT": store.endpoint,
-            "GATEWAY_STORE_ACCESS_KEY": "test",
-            "GATEWAY_STORE_SECRET_KEY": "test",
+            "GATEWAY_STORE_KEY_ID": "test",
+            "GATEWAY_STORE_KEY": "test",
             "GATEWAY_NODE_ID": name,
             "GATEWAY_ADVERTISE_URL": f"ws://127.0.0.1:{self.port}",
-            "GATEWAY_CLUSTER_SECRET": CLUSTER_SECRET,
+            "GATEWAY_CLUSTER_TOKEN": CLUSTER_TOKEN,
             "GATEWAY_NODE_LEASE": str(lease),
             "GATEWAY_POOL_SIZE": str(pool_size),
             "GATEWAY_MAX_KERNELS": "8",

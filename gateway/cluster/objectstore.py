@@ -58,14 +58,14 @@ class ObjectFileStore:
 
     def __init__(self, cache: Path, thread_quota: int, total_quota: int, *, registry_url: str,
                  store_url: str, endpoint: str = "", region: str = "us-east-1",
-                 access_key: str = "", secret_key: str = "") -> None:
+                 key_id: str = "", key: str = "") -> None:
         self.blobs = cache / "blobs"
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.thread_quota = thread_quota
         self.total_quota = total_quota
         self.bucket, self.prefix = parse_store_url(store_url)
-        credentials = ({"aws_access_key_id": access_key, "aws_secret_access_key": secret_key}
-                       if access_key else {})
+        credentials = ({"aws_access_key_id": key_id, "aws_secret_access_key": key}
+                       if key_id else {})
         self.s3 = boto3.client(
             "s3", endpoint_url=endpoint or None, region_name=region,
             # Few, quick retries: an outage is handled by the pending list, not by waiting.

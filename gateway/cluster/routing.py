@@ -100,7 +100,7 @@ class Relays:
                 del self.routes[thread_id]
 
         link = RelayLink(target, url, client.send_text, lost, released)
-        await link.open(node.settings.cluster_secret, client.identity, node.node_id)
+        await link.open(node.settings.cluster_token, client.identity, node.node_id)
         self.links[target] = link
 
     async def close(self) -> None:
