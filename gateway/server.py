@@ -186,8 +186,9 @@ class GatewayServer:
             tls.reload(self.ssl, new)  # first: a bad certificate leaves everything as it was
         for name in RELOADABLE:
             setattr(current, name, getattr(new, name))
-        revoked = [c for c in self._clients
-                   if current.tokens.get(c.token_digest or "") != c.identity]
+        # Relays from other nodes carry no client token (cluster_token is not reloadable).
+        revoked = [c for c in self._clients if not c.internal
+                   and current.tokens.get(c.token_digest or "") != c.identity]
         for client in revoked:
             self._spawn(client.connection.close(CLOSE_TOKEN_REVOKED, "token revoked"))
         if "admin_token" in changed:
