@@ -16,7 +16,7 @@ from . import auth, envelopes
 from .config import Settings
 from .datadir import DataDirLock
 from .errors import KernelUnavailable, NotAllowed, PoolExhausted, ProtocolError
-from .files import FileStore
+from .files import FileStore, StoredFile
 from .metrics import Metrics
 from .pool import KernelPool
 from .protocol import Upload
@@ -230,16 +230,19 @@ class Gateway:
         result = await asyncio.to_thread(self._write_upload, root, request)
         if self.cluster is not None and result.get("path"):
             # Several nodes: the thread may move; its uploads must be in the shared store.
-            await self._persist_upload(session, root, request.filename)
+            stored = await self._persist_upload(session, root, request.filename)
+            result.update(file_id=stored.id, sha256=stored.sha256)
         return result
 
-    async def _persist_upload(self, session: ThreadSession, root: Path, name: str) -> None:
-        def store() -> None:
+    async def _persist_upload(self, session: ThreadSession, root: Path,
+                              name: str) -> StoredFile:
+        def store() -> StoredFile:
             with open_regular_file(root, name) as reader:
-                self.store.put_stream(session.thread_id, session.owner, name, reader)
+                return self.store.put_stream(session.thread_id, session.owner, name, reader)
 
-        await asyncio.to_thread(store)
+        stored = await asyncio.to_thread(store)
         session.note_saved(name)
+        return stored
 
     def _write_upload(self, root: Path, request: Upload) -> dict:
         # Parts collect in a hidden file at the top: never announced as generated, never over

@@ -26,6 +26,7 @@ from gateway.cluster.frontdoor import haproxy_config
 REPO = Path(__file__).resolve().parent.parent
 TOKENS_SPEC = "alice:tok-alice,bob:tok-bob"
 CLUSTER_TOKEN = "test-cluster-secret"
+ADMIN_TOKEN = "test-admin-token"
 BUCKET = "gateway-test"
 LEASE = 3.0
 START_TIMEOUT = 240.0  # three nodes filling pools on a shared two-core machine
@@ -143,6 +144,7 @@ class Node:
             "GATEWAY_NODE_ID": name,
             "GATEWAY_ADVERTISE_URL": f"ws://127.0.0.1:{self.port}",
             "GATEWAY_CLUSTER_TOKEN": CLUSTER_TOKEN,
+            "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
             "GATEWAY_NODE_LEASE": str(lease),
             "GATEWAY_POOL_SIZE": str(pool_size),
             "GATEWAY_MAX_KERNELS": "8",

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 import pytest_asyncio
-from cluster_fixtures import REPO, Cluster, in_thread
+from cluster_fixtures import ADMIN_TOKEN, REPO, Cluster, in_thread
 from conftest import download, needs_linux
 
 from gateway.client import GatewayClient
@@ -147,11 +147,15 @@ async def test_node_killed_mid_cell(cluster, clients):
 
     # Both files download, with the same sha256, from every node that is up.
     (generated,) = made.files
+    expected = {generated["file_id"]: b"a,b\n1,2\n",
+                uploaded["content"]["file_id"]: b"uploaded bytes"}
+    assert uploaded["content"]["sha256"] == hashlib.sha256(b"uploaded bytes").hexdigest()
     for node in (cluster.nodes["n1"], cluster.nodes["n3"]):
-        status, body, headers = await download(node.http, generated["file_id"])
-        assert status == 200
-        assert headers["X-File-Sha256"] == hashlib.sha256(b"a,b\n1,2\n").hexdigest()
-        assert body == b"a,b\n1,2\n"
+        for file_id, data in expected.items():
+            status, body, headers = await download(node.http, file_id)
+            assert status == 200
+            assert headers["X-File-Sha256"] == hashlib.sha256(data).hexdigest()
+            assert body == data
 
     # n2 comes back with its old data directory: it runs nothing for the thread it lost.
     await in_thread(n2.start)
@@ -163,6 +167,8 @@ async def test_node_killed_mid_cell(cluster, clients):
         await back.close()
     assert again.output == "new owner\n"  # the new owner's kernel, relayed
     assert (await in_thread(n2.health))["threads"] == 0
+    status, body, headers = await download(n2.http, generated["file_id"])
+    assert (status, body) == (200, b"a,b\n1,2\n")
     clients["n2"] = await GatewayClient.connect(n2.url, "tok-alice", reconnect=False)
 
 
@@ -202,6 +208,17 @@ async def test_redis_restart_loses_no_file_and_threads_go_on(cluster, clients):
     listed = gateway_cli("node", "ls", "--registry", cluster.redis.url, "--json")
     assert listed.returncode == 0, listed.stderr
     assert sorted(row["node"] for row in json.loads(listed.stdout)) == ["n1", "n2", "n3"]
+
+
+async def test_pool_commands_reach_a_node_by_its_id(cluster):
+    for name in cluster.nodes:
+        stats = gateway_cli("pool", "stats", "--node", name, "--registry", cluster.redis.url,
+                            "--admin-token", ADMIN_TOKEN, "--json")
+        assert stats.returncode == 0, stats.stderr
+        assert json.loads(stats.stdout)["max_kernels"] == 8
+    unknown = gateway_cli("pool", "stats", "--node", "nowhere", "--registry",
+                          cluster.redis.url, "--admin-token", ADMIN_TOKEN)
+    assert unknown.returncode == 1 and "no live node 'nowhere'" in unknown.stderr
 
 
 async def test_drain_moves_every_thread_off_a_node(cluster, clients):
