@@ -56,3 +56,14 @@ def test_a_released_thread_is_reported():
     relay._track("not json", outbound=False)
     relay._track("[1, 2]", outbound=False)
     assert released == ["t1"]
+
+
+def test_a_node_that_no_longer_serves_the_thread_is_reported():
+    relay, released = link()
+    relay._track(inbound(envelopes.error("thread_moved", "served by n3"), thread="t2"),
+                 outbound=False)
+    relay._track(inbound(envelopes.status("error", error_code="thread_moved"), thread="t3"),
+                 outbound=False)
+    relay._track(inbound(envelopes.status("error", error_code="queue_full"), thread="t4"),
+                 outbound=False)
+    assert released == ["t2", "t3"]

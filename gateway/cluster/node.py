@@ -101,7 +101,11 @@ class ClusterNode:
             if claim is None or claim.node_id not in self.live:
                 self.live = await self.registry.live_nodes()
             decision = ownership.route(claim, self.node_id, self.live, self.draining)
-            if thread_id in self.claims and not isinstance(decision, ownership.Local):
+            ours = self.claims.get(thread_id)
+            if ours is not None and isinstance(decision, ownership.ClaimHere) \
+                    and await self.registry.renew(thread_id, ours):
+                return None  # our claim had lapsed and nobody took the thread: kept
+            if ours is not None and not isinstance(decision, ownership.Local):
                 self._lost(thread_id)  # e.g. we were frozen past our lease
             match decision:
                 case ownership.Local(claim=held):

@@ -31,6 +31,16 @@ CALL_CHUNKS = frozenset({"hot_code", "hot_code_output", "code_interpreter_stream
 RELEASED = frozenset({"released", "closed"})
 
 
+def _moved(kind: str | None, chunk: dict) -> bool:
+    """Does this chunk say the node no longer serves its thread?"""
+    content = chunk.get("content") if isinstance(chunk, dict) else None
+    if not isinstance(content, dict):
+        return False
+    if kind == "status":
+        return content.get("state") in RELEASED or content.get("error_code") == "thread_moved"
+    return kind == "error" and content.get("code") == "thread_moved"
+
+
 class RelayLink:
     def __init__(self, node_id: str, url: str, deliver: Callable[[str], None],
                  lost: Callable[[RelayLink], None],
@@ -80,8 +90,7 @@ class RelayLink:
         thread_id, call_id = message.get("thread_id"), message.get("call_id")
         chunk = message.get("chunk")
         kind = chunk.get("type") if isinstance(chunk, dict) else None
-        if (not outbound and kind == "status" and isinstance(thread_id, str)
-                and chunk.get("content", {}).get("state") in RELEASED):
+        if not outbound and isinstance(thread_id, str) and _moved(kind, chunk):
             self._released(thread_id)  # the node gave the thread up: place it again
         if not isinstance(thread_id, str) or not isinstance(call_id, str):
             return
