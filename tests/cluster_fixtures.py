@@ -71,6 +71,15 @@ def stop_process(process: subprocess.Popen | None, sig: int = signal.SIGTERM) ->
         process.wait(timeout=30)
 
 
+def unmount_under(root: Path) -> None:
+    """Lazily unmount every mount point below ``root`` (deepest first): only ours are there."""
+    prefix = str(root) + "/"
+    with open("/proc/self/mountinfo") as mounts:
+        points = [line.split()[4] for line in mounts]
+    for point in sorted((p for p in points if p.startswith(prefix)), reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, timeout=60)
+
+
 class Redis:
     def __init__(self, root: Path) -> None:
         self.dir = root / "redis"
@@ -238,6 +247,7 @@ class Cluster:
             node.stop()
         self.store.stop()
         self.redis.stop()
+        unmount_under(self.root)  # what a SIGKILLed node left mounted (its working dirs)
         if not os.environ.get("GATEWAY_KEEP_CLUSTER"):
             shutil.rmtree(self.root, ignore_errors=True)
 
