@@ -210,6 +210,29 @@ async def test_redis_restart_loses_no_file_and_threads_go_on(cluster, clients):
     assert sorted(row["node"] for row in json.loads(listed.stdout)) == ["n1", "n2", "n3"]
 
 
+async def test_a_node_cut_off_from_the_registry_stops_its_cells(cluster, clients):
+    """Past its lease without a renewal another node may own the thread: the cell stops
+    (one final status) and the thread goes on, files restored, once Redis is back."""
+    thread = clients["n1"].thread("cut-off")
+    made = await thread.run("open('/mnt/data/before.txt', 'w').write('before')", wait=WAIT)
+    assert made.state == "complete"
+    call_id = await thread.execute("import time\nprint('running', flush=True)\n"
+                                   "time.sleep(120)")
+    envelope = await clients["n1"].next_envelope("cut-off", call_id, timeout=WAIT)
+    while envelope["chunk"]["type"] != "hot_code_output":
+        envelope = await clients["n1"].next_envelope("cut-off", call_id, timeout=WAIT)
+    await in_thread(cluster.redis.stop)
+    try:
+        stopped = await thread.collect(call_id, WAIT)
+    finally:
+        await in_thread(cluster.redis.start)
+    assert stopped.state == "killed"
+    assert "lost contact with the registry" in stopped.status["reason"]
+    again = await thread.run("print(open('/mnt/data/before.txt').read())", wait=WAIT)
+    assert again.state == "complete", (again.output, again.status)
+    assert again.output == "before\n" and again.status["kernel_restarted"] is True
+
+
 async def test_pool_commands_reach_a_node_by_its_id(cluster):
     for name in cluster.nodes:
         stats = gateway_cli("pool", "stats", "--node", name, "--registry", cluster.redis.url,

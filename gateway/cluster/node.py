@@ -109,6 +109,11 @@ class ClusterNode:
                 self._lost(thread_id)  # e.g. we were frozen past our lease
             match decision:
                 case ownership.Local(claim=held):
+                    if thread_id not in self.claims and thread_id not in self.gateway.threads:
+                        # Ours in the registry, but this node had stopped it (restarted, or
+                        # cut off past its lease): its files come back like after a move.
+                        self.gateway.adopt(thread_id, f"node {self.node_id} had stopped the "
+                                           "thread (it restarted or lost its registry lease)")
                     self.claims[thread_id] = held
                     return None
                 case ownership.ClaimHere() if not claiming:
