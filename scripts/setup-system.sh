@@ -10,7 +10,7 @@ command -v prlimit >/dev/null 2>&1 || missing="$missing util-linux"
 command -v setpriv >/dev/null 2>&1 || missing="$missing util-linux"
 ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || missing="$missing libseccomp2"
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
-command -v haproxy >/dev/null 2>&1 || missing="$missing haproxy"
+command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || missing="$missing haproxy"
 if [ "${WITH_BROWSER:-1}" = 1 ]; then
     command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 fi

@@ -32,6 +32,11 @@ LEASE = 3.0
 START_TIMEOUT = 240.0  # three nodes filling pools on a shared two-core machine
 
 
+def program(name: str) -> str:
+    """A Debian package's program, also when /usr/sbin is not on PATH (haproxy lives there)."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin") or name
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -91,7 +96,7 @@ class Redis:
     def start(self) -> None:
         # Append-only file: the registry (file metadata) survives a restart of Redis.
         self.process = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir",
+            [program("redis-server"), "--bind", "127.0.0.1", "--port", str(self.port), "--dir",
              str(self.dir), "--appendonly", "yes", "--appendfsync", "always", "--save", "",
              "--protected-mode", "yes"],
             stdout=open(self.dir / "log", "ab"), stderr=subprocess.STDOUT)
@@ -211,7 +216,7 @@ class Haproxy:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["haproxy", "-db", "-f", str(self.config)],
+            [program("haproxy"), "-db", "-f", str(self.config)],
             env={**os.environ, "GATEWAY_FRONT_ADDR": f"127.0.0.1:{self.port}"},
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
         wait_until(lambda: http_status(self.http + "/healthz") == 200, 60, "haproxy")
