@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import http.client
 import json
+import os
 import signal
 import subprocess
 import sys
 
 import pytest
 import pytest_asyncio
-from cluster_fixtures import ADMIN_TOKEN, REPO, Cluster, in_thread
+from cluster_fixtures import ADMIN_TOKEN, CLUSTER_TOKEN, REPO, Cluster, in_thread
 from conftest import download, needs_linux
 
 from gateway.client import GatewayClient
@@ -113,6 +115,85 @@ async def test_isolation_across_nodes(cluster, clients):
         assert status == 404
         status, body, _ = await download(node.http, stored["file_id"])
         assert (status, body) == (200, b"alice only")
+
+
+def http_put(base: str, path: str, body: bytes, token: str = "tok-alice",
+             headers: dict | None = None, chunked: bool = False) -> tuple[int, dict]:
+    """PUT ``body`` (blocking): the status and the parsed JSON answer."""
+    address = base.removeprefix("http://")
+    connection = http.client.HTTPConnection(address, timeout=WAIT)
+    try:
+        sent = {"Authorization": f"Bearer {token}", **(headers or {})}
+        if not chunked:
+            sent["Content-Length"] = str(len(body))
+        connection.request("PUT", path, body=iter([body[:1000], body[1000:]]) if chunked
+                           else body, headers=sent, encode_chunked=chunked)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        connection.close()
+
+
+async def test_http_upload_works_on_every_node(cluster, clients):
+    """The thread is n2's: a PUT to any node (or HAProxy) lands in n2's /mnt/data, with the
+    owner's answer; another identity is refused everywhere, also posing as a node."""
+    owner = clients["n2"].thread("http-everywhere")
+    await owner.run("where = 'n2'", wait=WAIT)
+    entries = [(name, node.http) for name, node in cluster.nodes.items()]
+    entries.append(("front", cluster.haproxy.http))
+    for number, (name, base) in enumerate(entries):
+        # n1 gets a body of several of the owner's 8 MiB parts, streamed through the relay.
+        data = os.urandom(9 * 2**20 + 7) if name == "n1" else f"via {name}".encode()
+        status, answer = await asyncio.to_thread(
+            http_put, base, f"/threads/http-everywhere/files/up-{number}.bin", data,
+            chunked=name == "n3")
+        assert status == 201, answer
+        assert answer["filename"] == f"up-{number}.bin" and answer["size"] == len(data)
+        assert answer["path"] == f"/mnt/data/up-{number}.bin"
+        assert answer["sha256"] == hashlib.sha256(data).hexdigest()
+        assert answer["file_id"].startswith("file_")
+        assert CLUSTER_TOKEN not in json.dumps(answer)
+        seen = await clients[name].thread("http-everywhere").run(
+            "import hashlib\n"
+            f"print(where, hashlib.sha256(open('/mnt/data/up-{number}.bin', 'rb').read())"
+            ".hexdigest())", wait=WAIT)
+        assert seen.output == f"n2 {answer['sha256']}\n", seen.envelopes  # n2's kernel
+        status, body, _ = await download(cluster.nodes["n3"].http, answer["file_id"])
+        assert (status, body) == (200, data)
+
+    for name, base in entries:
+        status, answer = await asyncio.to_thread(
+            http_put, base, "/threads/http-everywhere/files/bob.txt", b"bob was here",
+            token="tok-bob")
+        assert (status, answer["error"]["code"]) == (403, "forbidden"), (name, answer)
+        # A client cannot pose as a node relaying for alice without the cluster token.
+        status, answer = await asyncio.to_thread(
+            http_put, base, "/threads/http-everywhere/files/bob.txt", b"bob was here",
+            token="tok-bob",
+            headers={"X-Gateway-Cluster-Secret": "guess", "X-Gateway-Identity": "alice"})
+        assert status == 401, (name, answer)
+    check = await owner.run("import os\nprint(os.path.exists('/mnt/data/bob.txt'))", wait=WAIT)
+    assert check.output == "False\n"
+
+    # A thread nobody holds is claimed by the node the upload reached, as execute does.
+    status, answer = await in_thread(lambda: http_put(
+        cluster.nodes["n3"].http, "/threads/http-unowned/files/first.txt", b"first"))
+    assert status == 201, answer
+    first = await clients["n1"].thread("http-unowned").run(
+        "print(open('/mnt/data/first.txt').read())", wait=WAIT)
+    assert first.output == "first\n"
+    claim = await in_thread(lambda: redis_get(cluster.redis.url, "gw:claim:http-unowned"))
+    assert claim.startswith("n3 "), claim
+
+
+def redis_get(url: str, key: str) -> str | None:
+    import redis
+
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        return client.get(key)
+    finally:
+        client.close()
 
 
 async def test_node_killed_mid_cell(cluster, clients):
