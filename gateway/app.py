@@ -26,7 +26,7 @@ from .readiness import (
     fill_pool_or_give_up,
     not_ready_reason,
 )
-from .replay import CallResults
+from .replay import CallResults, FinishedCall
 from .sandbox import HostSandbox
 from .session import Listener, ThreadSession
 from .uids import UidRange
@@ -74,6 +74,11 @@ class Gateway:
         self._adoptions: dict[str, str] = {}  # thread -> why it comes here from another node
         self.threads: dict[str, ThreadSession] = {}
         self.results = CallResults(settings.result_retention)
+        if self.cluster is not None:  # finished calls outlive the node that ran them
+            from .cluster.results import SharedResults
+
+            self.results = SharedResults(settings.result_retention, settings.registry_url,
+                                         self.cluster.placement)
         self.started = time.time()
         self.draining = False
         self.data_lock = DataDirLock(settings.data_dir)
@@ -134,6 +139,7 @@ class Gateway:
     async def close(self) -> None:
         if self.cluster is not None:
             await self.cluster.close()
+            await self.results.close()
         self._pool_log.removeHandler(self._start_failures)
         if self._culler:
             self._culler.cancel()
@@ -205,6 +211,32 @@ class Gateway:
     def result(self, thread_id: str, call_id: str, identity: str) -> dict | None:
         """A finished call's final status envelope (None: unknown, expired or not yours)."""
         return self.results.get(thread_id, call_id, identity)
+
+    async def finished_call(self, thread_id: str, call_id: str,
+                            identity: str) -> FinishedCall | None:
+        """A finished call (None: unknown, running, expired or not yours); in a cluster also
+        one that ran on another node, or on a node that is gone (then ``killed``)."""
+        if self.cluster is not None:
+            return await self.results.lookup(thread_id, call_id, identity)
+        return self.results.finished(thread_id, call_id, identity)
+
+    async def begin_call(self, session: ThreadSession, call_id: str) -> dict | None:
+        """Cluster: before an execute is queued, mark the call running on this node (so its
+        end is known if the node is lost); the final status instead if the call id ran before
+        (on a node that is gone, say) and must not run again."""
+        if self.cluster is None:
+            return None
+        earlier = await self.results.begin(session.thread_id, call_id, session.owner,
+                                           self.cluster.node_id,
+                                           self.cluster.claims.get(session.thread_id))
+        return earlier.status if earlier is not None else None
+
+    def call_refused(self, session: ThreadSession, call_id: str) -> None:
+        """Cluster: the execute ``begin_call`` marked was refused before it was queued."""
+        if self.cluster is not None:
+            self.results.refused(session.thread_id, call_id, session.owner,
+                                 self.cluster.node_id,
+                                 self.cluster.claims.get(session.thread_id))
 
     def detach(self, listener: Listener) -> None:
         """A connection went away. Threads it only watched and never used are forgotten, so

@@ -17,6 +17,7 @@ import mimetypes
 import re
 import ssl
 import urllib.parse
+from collections.abc import Awaitable
 from pathlib import Path
 
 import orjson
@@ -232,7 +233,8 @@ class GatewayServer:
         return summary
 
     # -- HTTP -------------------------------------------------------------------------------
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _process_request(self, connection: ServerConnection,
+                         request: Request) -> Response | Awaitable[Response] | None:
         path = urllib.parse.urlsplit(request.path).path
         gw = self.gateway
         if path in ("/ws", "/admin") and not self._origin_allowed(request):
@@ -287,14 +289,14 @@ class GatewayServer:
             return None
         return request.headers.get(IDENTITY_HEADER) or None
 
-    def _call_result(self, request: Request, thread_id: str, call_id: str) -> Response:
+    async def _call_result(self, request: Request, thread_id: str, call_id: str) -> Response:
         """``GET /threads/{thread}/calls/{call}``: a finished call's final status and files,
         for the owner only; anything else is 404 exactly like an unknown call."""
         identity = auth.identity_for(self.gateway.settings.tokens, _bearer(request))
         if identity is None:
             return _json(401, {"error": "missing or invalid token"})
         thread_id, call_id = urllib.parse.unquote(thread_id), urllib.parse.unquote(call_id)
-        finished = self.gateway.results.finished(thread_id, call_id, identity)
+        finished = await self.gateway.finished_call(thread_id, call_id, identity)
         if finished is None:
             return _json(404, {"error": "not found"})
         return _json(200, {"thread_id": thread_id, "call_id": call_id,
@@ -402,8 +404,15 @@ class GatewayServer:
                     client.send({**finished, "replayed": True})
                 elif session.in_flight(request.call_id):
                     pass  # retried while it runs: this connection now gets its status
-                else:
-                    session.submit(request.call_id, request.code, request.timeout)
+                elif (earlier := await gw.begin_call(session, request.call_id)) is not None:
+                    client.send({**earlier, "replayed": True})  # ran on another node
+                elif not session.in_flight(request.call_id):
+                    try:
+                        session.submit(request.call_id, request.code, request.timeout)
+                    except GatewayError as exc:
+                        if exc.code != "call_executed":
+                            gw.call_refused(session, request.call_id)
+                        raise
             case protocol.Subscribe():
                 session = gw.thread(request.thread_id, identity, create=True)
                 client.send(envelopes.envelope(
@@ -414,12 +423,13 @@ class GatewayServer:
             case protocol.Result():
                 # No session needed: results outlive closed threads; the owner check is the
                 # store's (another identity's call is as unknown as a made-up one).
-                finished = gw.result(request.thread_id, request.call_id, identity)
+                finished = await gw.finished_call(request.thread_id, request.call_id,
+                                                  identity)
                 if finished is None:
                     raise protocol.ProtocolError(
                         f"no finished call {request.call_id!r} on this thread (unknown, still "
                         "running, or older than result_retention)", code="unknown_call")
-                client.send({**finished, "replayed": True})
+                client.send({**finished.status, "replayed": True})
             case protocol.Interrupt():
                 await gw.thread(request.thread_id, identity, create=False).interrupt()
             case protocol.Restart():

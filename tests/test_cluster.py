@@ -11,6 +11,8 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 
 import pytest
 import pytest_asyncio
@@ -186,6 +188,17 @@ async def test_http_upload_works_on_every_node(cluster, clients):
     assert claim.startswith("n3 "), claim
 
 
+def call_status(base: str, thread_id: str, call_id: str, token: str) -> tuple[int, dict]:
+    """GET /threads/{thread}/calls/{call} (blocking): the status and the parsed JSON."""
+    request = urllib.request.Request(f"{base}/threads/{thread_id}/calls/{call_id}",
+                                     headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=WAIT) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
 def redis_get(url: str, key: str) -> str | None:
     import redis
 
@@ -225,6 +238,31 @@ async def test_node_killed_mid_cell(cluster, clients):
     assert "uploaded bytes" in after.output and "a,b" in after.output
     # Exactly one final status for the killed call: nothing else arrived for it.
     assert clients["n1"]._calls[("failover", call_id)].empty()
+
+    # The calls' final statuses outlive n2 (shared in Redis): on every node that is up, a
+    # `result` request and GET /threads/{t}/calls/{c} give the killed call's one `killed`
+    # status and the status of the call that completed on n2; a retried execute of the
+    # killed call gives its status again and runs nothing; bob gets nothing of it anywhere.
+    for name in ("n1", "n3"):
+        node, client = cluster.nodes[name], clients[name]
+        await client.send({"type": "result", "thread_id": "failover", "call_id": call_id})
+        answer = await client.next_envelope("failover", call_id, timeout=WAIT)
+        assert answer["chunk"]["content"] == lost.status, answer
+        assert answer["replayed"] is True
+        retried = await client.thread("failover").collect(
+            await client.thread("failover").execute("print('ran twice')", call_id=call_id),
+            WAIT)
+        assert [e["chunk"]["content"] for e in retried.envelopes] == [lost.status]
+        status, body = await in_thread(call_status, node.http, "failover", call_id,
+                                       "tok-alice")
+        assert (status, body["status"]) == (200, lost.status), body
+        status, body = await in_thread(call_status, node.http, "failover", made.call_id,
+                                       "tok-alice")
+        assert status == 200 and body["status"]["state"] == "complete", body
+        assert [f["file_id"] for f in body["files"]] == [f["file_id"] for f in made.files]
+        for call in (call_id, made.call_id):
+            status, _ = await in_thread(call_status, node.http, "failover", call, "tok-bob")
+            assert status == 404
 
     # Both files download, with the same sha256, from every node that is up.
     (generated,) = made.files

@@ -67,3 +67,22 @@ def test_a_node_that_no_longer_serves_the_thread_is_reported():
     relay._track(inbound(envelopes.status("error", error_code="queue_full"), thread="t4"),
                  outbound=False)
     assert released == ["t2", "t3"]
+
+
+def test_a_shared_final_status_is_bounded():
+    """A status stored in Redis for every node stays under MAX_BYTES, whatever it carries,
+    and keeps how the call ended."""
+    from gateway.cluster.results import MAX_BYTES, bounded
+
+    small = {"owner": "alice", "files": [], "status": envelopes.envelope(
+        envelopes.status("complete", tool_output="x" * 4000), "t1", "c1")}
+    assert orjson.loads(bounded(small)) == small  # a usual status is stored whole
+    huge = {"owner": "alice", "files": [{"filename": "f" * 200, "file_id": "file_1"}] * 500,
+            "status": envelopes.envelope(envelopes.status(
+                "error", reason="boom " * 10_000, tool_output="y" * 100_000,
+                extra=["z" * 1000] * 100), "t1", "c1")}
+    stored = orjson.loads(bounded(huge))
+    assert len(bounded(huge)) <= MAX_BYTES
+    assert stored["owner"] == "alice"
+    assert stored["status"]["chunk"]["content"]["state"] == "error"
+    assert stored["status"]["chunk"]["content"]["reason"].startswith("boom boom")

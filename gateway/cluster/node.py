@@ -161,6 +161,11 @@ class ClusterNode:
         log.info("thread %s: %s", thread_id, reason)
         self.gateway.adopt(thread_id, reason)
 
+    async def placement(self, thread_id: str) -> tuple[dict[str, dict], Claim | None]:
+        """The live nodes and the thread's claim, read from the registry now."""
+        self.live = await self.registry.live_nodes()
+        return self.live, await self.registry.claim_of(thread_id)
+
     async def wait_for_expiry(self, thread_id: str, node_id: str) -> None:
         """A node we could not reach still holds the thread: wait (at most a lease and a bit)
         until its claim expires or changes, then let ``place`` decide again."""

@@ -31,6 +31,13 @@ CALL_CHUNKS = frozenset({"hot_code", "hot_code_output", "code_interpreter_stream
 RELEASED = frozenset({"released", "closed"})
 
 
+def lost_reason(node_id: str) -> str:
+    """Why a call that was running on a node that vanished ended (the same words whether a
+    relay saw the link break or a node found the call's marker in the registry)."""
+    return (f"node {node_id} was lost while this cell ran; the next request for the thread "
+            "runs on another node with the thread's files (variables are lost)")
+
+
 def _moved(kind: str | None, chunk: dict) -> bool:
     """Does this chunk say the node no longer serves its thread?"""
     content = chunk.get("content") if isinstance(chunk, dict) else None

@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from .. import protocol
 from ..errors import PoolExhausted
-from .relay import RelayLink
+from .relay import RelayLink, lost_reason
 
 if TYPE_CHECKING:
     from .node import ClusterNode
@@ -84,10 +84,7 @@ class Relays:
             raise OSError(f"node {target} has no address in the registry")
 
         def lost(link: RelayLink) -> None:
-            reason = (f"node {link.node_id} was lost while this cell ran; the next request "
-                      "for the thread runs on another node with the thread's files (variables "
-                      "are lost)")
-            for status in link.lost_statuses(reason):
+            for status in link.lost_statuses(lost_reason(link.node_id)):
                 client.send(status)
             if self.links.get(link.node_id) is link:
                 del self.links[link.node_id]
