@@ -13,8 +13,6 @@ owner's answer (``filename``, ``size``, ``path``, ``file_id``, ``sha256``) is th
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import ssl
 import urllib.parse
 
@@ -75,10 +73,6 @@ async def forward_upload(advertise_url: str, target: bytes, content_length: byte
     except OSError as exc:  # TimeoutError included
         raise Unreachable(str(exc) or type(exc).__name__) from exc
     try:
-        sock = owner_writer.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         owner = h11.Connection(h11.CLIENT, max_incomplete_event_size=http11.MAX_HEADER_BYTES)
         headers = [("Host", f"{host}:{port}"), ("Expect", "100-continue"),
                    (SECRET_HEADER, secret), (IDENTITY_HEADER, identity),
