@@ -12,7 +12,7 @@ TOKEN   ?= $(shell cat $(DATA)/token 2>/dev/null)
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[kernel,test,bench]'
+	$(PY) -m pip install -q -e '.[kernel,test,bench,cluster]'
 	touch $@
 
 system:

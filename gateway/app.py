@@ -16,7 +16,7 @@ from . import auth, envelopes, languages
 from .config import Settings
 from .datadir import DataDirLock
 from .errors import KernelUnavailable, LanguageUnavailable, NotAllowed, PoolExhausted, ProtocolError
-from .files import FileStore
+from .files import FileStore, StoredFile
 from .metrics import Metrics
 from .pool import KernelPool
 from .protocol import Upload
@@ -26,12 +26,18 @@ from .readiness import (
     fill_pool_or_give_up,
     not_ready_reason,
 )
-from .replay import CallResults
+from .replay import CallResults, FinishedCall
 from .sandbox import HostSandbox
 from .session import Listener, ThreadSession
 from .threads.export import notebook_bytes
 from .uids import UidRange
-from .workdirs import UnsafePath, Workdirs, give_to_directory_owner, open_directory
+from .workdirs import (
+    UnsafePath,
+    Workdirs,
+    give_to_directory_owner,
+    open_directory,
+    open_regular_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +74,22 @@ class Gateway:
                     settings.language_pool_size(language.name), group=self.pool.group)
         self.unavailable_languages: dict[str, str] = {}  # name -> why
         self.metrics.watch_pool(self.pool)
-        self.store = FileStore(settings.data_dir / "files", settings.thread_file_quota,
-                               settings.total_file_quota)
+        self.store = _file_store(settings)
+        self.cluster = None
+        if settings.clustered:
+            from .cluster.node import ClusterNode
+
+            self.cluster = ClusterNode(settings, self)
+        self._adoptions: dict[str, str] = {}  # thread -> why it comes here from another node
         self.threads: dict[str, ThreadSession] = {}
         self.results = CallResults(settings.result_retention,
                                    max_bytes=settings.result_retention_bytes)
+        if self.cluster is not None:  # finished calls outlive the node that ran them
+            from .cluster.results import SharedResults
+
+            self.results = SharedResults(settings.result_retention, settings.registry_url,
+                                         self.cluster.placement,
+                                         max_bytes=settings.result_retention_bytes)
         self.metrics.watch_results(self.results)
         self.started = time.time()
         self.draining = False
@@ -111,6 +128,9 @@ class Gateway:
             self.data_lock.release()
             raise
         await self._start_other_languages()
+        if self.cluster is not None:
+            await asyncio.to_thread(self.store.ensure_bucket)
+            await self.cluster.start()
         self._culler = asyncio.create_task(self._cull_idle())
         log.info("gateway ready: %d warm kernels, sandbox %s", len(self.pool._warm),
                  "on" if self.host.enabled else "OFF")
@@ -153,6 +173,9 @@ class Gateway:
                 _remove_tree(stale)
 
     async def close(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.close()
+            await self.results.close()
         self._pool_log.removeHandler(self._start_failures)
         if self._culler:
             self._culler.cancel()
@@ -196,12 +219,22 @@ class Gateway:
                 raise PoolExhausted("the gateway is draining: no new threads")
             session = ThreadSession(thread_id, identity, self.settings, self.pool_for,
                                     self.store, self.metrics, self.results)
+            if self.cluster is not None:
+                session.fence = self.cluster.fence
+                if (reason := self._adoptions.pop(thread_id, None)) is not None:
+                    session.adopt(reason)
             self.threads[thread_id] = session
         elif session.owner != identity:
             # The same answer as for an unknown thread would leak less, but creators need to
             # know a name is taken; ids are the platform's, not guessable secrets.
             raise NotAllowed(f"thread {thread_id!r} belongs to another identity")
         return session
+
+    def adopt(self, thread_id: str, reason: str) -> None:
+        """Cluster: this node just claimed a thread that ran elsewhere before."""
+        self._adoptions[thread_id] = reason
+        if (session := self.threads.get(thread_id)) is not None:
+            session.adopt(reason)
 
     def attach(self, thread_id: str, identity: str, listener: Listener,
                since_seq: int | None = None) -> ThreadSession:
@@ -218,6 +251,32 @@ class Gateway:
         """A finished call's final status envelope (None: unknown, expired or not yours)."""
         return self.results.get(thread_id, call_id, identity)
 
+    async def finished_call(self, thread_id: str, call_id: str,
+                            identity: str) -> FinishedCall | None:
+        """A finished call (None: unknown, running, expired or not yours); in a cluster also
+        one that ran on another node, or on a node that is gone (then ``killed``)."""
+        if self.cluster is not None:
+            return await self.results.lookup(thread_id, call_id, identity)
+        return self.results.finished(thread_id, call_id, identity)
+
+    async def begin_call(self, session: ThreadSession, call_id: str) -> dict | None:
+        """Cluster: before an execute is queued, mark the call running on this node (so its
+        end is known if the node is lost); the final status instead if the call id ran before
+        (on a node that is gone, say) and must not run again."""
+        if self.cluster is None:
+            return None
+        earlier = await self.results.begin(session.thread_id, call_id, session.owner,
+                                           self.cluster.node_id,
+                                           self.cluster.claims.get(session.thread_id))
+        return earlier.status if earlier is not None else None
+
+    def call_refused(self, session: ThreadSession, call_id: str) -> None:
+        """Cluster: the execute ``begin_call`` marked was refused before it was queued."""
+        if self.cluster is not None:
+            self.results.refused(session.thread_id, call_id, session.owner,
+                                 self.cluster.node_id,
+                                 self.cluster.claims.get(session.thread_id))
+
     def detach(self, listener: Listener) -> None:
         """A connection went away. Threads it only watched and never used are forgotten, so
         subscribing to made-up ids cannot pile up sessions."""
@@ -225,6 +284,8 @@ class Gateway:
             session.listeners.discard(listener)
             if not session.listeners and session.unused:
                 del self.threads[thread_id]
+                if self.cluster is not None:
+                    self.cluster.released(thread_id)
 
     async def close_thread(self, thread_id: str, identity: str) -> None:
         session = self.thread(thread_id, identity, create=False)
@@ -232,11 +293,28 @@ class Gateway:
         await session.close()
         await session.snapshots.cleared()  # a closed thread's id, used again, starts clean
         session.emit(envelopes.status("closed"), None)
+        if self.cluster is not None:
+            self.cluster.released(thread_id)
 
     async def upload(self, session: ThreadSession, request: Upload) -> dict:
         """Place a user file (or one part of it) in the thread's working directory."""
         root = await session.workdir()
-        return await asyncio.to_thread(self._write_upload, root, request)
+        result = await asyncio.to_thread(self._write_upload, root, request)
+        if self.cluster is not None and result.get("path"):
+            # Several nodes: the thread may move; its uploads must be in the shared store.
+            stored = await self._persist_upload(session, root, request.filename)
+            result.update(file_id=stored.id, sha256=stored.sha256)
+        return result
+
+    async def _persist_upload(self, session: ThreadSession, root: Path,
+                              name: str) -> StoredFile:
+        def store() -> StoredFile:
+            with open_regular_file(root, name) as reader:
+                return self.store.put_stream(session.thread_id, session.owner, name, reader)
+
+        stored = await asyncio.to_thread(store)
+        session.note_saved(name)
+        return stored
 
     def _write_upload(self, root: Path, request: Upload) -> dict:
         # Parts collect in a hidden file at the top: never announced as generated, never over
@@ -326,6 +404,8 @@ class Gateway:
         """For /readyz: ready when a new thread gets a warm kernel at once; else the reason."""
         snapshot = self.pool.snapshot()
         reason = not_ready_reason(snapshot, self._start_failures.message)
+        if self.cluster is not None and self.cluster.draining:
+            reason = f"node {self.cluster.node_id} is draining: it takes no new threads"
         if snapshot["failing_starts"] >= FAILING_STARTS_REPORTED:
             failing = (f"kernel starts keep failing: {snapshot['failing_starts']} in a row, "
                        f"the last with: {snapshot['last_start_error']}")
@@ -355,6 +435,22 @@ class Gateway:
                        "pool": {key: pool.snapshot()[key] for key in
                                 ("target", "warm", "starting", "leased")}}
                 for name, pool in self.pools.items()}
+
+
+def _file_store(settings: Settings):
+    """SQLite and local disk; with a registry and a store URL, the cluster's shared store."""
+    if not settings.clustered:
+        return FileStore(settings.data_dir / "files", settings.thread_file_quota,
+                         settings.total_file_quota)
+    if not settings.store_url:
+        raise ValueError("registry_url needs store_url too: the nodes must share files")
+    from .cluster.objectstore import ObjectFileStore
+
+    return ObjectFileStore(settings.data_dir / "files", settings.thread_file_quota,
+                           settings.total_file_quota, registry_url=settings.registry_url,
+                           store_url=settings.store_url, endpoint=settings.store_endpoint,
+                           region=settings.store_region, key_id=settings.store_key_id,
+                           key=settings.store_key)
 
 
 def _remove_tree(path: Path) -> None:

@@ -238,6 +238,9 @@ files_app = typer.Typer(help="The file store of a running gateway.", no_args_is_
 app.add_typer(pool_app, name="pool")
 app.add_typer(thread_app, name="thread")
 app.add_typer(files_app, name="files")
+node_app = typer.Typer(help="The nodes of a cluster (through its Redis registry).",
+                       no_args_is_help=True)
+app.add_typer(node_app, name="node")
 
 UrlOpt = Annotated[str, Opt("--url", envvar="GATEWAY_ADMIN_URL",
                             help="Admin endpoint of the running gateway.")]
@@ -245,6 +248,34 @@ AdminTokenOpt = Annotated[str, Opt("--admin-token", envvar="GATEWAY_ADMIN_TOKEN"
                                    help="The server's admin token.")]
 JsonOpt = Annotated[bool, Opt("--json", help="Print JSON instead of a table.")]
 DEFAULT_ADMIN_URL = "ws://127.0.0.1:8765/admin"
+NodeOpt = Annotated[str, Opt("--node", help="A cluster node's id: its admin endpoint is found "
+                                            "in the registry (instead of --url).")]
+RegistryOpt = Annotated[str, Opt("--registry", envvar="GATEWAY_REGISTRY_URL",
+                                 help="The cluster's Redis, e.g. redis://127.0.0.1:6379/0.")]
+
+
+def _registry_call(registry: str, call):
+    from redis.exceptions import RedisError
+
+    if not registry:
+        typer.echo("error: no registry (--registry or GATEWAY_REGISTRY_URL)", err=True)
+        raise typer.Exit(2)
+    try:
+        return asyncio.run(call(registry))
+    except (RedisError, OSError) as exc:
+        typer.echo(f"error: cannot reach the registry at {registry}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except LookupError as exc:
+        typer.echo(f"error: {exc.args[0]}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _node_admin_url(url: str, node: str, registry: str) -> str:
+    if not node:
+        return url
+    from .cluster.admin import admin_url_of
+
+    return _registry_call(registry, lambda r: admin_url_of(r, node))
 
 
 def _admin(url: str, token: str, command: dict) -> object:
@@ -271,8 +302,9 @@ def _print(result: object, as_json: bool, columns: list[str] | None = None) -> N
 
 @pool_app.command("ls")
 def pool_ls(url: UrlOpt = DEFAULT_ADMIN_URL, admin_token: AdminTokenOpt = "",
-            as_json: JsonOpt = False) -> None:
+            as_json: JsonOpt = False, node: NodeOpt = "", registry: RegistryOpt = "") -> None:
     """Every kernel: language, thread, owner, state, pid, age, idle time, memory, executions."""
+    url = _node_admin_url(url, node, registry)
     _print(_admin(url, admin_token, {"op": "pool.ls"}), as_json,
            ["kernel", "language", "thread", "owner", "state", "pid", "age_seconds", "idle_seconds",
             "rss_bytes", "executions"])
@@ -280,27 +312,56 @@ def pool_ls(url: UrlOpt = DEFAULT_ADMIN_URL, admin_token: AdminTokenOpt = "",
 
 @pool_app.command("stats")
 def pool_stats(url: UrlOpt = DEFAULT_ADMIN_URL, admin_token: AdminTokenOpt = "",
-               as_json: JsonOpt = False) -> None:
+               as_json: JsonOpt = False, node: NodeOpt = "", registry: RegistryOpt = "") -> None:
     """Pool sizes, warm count, waits, restarts, deaths."""
+    url = _node_admin_url(url, node, registry)
     _print(_admin(url, admin_token, {"op": "pool.stats"}), as_json)
 
 
 @pool_app.command("resize")
 def pool_resize(size: int, url: UrlOpt = DEFAULT_ADMIN_URL, admin_token: AdminTokenOpt = "",
-                as_json: JsonOpt = False) -> None:
+                as_json: JsonOpt = False, node: NodeOpt = "", registry: RegistryOpt = "") -> None:
     """Keep SIZE warm kernels ready."""
+    url = _node_admin_url(url, node, registry)
     _print(_admin(url, admin_token, {"op": "pool.resize", "size": size}), as_json)
 
 
 @pool_app.command("drain")
 def pool_drain(timeout: Annotated[float, Opt(help="Seconds to let executions finish.")] = 60,
                url: UrlOpt = DEFAULT_ADMIN_URL, admin_token: AdminTokenOpt = "",
-               as_json: JsonOpt = False) -> None:
+               as_json: JsonOpt = False, node: NodeOpt = "", registry: RegistryOpt = "") -> None:
     """No new threads; running executions finish; then every kernel is shut down."""
     from .display import progress
 
+    url = _node_admin_url(url, node, registry)
     with progress("draining the pool"):
         result = _admin(url, admin_token, {"op": "pool.drain", "timeout": timeout})
+    _print(result, as_json)
+
+
+@node_app.command("ls")
+def node_ls(registry: RegistryOpt = "", as_json: JsonOpt = False) -> None:
+    """The cluster's live nodes: heartbeat age, kernels, threads, load, draining."""
+    from .cluster.admin import node_rows
+
+    _print(_registry_call(registry, node_rows), as_json,
+           ["node", "advertise_url", "heartbeat_age_seconds", "kernels", "threads", "load",
+            "draining"])
+
+
+@node_app.command("drain")
+def node_drain(node: Annotated[str, typer.Argument(help="The node's id.")],
+               registry: RegistryOpt = "",
+               wait: Annotated[float, Opt(help="Seconds to wait until its threads are "
+                                               "released (0: do not wait).")] = 600,
+               as_json: JsonOpt = False) -> None:
+    """Stop new claims on NODE, let its running cells finish, release its threads (their
+    files are in the store): the next request for each lands on another node."""
+    from .cluster.admin import drain_node
+    from .display import progress
+
+    with progress(f"draining node {node}"):
+        result = _registry_call(registry, lambda r: drain_node(r, node, wait))
     _print(result, as_json)
 
 

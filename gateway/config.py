@@ -113,6 +113,18 @@ class Settings:
     # Browser origins allowed besides the gateway's own page ("*": any).
     allowed_origins: tuple[str, ...] = ()
 
+    # Cluster (gateway/cluster/): all empty = one node, SQLite and local disk, no other server.
+    registry_url: str = ""  # redis://host:port/db: nodes, thread ownership, file metadata
+    store_url: str = ""  # s3://bucket/prefix: file bytes (needs registry_url)
+    store_endpoint: str = ""  # S3 API endpoint (MinIO, Ceph, an emulator); empty: AWS
+    store_region: str = "us-east-1"
+    store_key_id: str = ""  # empty: the S3 client's usual credential chain
+    store_key: str = ""
+    node_id: str = ""  # unique per node; empty: host name and port
+    advertise_url: str = ""  # how other nodes reach this one, e.g. ws://10.0.0.5:8765
+    cluster_token: str = ""  # shared by the nodes: authenticates relayed connections
+    node_lease: float = 10.0  # seconds a node or its thread claims live without a heartbeat
+
     def __post_init__(self) -> None:
         from . import auth, origins
 
@@ -127,6 +139,10 @@ class Settings:
         return self.pool_size if language == "python" else getattr(self, f"{language}_pool_size")
 
     @property
+    def clustered(self) -> bool:
+        return bool(self.registry_url)
+
+    @property
     def workdirs(self) -> Path:
         return self.data_dir / "workdirs"
 
@@ -139,6 +155,8 @@ class Settings:
         data = dataclasses.asdict(self)
         data["tokens"] = sorted(self.tokens.values())  # identities only
         data["admin_token"] = "***" if self.admin_token else ""
+        for secret in ("cluster_token", "store_key"):
+            data[secret] = "***" if data[secret] else ""
         return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
 
 

@@ -125,6 +125,10 @@ class FileStore:
                                   (value,))
             return int(row.fetchone()[0])
 
+    def not_yet_stored(self, stored: StoredFile) -> str | None:
+        """Why a stored file is not safe yet (None: it is; always, on local disk)."""
+        return None
+
     def get(self, file_id: str, owner: str) -> StoredFile | None:
         """The file if ``owner`` may read it; None both for unknown ids and other owners."""
         with self._lock:

@@ -106,10 +106,16 @@ class HttpHandler:
             return
         async with self._downloads:
             plan = downloads.plan(method, headers, stored)
+            try:
+                # Another node's file is fetched from the object store first (cluster).
+                local = await asyncio.to_thread(self.gateway.store.path, stored)
+            except FileNotFoundError:
+                await self._answer(conn, writer, 503, {
+                    "error": "the file is not in the shared store yet; retry"}, head)
+                return
             await http11.send_head(conn, writer, plan.status, plan.headers)
             if plan.length:
-                await downloads.send_body(writer, self.gateway.store.path(stored), plan.offset,
-                                          plan.length)
+                await downloads.send_body(writer, local, plan.offset, plan.length)
             await writer.drain()
 
     async def _notebook(self, conn: h11.Connection, request: h11.Request, target: str,

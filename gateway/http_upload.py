@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hmac
 import logging
 import re
 import secrets
@@ -27,9 +28,12 @@ import h11
 
 from . import auth
 from .app import Gateway
+from .cluster.relay import IDENTITY_HEADER, SECRET_HEADER
 from .errors import GatewayError, ProtocolError
 from .http11 import READ_BYTES, next_event
 from .protocol import Upload
+
+PLACEMENT_ATTEMPTS = 3
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +43,18 @@ MAX_CONCURRENT = 16  # uploads in flight; each buffers up to PART_BYTES
 HTTP_STATUS = {
     "bad_request": 400, "bad_filename": 400, "bad_offset": 400,
     "unauthorized": 401, "forbidden": 403, "not_found": 404, "method_not_allowed": 405,
-    "too_large": 413, "pool_exhausted": 503, "busy": 503, "upload_failed": 507,
+    "thread_moved": 409, "too_large": 413, "pool_exhausted": 503, "busy": 503, "upload_failed": 507,
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class Elsewhere:
+    """Cluster: another node owns the upload's thread."""
+
+    node_id: str
+    thread_id: str
+    identity: str
+    content_length: bytes | None
 
 
 def error_body(code: str, message: str) -> dict:
@@ -97,7 +111,16 @@ class UploadHandler:
                       reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter) -> tuple[int, dict]:
         try:
-            session, first, call_id = self._route(request)
+            routed = await self._route(request)
+            if isinstance(routed, Elsewhere):
+                answer = await self._forward(routed, request, conn, reader, writer)
+                if answer is not None:
+                    return answer
+                routed = await self._route(request)  # the thread came to this node meanwhile
+                if isinstance(routed, Elsewhere):
+                    return 503, error_body("thread_moved", "the thread keeps moving between "
+                                           "nodes; send the upload again")
+            session, first, call_id = routed
             if conn.they_are_waiting_for_100_continue:
                 # curl sends Expect: 100-continue for large bodies and otherwise waits a second.
                 writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
@@ -109,7 +132,7 @@ class UploadHandler:
                  extra={"thread_id": session.thread_id, "call_id": call_id})
         return 201, result
 
-    def _route(self, request: h11.Request):
+    async def _route(self, request: h11.Request):
         target = request.target.decode("ascii", "replace")
         parts = urllib.parse.urlsplit(target)
         match = PATH.fullmatch(parts.path)
@@ -119,10 +142,7 @@ class UploadHandler:
         if request.method not in (b"PUT", b"POST"):
             raise ProtocolError("use PUT", code="method_not_allowed")
         headers = {name.lower(): value for name, value in request.headers}
-        bearer = headers.get(b"authorization", b"").decode("latin-1")
-        identity = auth.identity_for(self.gateway.settings.tokens,
-                                     bearer.removeprefix("Bearer ").strip()
-                                     if bearer.startswith("Bearer ") else "")
+        identity, internal = self._identity(headers)
         if identity is None:
             raise ProtocolError("missing or invalid token", code="unauthorized")
         length = headers.get(b"content-length")
@@ -139,8 +159,75 @@ class UploadHandler:
         # body share this request's id (the call id, if the client gave one).
         first = Upload(thread_id, filename, b"", call_id=call_id or f"http_{secrets.token_hex(8)}",
                        final=False)
+        if self.gateway.cluster is not None:
+            # The bytes must land in the working directory of the kernel that runs the
+            # thread's cells: served here if this node holds (or now claims) the thread, else
+            # streamed on to the node that does (after the same identity check as here).
+            target = await self.gateway.cluster.place(thread_id, identity, internal=internal)
+            if target is not None:
+                if internal:  # never relayed twice: the sending node places it again
+                    raise ProtocolError(f"thread {thread_id!r} is served by node {target}",
+                                        code="thread_moved")
+                return Elsewhere(target, thread_id, identity,
+                                 headers.get(b"content-length"))
         session = self.gateway.thread(thread_id, identity, create=True)
         return session, first, call_id
+
+    def _identity(self, headers: dict[bytes, bytes]) -> tuple[str | None, bool]:
+        """The uploader's identity, and whether another node of the cluster sent the request
+        for its client (the cluster secret instead of a client token)."""
+        settings = self.gateway.settings
+        offered = headers.get(SECRET_HEADER.lower().encode())
+        if offered is not None:
+            secret = settings.cluster_token
+            if self.gateway.cluster is None or not secret or not hmac.compare_digest(
+                    offered, secret.encode()):
+                return None, True
+            identity = headers.get(IDENTITY_HEADER.lower().encode(), b"").decode("utf-8",
+                                                                                 "replace")
+            return identity or None, True
+        bearer = headers.get(b"authorization", b"").decode("latin-1")
+        return auth.identity_for(settings.tokens, bearer.removeprefix("Bearer ").strip()
+                                 if bearer.startswith("Bearer ") else ""), False
+
+    async def _forward(self, elsewhere: Elsewhere, request: h11.Request, conn: h11.Connection,
+                       reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter) -> tuple[int, dict] | None:
+        """Cluster: stream the upload to the node that owns the thread; its answer is ours.
+        Placed again if that node gave the thread up (or cannot be reached) before the body;
+        None if it is this node's now."""
+        from .cluster.forward import Lost, Refused, Unreachable, forward_upload
+
+        node = self.gateway.cluster
+        target = elsewhere.node_id
+        for attempt in range(PLACEMENT_ATTEMPTS):
+            if attempt:
+                target = await node.place(elsewhere.thread_id, elsewhere.identity,
+                                          internal=False)
+                if target is None:
+                    return None  # now served here
+            url = node.live.get(target, {}).get("advertise_url")
+            try:
+                if not url:
+                    raise OSError(f"node {target} has no address in the registry")
+                return await forward_upload(
+                    url, request.target, elsewhere.content_length,
+                    secret=self.gateway.settings.cluster_token, identity=elsewhere.identity,
+                    from_node=node.node_id, client=conn, reader=reader, writer=writer)
+            except Refused as refused:
+                if refused.code != "thread_moved":
+                    return refused.status, refused.body
+                node.live = await node.registry.live_nodes()
+            except Lost as exc:
+                return 503, error_body("node_lost", f"the node serving thread "
+                                       f"{elsewhere.thread_id!r} was lost during the upload "
+                                       f"({exc}); send it again")
+            except Unreachable as exc:
+                log.warning("upload for thread %s: node %s unreachable (%s)",
+                            elsewhere.thread_id, target, exc)
+                await node.wait_for_expiry(elsewhere.thread_id, target)
+        return 503, error_body("pool_exhausted", f"thread {elsewhere.thread_id!r}: no node "
+                               "could take the upload")
 
     async def _receive(self, conn: h11.Connection, reader: asyncio.StreamReader, session,
                        first: Upload) -> dict:
@@ -152,18 +239,17 @@ class UploadHandler:
                 buffered.append(bytes(event.data))
                 size += len(event.data)
                 if size - offset >= PART_BYTES:
-                    offset = await self._write(session, first, buffered, offset, final=False)
+                    offset = (await self._write(session, first, buffered, offset,
+                                                final=False))["received"]
             elif isinstance(event, h11.EndOfMessage):
-                await self._write(session, first, buffered, offset, final=True)
-                return {"filename": first.filename, "size": size,
-                        "path": f"/mnt/data/{first.filename}"}
+                # filename, size, path (and in a cluster the stored file's file_id, sha256)
+                return await self._write(session, first, buffered, offset, final=True)
             else:
                 raise h11.RemoteProtocolError("connection closed before the body ended")
 
     async def _write(self, session, first: Upload, buffered: list[bytes], offset: int, *,
-                     final: bool) -> int:
+                     final: bool) -> dict:
         data = b"".join(buffered)
         buffered.clear()
-        await self.gateway.upload(session, dataclasses.replace(first, data=data, offset=offset,
-                                                               final=final))
-        return offset + len(data)
+        return await self.gateway.upload(session, dataclasses.replace(
+            first, data=data, offset=offset, final=final))

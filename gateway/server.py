@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hmac
 import http
 import logging
 import mimetypes
 import re
 import ssl
 import urllib.parse
+from collections.abc import Awaitable
 from pathlib import Path
 
 import orjson
@@ -28,6 +30,7 @@ from websockets.server import ServerProtocol
 from . import auth, envelopes, origins, protocol, tls
 from .admin import error_answer, execute_admin
 from .app import Gateway
+from .cluster.routing import Relays
 from .config import Settings
 from .errors import GatewayError
 from .front import FrontProtocol
@@ -93,18 +96,24 @@ class Client:
     """One websocket connection: a bounded outbound buffer drained by a writer task."""
 
     def __init__(self, connection: ServerConnection, identity: str,
-                 token_digest: str | None = None) -> None:
+                 token_digest: str | None = None, internal: bool = False) -> None:
         self.connection = connection
         self.identity = identity
         self.token_digest = token_digest  # which token opened it: a reload may revoke it
+        self.internal = internal  # another node relaying its client's requests (cluster)
+        self.relays = Relays()
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._buffered = 0
         self.dropped = False
 
     def send(self, message: dict) -> None:
+        if not self.dropped:
+            self.send_text(envelopes.dumps(message))
+
+    def send_text(self, text: str) -> None:
+        """An envelope already serialised (relayed from another node: sent unchanged)."""
         if self.dropped:
             return
-        text = envelopes.dumps(message)
         self._buffered += len(text)
         if self._buffered > OUTBOUND_BUFFER_BYTES:
             # A close frame would queue behind the backlog the client is not reading: cut the
@@ -182,8 +191,9 @@ class GatewayServer:
             tls.reload(self.ssl, new)  # first: a bad certificate leaves everything as it was
         for name in RELOADABLE:
             setattr(current, name, getattr(new, name))
-        revoked = [c for c in self._clients
-                   if current.tokens.get(c.token_digest or "") != c.identity]
+        # Relays from other nodes carry no client token (cluster_token is not reloadable).
+        revoked = [c for c in self._clients if not c.internal
+                   and current.tokens.get(c.token_digest or "") != c.identity]
         for client in revoked:
             self._spawn(client.connection.close(CLOSE_TOKEN_REVOKED, "token revoked"))
         if "admin_token" in changed:
@@ -227,7 +237,8 @@ class GatewayServer:
         return summary
 
     # -- HTTP -------------------------------------------------------------------------------
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _process_request(self, connection: ServerConnection,
+                         request: Request) -> Response | Awaitable[Response] | None:
         path = urllib.parse.urlsplit(request.path).path
         gw = self.gateway
         if path in ("/ws", "/admin") and not self._origin_allowed(request):
@@ -240,6 +251,14 @@ class GatewayServer:
                 return _json(401, {"error": "missing or invalid token"})
             connection.identity = identity  # type: ignore[attr-defined]
             connection.token_digest = auth.digest(token or "")  # type: ignore[attr-defined]
+            return None
+        if path == "/internal":
+            identity = self._internal_identity(request)
+            if identity is None:
+                return _json(401, {"error": "not a node of this cluster"})
+            connection.identity = identity  # type: ignore[attr-defined]
+            connection.token_digest = None  # type: ignore[attr-defined]
+            connection.internal = True  # type: ignore[attr-defined]
             return None
         if path == "/admin":
             if not auth.matches(gw.settings.admin_token, _bearer(request)):
@@ -262,14 +281,26 @@ class GatewayServer:
             return self._static(match.group(1))
         return _json(404, {"error": "not found"})
 
-    def _call_result(self, request: Request, thread_id: str, call_id: str) -> Response:
+    def _internal_identity(self, request: Request) -> str | None:
+        """The identity another node relays for, if the request carries the cluster secret."""
+        from .cluster.relay import IDENTITY_HEADER, SECRET_HEADER
+
+        secret = self.gateway.settings.cluster_token
+        if self.gateway.cluster is None or not secret:
+            return None
+        offered = request.headers.get(SECRET_HEADER, "")
+        if not hmac.compare_digest(offered.encode(), secret.encode()):
+            return None
+        return request.headers.get(IDENTITY_HEADER) or None
+
+    async def _call_result(self, request: Request, thread_id: str, call_id: str) -> Response:
         """``GET /threads/{thread}/calls/{call}``: a finished call's final status and files,
         for the owner only; anything else is 404 exactly like an unknown call."""
         identity = auth.identity_for(self.gateway.settings.tokens, _bearer(request))
         if identity is None:
             return _json(401, {"error": "missing or invalid token"})
         thread_id, call_id = urllib.parse.unquote(thread_id), urllib.parse.unquote(call_id)
-        finished = self.gateway.results.finished(thread_id, call_id, identity)
+        finished = await self.gateway.finished_call(thread_id, call_id, identity)
         if finished is None:
             return _json(404, {"error": "not found"})
         return _json(200, {"thread_id": thread_id, "call_id": call_id,
@@ -305,7 +336,8 @@ class GatewayServer:
                 self._admins.discard(connection)
             return
         client = Client(connection, connection.identity,  # type: ignore[attr-defined]
-                        connection.token_digest)  # type: ignore[attr-defined]
+                        connection.token_digest,  # type: ignore[attr-defined]
+                        getattr(connection, "internal", False))
         self._clients.add(client)
         writer = asyncio.create_task(client.write())
         self.gateway.metrics.connections.inc()
@@ -321,6 +353,7 @@ class GatewayServer:
             self.gateway.metrics.connections.dec()
             self.gateway.detach(client)
             writer.cancel()
+            await client.relays.close()
 
     async def _handle_admin(self, connection: ServerConnection) -> None:
         async for message in connection:
@@ -345,6 +378,9 @@ class GatewayServer:
                                              max_upload_bytes=s.max_upload_bytes)
             thread_id = request.thread_id
             call_id = getattr(request, "call_id", None)
+            if self.gateway.cluster is not None and await client.relays.relayed(
+                    self.gateway.cluster, client, request, message):
+                return
             await self._route(client, request)
         except GatewayError as exc:
             if thread_id is None:
@@ -374,9 +410,17 @@ class GatewayServer:
                     client.send({**finished, "replayed": True})
                 elif session.in_flight(request.call_id):
                     pass  # retried while it runs: this connection now gets its status
-                else:
-                    session.choose_language(request.language)
-                    session.submit(request.call_id, request.code, request.timeout, request.env)
+                elif (earlier := await gw.begin_call(session, request.call_id)) is not None:
+                    client.send({**earlier, "replayed": True})  # ran on another node
+                elif not session.in_flight(request.call_id):
+                    try:
+                        session.choose_language(request.language)
+                        session.submit(request.call_id, request.code, request.timeout,
+                                       request.env)
+                    except GatewayError as exc:
+                        if exc.code != "call_executed":
+                            gw.call_refused(session, request.call_id)
+                        raise
             case protocol.Subscribe():
                 session = gw.thread(request.thread_id, identity, create=True)
                 client.send(envelopes.envelope(
@@ -387,12 +431,13 @@ class GatewayServer:
             case protocol.Result():
                 # No session needed: results outlive closed threads; the owner check is the
                 # store's (another identity's call is as unknown as a made-up one).
-                finished = gw.result(request.thread_id, request.call_id, identity)
+                finished = await gw.finished_call(request.thread_id, request.call_id,
+                                                  identity)
                 if finished is None:
                     raise protocol.ProtocolError(
                         f"no finished call {request.call_id!r} on this thread (unknown, still "
                         "running, or older than result_retention)", code="unknown_call")
-                client.send({**finished, "replayed": True})
+                client.send({**finished.status, "replayed": True})
             case protocol.Interrupt():
                 await gw.thread(request.thread_id, identity, create=False).interrupt()
             case protocol.Restart():

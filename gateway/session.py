@@ -7,7 +7,7 @@ import base64
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -113,6 +113,20 @@ class ThreadSession:
     @property
     def fence_open(self) -> str:
         return languages.LANGUAGES[self.language or languages.DEFAULT].fence_open
+        # Cluster mode: asked before each cell whether this node still holds the thread (a
+        # reason when not: the cell must not run here), and whether its files come back first.
+        self.fence: Callable[[str], Awaitable[str | None]] | None = None
+        self._adopted = False
+
+    def adopt(self, reason: str) -> None:
+        """The thread ran on another node before: its first kernel here gets the thread's
+        stored files, and the first cell's status says why the kernel is new."""
+        self._adopted = True
+        self._lost_kernel_reason = reason
+
+    def note_saved(self, path: str) -> None:
+        """A file of the working directory (an upload) now has a copy in the store."""
+        self._saved_paths.add(path)
 
     # -- outbound ---------------------------------------------------------------------------
     def emit(self, chunk: envelopes.Chunk, call_id: str | None) -> None:
@@ -249,6 +263,9 @@ class ThreadSession:
             self.kernel = await self.pool.lease()
             self.metrics.pool_wait.observe(time.monotonic() - began)
             reason, self._lost_kernel_reason = self._lost_kernel_reason, None
+            if self._adopted:
+                self._adopted = False
+                reason = await self._restore_adopted(reason or "thread moved")
             return reason
         self._start_backoff.check()
         try:
@@ -304,6 +321,18 @@ class ThreadSession:
             note += f"; not restored: {', '.join(sorted(failed)[:10])}"
         return note
 
+    async def _restore_adopted(self, reason: str) -> str:
+        """Every stored path of the thread, newest version each, into the fresh directory."""
+        wanted = latest_versions(self.store, self.thread_id, None)
+        failed = await asyncio.to_thread(restore_files, self.store, wanted,
+                                         self.kernel.spec.workdir)
+        self._saved_paths = {f.name for f in wanted} - set(failed)
+        note = (f"{reason}; a new kernel was started with the thread's {len(wanted) - len(failed)}"
+                " stored file(s) restored into /mnt/data (variables were lost)")
+        if failed:
+            note += f"; not restored: {', '.join(sorted(failed)[:10])}"
+        return note
+
     async def workdir(self) -> Path:
         """The thread's working directory on the host, leasing a kernel if it has none yet."""
         async with self._kernel_lock:
@@ -314,6 +343,10 @@ class ThreadSession:
 
     async def _execute(self, job: Job) -> None:
         began = time.monotonic()
+        if self.fence is not None and (refused := await self.fence(self.thread_id)):
+            self.emit(envelopes.status("error", reason=refused, error_code="thread_moved",
+                                       duration_ms=_ms(began)), job.call_id)
+            return
         try:
             async with self._kernel_lock:
                 restarted_because = await self._ensure_kernel() or self._unreported_restart
@@ -455,6 +488,7 @@ class ThreadSession:
         except OSError:  # deleted, swapped for a link or a FIFO meanwhile: nothing to announce
             return
         self._saved_paths.add(shown)
+        self._note_unsafe(stored, call_id)
         data = b""
         if stored.size <= self.settings.inline_file_limit:
             data = await asyncio.to_thread(self.store.read, stored)
@@ -469,9 +503,14 @@ class ThreadSession:
         except GatewayError as exc:
             self.emit(envelopes.output(f"[file {name} not saved: {exc}]\n", "note"), call_id)
             return None
+        self._note_unsafe(stored, call_id)
         files.append(name)
         self.emit(file_chunk(stored, data, self.settings.inline_file_limit), call_id)
         return stored
+
+    def _note_unsafe(self, stored: StoredFile, call_id: str) -> None:
+        if why := self.store.not_yet_stored(stored):
+            self.emit(envelopes.output(f"[file {stored.name}: {why}]\n"), call_id)
 
     # -- control ----------------------------------------------------------------------------
     async def interrupt(self) -> None:
@@ -551,15 +590,16 @@ class ThreadSession:
         if self._cell_write is not None:
             await asyncio.shield(self._cell_write)
 
-    async def close(self) -> None:
+    async def close(self, reason: str = "thread closed", state: str = "error") -> None:
+        """Stop the thread here; a running cell ends with ``state`` (queued ones "error")."""
         self.closed = True
         if self._worker is not None:
             self._worker.cancel()
         if self.current is not None:
-            self.emit(envelopes.status("error", reason="thread closed"), self.current.call_id)
+            self.emit(envelopes.status(state, reason=reason), self.current.call_id)
         while not self._queue.empty():
             job = self._queue.get_nowait()
-            self.emit(envelopes.status("error", reason="thread closed"), job.call_id)
+            self.emit(envelopes.status("error", reason=reason), job.call_id)
         async with self._kernel_lock:
             if self.kernel is not None:
                 await self.pool.release(self.kernel)
