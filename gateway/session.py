@@ -89,6 +89,10 @@ class ThreadSession:
         self._saved_paths: set[str] = set()
         self.snapshots = ThreadSnapshots(store, thread_id, owner, settings)
         self._cell_write: asyncio.Task | None = None  # the last cell's record being stored
+        # Cluster mode: asked before each cell whether this node still holds the thread (a
+        # reason when not: the cell must not run here), and whether its files come back first.
+        self.fence: Callable[[str], Awaitable[str | None]] | None = None
+        self._adopted = False
 
     @property
     def pool(self) -> KernelPool:
@@ -113,10 +117,6 @@ class ThreadSession:
     @property
     def fence_open(self) -> str:
         return languages.LANGUAGES[self.language or languages.DEFAULT].fence_open
-        # Cluster mode: asked before each cell whether this node still holds the thread (a
-        # reason when not: the cell must not run here), and whether its files come back first.
-        self.fence: Callable[[str], Awaitable[str | None]] | None = None
-        self._adopted = False
 
     def adopt(self, reason: str) -> None:
         """The thread ran on another node before: its first kernel here gets the thread's
