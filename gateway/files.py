@@ -91,14 +91,8 @@ class FileStore:
         self._check_quota(thread_id, os.fstat(reader.fileno()).st_size)
         file_id = "file_" + secrets.token_hex(16)
         partial = self.blobs / (file_id + ".part")
-        digest, size = hashlib.sha256(), 0
-        with open(partial, "wb") as writer:
-            while block := reader.read(COPY_BLOCK):
-                digest.update(block)
-                writer.write(block)
-                size += len(block)
-        return self._commit(file_id, partial, thread_id, owner, name, None, size,
-                            digest.hexdigest())
+        sha256, size = copy_hashing(reader, partial)
+        return self._commit(file_id, partial, thread_id, owner, name, None, size, sha256)
 
     def _check_quota(self, thread_id: str, size: int) -> None:
         if self._used("thread_id = ?", thread_id) + size > self.thread_quota:
@@ -166,3 +160,14 @@ class FileStore:
 
     def close(self) -> None:
         self.db.close()
+
+
+def copy_hashing(reader: BinaryIO, path: Path) -> tuple[str, int]:
+    """Copy ``reader`` into a new file at ``path`` block by block; its sha256 and size."""
+    digest, size = hashlib.sha256(), 0
+    with open(path, "wb") as writer:
+        while block := reader.read(COPY_BLOCK):
+            digest.update(block)
+            writer.write(block)
+            size += len(block)
+    return digest.hexdigest(), size

@@ -149,7 +149,7 @@ class CallResults:
     def record(self, thread_id: str, call_id: str, owner: str, status: dict,
                files: list[dict] | None = None) -> None:
         key = (thread_id, call_id)
-        self._drop(key)
+        self._remove_call(key)
         files = files or []
         size = approximate_size(status) + VALUE_OVERHEAD * 4 * len(files)
         self._calls[key] = FinishedCall(owner, status, self.clock(), files, size)
@@ -167,7 +167,7 @@ class CallResults:
         found = self.finished(thread_id, call_id, identity)
         return found.status if found is not None else None
 
-    def _drop(self, key: tuple[str, str]) -> None:
+    def _remove_call(self, key: tuple[str, str]) -> None:
         gone = self._calls.pop(key, None)
         if gone is not None:
             self.bytes -= gone.size

@@ -28,7 +28,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import FileRejected
-from ..files import COPY_BLOCK, StoredFile, mime_type_of
+from ..files import StoredFile, copy_hashing, mime_type_of
 from .registry import PREFIX
 
 log = logging.getLogger(__name__)
@@ -98,14 +98,8 @@ class ObjectFileStore:
         self._check_quota(thread_id, os.fstat(reader.fileno()).st_size)
         file_id = "file_" + secrets.token_hex(16)
         partial = self.blobs / (file_id + ".part")
-        digest, size = hashlib.sha256(), 0
-        with open(partial, "wb") as writer:
-            while block := reader.read(COPY_BLOCK):
-                digest.update(block)
-                writer.write(block)
-                size += len(block)
-        return self._commit(file_id, partial, thread_id, owner, name, None, size,
-                            digest.hexdigest())
+        sha256, size = copy_hashing(reader, partial)
+        return self._commit(file_id, partial, thread_id, owner, name, None, size, sha256)
 
     def _check_quota(self, thread_id: str, size: int) -> None:
         used_thread, used_total = self.redis.mget(PREFIX + "bytes:thread:" + thread_id,
