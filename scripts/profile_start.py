@@ -114,7 +114,7 @@ async def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="profile-start-") as tmp:
-        settings = Settings(data_dir=Path(tmp), pool_size=0, port=0)
+        settings = Settings(data_dir=Path(tmp), pool_size=0, port=0, kernel_uid_base=720_000)
         gateway = Gateway(settings)
         await gateway.pool.start()
         results: dict[str, list[float]] = {}
