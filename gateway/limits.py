@@ -17,10 +17,6 @@ log = logging.getLogger(__name__)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 GROUP_NAME = "code-interpreter-gateway"
 CPU_PERIOD_US = 100_000
-# CPU weight of a kernel still starting, relative to its siblings (the gateway's other kernels):
-# a burst of starts yields the CPU to cells already running instead of starving them, and
-# still gets every cycle they leave idle. v1 cpu.shares (default 1024), v2 cpu.weight (100).
-STARTING_CPU_WEIGHT = {1: ("cpu.shares", "128", "1024"), 2: ("cpu.weight", "10", "100")}
 
 
 @dataclass(frozen=True)
@@ -108,15 +104,7 @@ class CgroupLimiter:
             else:
                 (d / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
                 (d / "cpu.cfs_quota_us").write_text(str(quota))
-            name, starting, _ = STARTING_CPU_WEIGHT[self.version]
-            _try_write(d / name, starting)
         return [path / "cgroup.procs" for path in self._dirs(kernel_id)]
-
-    def started(self, kernel_id: str) -> None:
-        """The kernel is up: from now on it weighs as much as any other kernel."""
-        if "cpu" in self.controllers:
-            name, _, normal = STARTING_CPU_WEIGHT[self.version]
-            _try_write(self._dir("cpu", kernel_id) / name, normal)
 
     def oom_killed(self, kernel_id: str) -> bool:
         """Did the memory limit kill (or starve) something in this kernel's cgroup?"""

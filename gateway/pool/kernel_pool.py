@@ -158,8 +158,6 @@ class KernelPool:
             self.stats.last_start_error = str(exc)
             raise
         self.stats.failing_starts = 0
-        if self.host.cgroups:
-            self.host.cgroups.started(kernel.id)
         self.stats.start_seconds = [*self.stats.start_seconds[-99:], time.monotonic() - began]
         log.info("kernel %s started in %.2f s", kernel.id, time.monotonic() - began)
         return kernel
