@@ -86,11 +86,11 @@ async def burst(gw: GatewayProc, opts: argparse.Namespace) -> dict:
 
     async def conversation(i: int) -> None:
         thread = clients[i % len(clients)].thread(f"burst-{i}-{uuid.uuid4().hex[:6]}")
-        first = await thread.run("1+1", timeout=300)
+        first = await thread.run("1+1", timeout=900)
         firsts.append(time.monotonic() - began)
         assert first.output == "2\n", first.status
         for k in range(opts.cells - 1):
-            done = await thread.run(f"{k} * 2", timeout=300)
+            done = await thread.run(f"{k} * 2", timeout=900)
             assert done.output == f"{k * 2}\n", done.status
 
     async def watch_target() -> None:
