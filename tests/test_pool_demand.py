@@ -96,6 +96,19 @@ def test_a_new_burst_after_quiet_raises_it_again():
     assert target.decide(1006.0).target == 6
 
 
+def test_resize_sets_the_floor_and_forgets_demand():
+    target = policy()
+    for i in range(10):
+        target.leased(i * 0.1)
+    assert target.decide(1.0).target == 10
+    target.resize(3)
+    decision = target.decide(1.0)
+    assert (decision.target, decision.driver, decision.floor) == (3, "floor", 3)
+    for i in range(5):
+        target.leased(2.0 + i * 0.1)
+    assert target.decide(2.5).target == 5  # new demand counts again
+
+
 def test_rate_never_depends_on_queries():
     asked, silent = policy(), policy()
     for i in range(20):

@@ -65,6 +65,13 @@ class WarmTarget:
         self._rate_at: float | None = None
         self._recent: deque[float] = deque()
 
+    def resize(self, floor: int) -> None:
+        """The operator set the floor: demand seen so far is forgotten, so the target is the
+        new floor at once (``gateway pool resize N`` keeps N warm until new threads arrive)."""
+        self.floor = max(0, floor)
+        self._rate, self._rate_at = 0.0, None
+        self._recent.clear()
+
     def leased(self, now: float) -> None:
         """A new thread took a kernel (or asked for one) at ``now``."""
         self._rate = self.rate(now) + 1.0 / self.rate_window

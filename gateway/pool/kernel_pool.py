@@ -319,8 +319,9 @@ class KernelPool:
         await asyncio.to_thread(self.workdirs.remove, kernel.spec.workdir)
 
     def resize(self, size: int) -> None:
-        """Keep at least ``size`` kernels warm (the adaptive target's floor)."""
-        self.demand.floor = max(0, size)
+        """Keep ``size`` kernels warm now, and at least that many later (the adaptive
+        target's floor; demand seen before is forgotten)."""
+        self.demand.resize(size)
         self._retarget()
 
     def kernels(self) -> list[tuple[Kernel, str]]:
