@@ -40,7 +40,15 @@ class Settings:
     data_dir: Path = Path("/var/lib/code-interpreter-gateway")
 
     # Pool
-    pool_size: int = 2  # warm kernels kept ready
+    pool_size: int = 2  # warm kernels kept ready (the floor of the adaptive target)
+    # Adaptive warm pool (gateway/pool/demand.py): the target rises above pool_size with the
+    # rate of new threads (a moving average with this time constant, in seconds, kept warm
+    # for pool_horizon seconds ahead) and with bursts (new threads in pool_burst_window s),
+    # up to a ceiling from host memory, memory_limit and max_kernels.
+    pool_adaptive: bool = True
+    pool_rate_window: float = 120.0
+    pool_burst_window: float = 30.0
+    pool_horizon: float = 30.0
     bash_pool_size: int = 0  # warm bash kernels (gateway/languages); 0: started on demand
     max_kernels: int = 16  # leased + warm
     lease_wait: float = 10.0  # how long a new thread waits for a kernel when the pool is full

@@ -26,6 +26,10 @@ from .sandbox import HostSandbox, SandboxSpec
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.2  # how often a waiting execution checks that its kernel is still alive
+# Start-up: kernel_info is asked again after this long without a reply, and once answered,
+# iopub must deliver its busy/idle within this long (else it is not subscribed yet: ask again).
+READY_REPLY_WAIT = 1.0
+READY_IOPUB_WAIT = 0.2
 # A fresh kernel's first cell is about twice as slow as later ones (lazy imports, the first
 # output formatting, cold code paths). One throwaway cell while the kernel waits in the pool
 # pays for that; each language has its own (gateway/languages).
@@ -98,18 +102,47 @@ class Kernel:
             await asyncio.shield(self.shutdown())
             raise
 
+    # --- start-up handshake (issue 21) -------------------------------------------------
     async def _wait_ready(self) -> None:
-        # wait_for_ready polls but cannot notice a kernel that exited at once; do both.
-        ready = asyncio.ensure_future(self._client.wait_for_ready(timeout=None))
-        try:
-            while not ready.done():
-                await asyncio.wait({ready}, timeout=POLL_INTERVAL)
-                if not ready.done() and not await self.is_alive():
+        """kernel_info answered on shell, and iopub delivering: the kernel can run cells.
+
+        Not jupyter_client's ``wait_for_ready``: it ends by reading iopub until 0.2 s pass
+        without a message, a fixed 0.2 s on every start that nothing here needs (``_follow``
+        matches each iopub message to its cell and skips older ones). It also cannot notice a
+        kernel that exited at once; this checks every ``POLL_INTERVAL``."""
+        client = self._client
+        while True:
+            request = client.kernel_info()
+            reply = await self._shell_reply(request, READY_REPLY_WAIT)
+            if reply is None:
+                continue  # not up yet (or the request was lost): ask again
+            # The kernel publishes busy/idle for that request: once one arrives, iopub is
+            # subscribed and no output of the first cell can be lost. Left queued for _follow.
+            if await client.iopub_channel.socket.poll(int(READY_IOPUB_WAIT * 1000)):
+                client._handle_kernel_info_reply(reply)
+                return
+
+    async def _shell_reply(self, msg_id: str, timeout: float) -> dict | None:
+        """The shell reply to ``msg_id`` within ``timeout`` seconds, or None; raises
+        KernelStartError as soon as the kernel is found dead."""
+        channel = self._client.shell_channel
+        deadline = time.monotonic() + timeout
+        while True:
+            frames = _receive_ready(channel.socket)
+            if frames is not None:
+                _, parts = channel.session.feed_identities(frames)
+                msg = channel.session.deserialize(parts)
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    return msg
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            if not await channel.socket.poll(int(min(POLL_INTERVAL, remaining) * 1000)):
+                if not await self.is_alive():
                     reason = await self.death_reason()
                     raise KernelStartError(f"kernel exited during start-up: {reason}")
-            ready.result()
-        finally:
-            ready.cancel()
+    # --- end of start-up handshake -------------------------------------------------------
 
     async def _warm_up(self, timeout: float) -> None:
         result = await self.run(self._warm_up_cell, lambda msg: None, timeout, interrupt_grace=0,

@@ -65,6 +65,23 @@ class _PoolCollector:
         for event in ("starts", "start_failures", "restarts", "deaths", "heals"):
             events.add_metric([event], snapshot[event])
         yield events
+        yield GaugeMetricFamily("gateway_pool_target", "Warm kernels the pool aims to keep",
+                                value=snapshot["target"])
+        bounds = GaugeMetricFamily("gateway_pool_target_bound",
+                                   "Floor (pool_size) and memory ceiling of the warm target",
+                                   labels=["bound"])
+        for bound in ("floor", "ceiling"):
+            bounds.add_metric([bound], snapshot[bound])
+        yield bounds
+        drivers = GaugeMetricFamily("gateway_pool_target_driver",
+                                    "What sets the warm target now (1) and what does not (0)",
+                                    labels=["driver"])
+        for driver in ("floor", "demand", "burst"):
+            drivers.add_metric([driver], float(snapshot["target_driver"] == driver))
+        yield drivers
+        yield GaugeMetricFamily("gateway_pool_new_threads_per_minute",
+                                "Moving average of new threads (the adaptive target's input)",
+                                value=snapshot["new_threads_per_minute"])
         yield GaugeMetricFamily("gateway_kernel_failing_starts",
                                 "Consecutive failed kernel starts (0 after any success)",
                                 value=snapshot["failing_starts"])

@@ -72,3 +72,49 @@ async def test_queue_is_bounded(data_root):
             assert set(states) == {"complete", "protocol_error"}
     finally:
         await stop_gateway(running)
+
+
+async def test_warm_target_rises_under_a_burst_and_falls_back_when_idle(data_root):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    running = await start_gateway(test_settings(
+        data_root / "adaptive", pool_size=1, pool_burst_window=15.0, pool_rate_window=3.0,
+        pool_horizon=1.0))
+    pool = running.gateway.pool
+    try:
+        assert pool.snapshot()["target"] == 1
+        async with await running.client() as client:
+            threads = [client.thread(f"burst-{i}") for i in range(4)]
+            runs = asyncio.gather(*(t.run("1+1") for t in threads))
+            risen = pool.snapshot()
+            for _ in range(600):  # the leases raise it at once; kernels may take a while
+                if risen["target"] >= 4:
+                    break
+                await asyncio.sleep(0.05)
+                risen = pool.snapshot()
+            assert risen["target"] >= 4, risen
+            assert risen["target_driver"] == "burst", risen
+            assert "new threads in the last 15 s" in risen["target_reason"]
+            results = await runs
+            assert [r.output for r in results] == ["2\n"] * 4
+            metrics = {f.name: f for f in text_string_to_metric_families(
+                running.gateway.metrics.render().decode())}
+            now = pool.snapshot()
+            assert metrics["gateway_pool_target"].samples[0].value == now["target"]
+            drivers = {s.labels["driver"]: s.value
+                       for s in metrics["gateway_pool_target_driver"].samples}
+            assert drivers[now["target_driver"]] == 1.0 and sum(drivers.values()) == 1.0
+            for _ in range(600):  # idle: the burst lapses, the average decays (5 s ticks)
+                if pool.snapshot()["target"] == 1:
+                    break
+                await asyncio.sleep(0.1)
+            fallen = pool.snapshot()
+            assert fallen["target"] == 1 and fallen["target_driver"] == "floor", fallen
+            for _ in range(600):  # warm kernels above the floor are shut down
+                if fallen["warm"] <= 1:
+                    break
+                await asyncio.sleep(0.1)
+                fallen = pool.snapshot()
+            assert fallen["warm"] <= 1, fallen
+    finally:
+        await stop_gateway(running)

@@ -2,6 +2,8 @@
 
 Kernels are started ahead of time with a fresh working directory each; leasing hands both to
 the thread. The pool refills in the background and never exceeds ``max_kernels`` in total.
+How many it keeps warm follows demand (``WarmTarget`` in demand.py decides, this shell feeds it
+leases and the clock).
 """
 
 from __future__ import annotations
@@ -16,20 +18,30 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import Settings
-from .errors import KernelStartError, PoolExhausted
-from .kernel import Kernel
-from .languages import PYTHON, Language
-from .limits import LimitValues
-from .sandbox import HostSandbox, SandboxSpec, prepare_matplotlib_cache
-from .threads.snapshots import kernel_environment as snapshot_environment
-from .workdirs import Workdirs
+from ..config import Settings
+from ..errors import KernelStartError, PoolExhausted
+from ..kernel import Kernel
+from ..languages import PYTHON, Language
+from ..limits import LimitValues
+from ..sandbox import HostSandbox, SandboxSpec, prepare_matplotlib_cache
+from ..threads.snapshots import kernel_environment as snapshot_environment
+from ..workdirs import Workdirs
+from .demand import Decision, WarmTarget, memory_ceiling
 
 log = logging.getLogger(__name__)
 
 REFILL_DELAY = 0.25  # seconds between a lease and the start of its replacement
 # After failed starts the pool waits 1, 2, 4, ... up to this many seconds before the next one.
 LONGEST_REFILL_BACKOFF = 30.0
+# How often the adaptive target is recomputed without a lease (so it falls back when idle).
+RETARGET_INTERVAL = 5.0
+
+
+def host_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return None
 
 
 @dataclass
@@ -61,8 +73,16 @@ class KernelPool:
         self.host = host
         self.workdirs = workdirs
         self.language = language
-        self.target = settings.pool_size if size is None else size
+        floor = settings.pool_size if size is None else size
         self.stats = PoolStats()
+        self.demand = WarmTarget(
+            floor,
+            memory_ceiling(settings.max_kernels, host_memory(), settings.memory_limit),
+            rate_window=settings.pool_rate_window, burst_window=settings.pool_burst_window,
+            horizon=settings.pool_horizon)
+        self.decision: Decision = self.demand.decide(time.monotonic())
+        self.target = floor
+        self._waiting = 0  # new threads waiting in lease() for a kernel
         self.draining = False
         self._warm: list[Kernel] = []
         self._leased: set[Kernel] = set()
@@ -92,10 +112,34 @@ class KernelPool:
             prepare_matplotlib_cache, self.settings.kernel_python,
             self.settings.data_dir / "matplotlib")
         self._refill()
+        if self.settings.pool_adaptive:
+            self._spawn(self._retarget_periodically())
         async with self._changed:
             await self._changed.wait_for(
                 lambda: len(self._warm) >= min(self.target, self.settings.max_kernels)
                 or self._starting == 0)
+
+    def _retarget(self) -> None:
+        """Ask the policy for the warm target now; trim warm kernels above it, start up to it."""
+        if self.settings.pool_adaptive:
+            self.decision = self.demand.decide(time.monotonic(), leased=len(self._leased),
+                                               waiting=self._waiting)
+            self.target = self.decision.target
+        else:
+            self.target = self.demand.floor
+        self._trim()
+        self._refill()
+
+    async def _retarget_periodically(self) -> None:
+        while not self.draining:
+            await asyncio.sleep(RETARGET_INTERVAL)
+            self._retarget()
+
+    def _trim(self) -> None:
+        extra = self._warm[self.target:]
+        del self._warm[self.target:]
+        for kernel in extra:
+            self._spawn(self._discard(kernel))
 
     def _spec(self, workdir: Path) -> SandboxSpec:
         s = self.settings
@@ -181,6 +225,7 @@ class KernelPool:
         if self.draining:
             raise PoolExhausted("the gateway is draining: no new threads")
         self.stats.leases += 1
+        self.demand.leased(time.monotonic())
         if not self._warm:
             self.stats.waits += 1
         else:
@@ -193,7 +238,7 @@ class KernelPool:
                     self._leased.add(kernel)
                     # Start the replacement a moment later: its launch (fork, bwrap, imports)
                     # would otherwise compete with this thread's first cell for the CPU.
-                    asyncio.get_running_loop().call_later(REFILL_DELAY, self._refill)
+                    asyncio.get_running_loop().call_later(REFILL_DELAY, self._retarget)
                     return kernel
                 self.stats.deaths += 1
                 self._spawn(self._discard(kernel))
@@ -206,15 +251,20 @@ class KernelPool:
             if remaining <= 0:
                 raise PoolExhausted(
                     f"all {self.settings.max_kernels} kernels are in use; try again later")
-            async with self._changed:
-                try:
-                    await asyncio.wait_for(self._changed.wait(), remaining)
-                except TimeoutError:
-                    pass
+            self._waiting += 1
+            try:
+                async with self._changed:
+                    try:
+                        await asyncio.wait_for(self._changed.wait(), remaining)
+                    except TimeoutError:
+                        pass
+            finally:
+                self._waiting -= 1
             self._refill()
 
     async def _start_leased(self) -> Kernel:
         self._starting += 1
+        self._retarget()  # a burst: warm kernels for the threads after this one
         workdir = await asyncio.to_thread(self.workdirs.create)
         try:
             kernel = await self._start_kernel(workdir)
@@ -288,12 +338,10 @@ class KernelPool:
         await asyncio.to_thread(self.workdirs.remove, kernel.spec.workdir)
 
     def resize(self, size: int) -> None:
-        self.target = max(0, size)
-        extra = self._warm[self.target:]
-        del self._warm[self.target:]
-        for kernel in extra:
-            self._spawn(self._discard(kernel))
-        self._refill()
+        """Keep ``size`` kernels warm now, and at least that many later (the adaptive
+        target's floor; demand seen before is forgotten)."""
+        self.demand.resize(size)
+        self._retarget()
 
     def kernels(self) -> list[tuple[Kernel, str]]:
         return [(k, "idle") for k in self._warm] + [(k, "leased") for k in self._leased]
@@ -303,9 +351,18 @@ class KernelPool:
         self.stats.starting = self._starting
         self.stats.leased = len(self._leased)
         starts = sorted(self.stats.start_seconds)
+        decision = self.decision
         return {
             "language": self.language.name,
             "target": self.target,
+            "target_reason": decision.reason if self.settings.pool_adaptive
+            else "pool_size (adaptive target off)",
+            "target_driver": decision.driver if self.settings.pool_adaptive else "floor",
+            "floor": self.demand.floor,
+            "ceiling": self.demand.ceiling,
+            "new_threads_per_minute": round(decision.rate_per_minute, 2),
+            "recent_new_threads": decision.recent_leases,
+            "waiting": self._waiting,
             "max_kernels": self.settings.max_kernels,
             "warm": len(self._warm),
             "starting": self._starting,
