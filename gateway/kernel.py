@@ -30,6 +30,9 @@ POLL_INTERVAL = 0.2  # how often a waiting execution checks that its kernel is s
 # output formatting, cold code paths). One throwaway cell while the kernel waits in the pool
 # pays for that; each language has its own (gateway/languages).
 WARM_UP_CELL = PYTHON.warm_up
+# Run by the kernel interpreter inside the sandbox (``python -c``): the gateway's package is
+# not importable there.
+TCP_BRIDGE_SOURCE = (Path(__file__).parent / "languages" / "tcp_bridge.py").read_text()
 # An interrupt can be lost: it may reach the kernel just before the cell starts, or land in a
 # handler that swallows KeyboardInterrupt. A cell still running this long after it is sent
 # gets it once more; after ``interrupt_grace`` the session restarts the kernel.
@@ -50,7 +53,8 @@ class RunResult:
 
 class Kernel:
     def __init__(self, spec: SandboxSpec, host: HostSandbox, kernels_dir: Path, python: str,
-                 kernel_name: str = KERNEL_NAME, warm_up: str = WARM_UP_CELL):
+                 kernel_name: str = KERNEL_NAME, warm_up: str = WARM_UP_CELL,
+                 tcp_bridge: bool = False):
         self.spec = spec
         self.host = host
         self.id = spec.kernel_id
@@ -58,6 +62,7 @@ class Kernel:
         self.started_at = time.monotonic()
         self.executions = 0
         self._warm_up_cell = warm_up
+        self._tcp_bridge = tcp_bridge  # a TCP-only kernel, behind gateway/languages/tcp_bridge.py
         self._manager = AsyncKernelManager(
             kernel_name=kernel_name,
             # Our kernelspec by path, never one jupyter finds elsewhere on the host.
@@ -82,6 +87,9 @@ class Kernel:
         spec = self._manager.kernel_spec
         if spec is not None:
             spec.argv = [self._python, *spec.argv[1:]] if spec.argv[0] == "python" else spec.argv
+            if self._tcp_bridge:
+                spec.argv = [self._python, "-c", TCP_BRIDGE_SOURCE, "{connection_file}", "--",
+                             *spec.argv]
         try:
             await self._manager.start_kernel(sandbox=self.spec, host=self.host)
             self._client = self._manager.client()

@@ -2,7 +2,26 @@
 # System packages: bubblewrap (the sandbox), util-linux's prlimit (rlimits) and setpriv (kernels'
 # own uids), libseccomp2 (the seccomp filter; apt itself needs it), and Debian's chromium
 # for the live page's browser test (WITH_BROWSER=0 skips it on a server that only runs the gateway).
+# Then Deno, the runtime of JavaScript/TypeScript threads (WITH_DENO=0 skips it): the npm
+# package `deno` ships the binary (~96 MB, a few seconds); `npm install -g` puts it under npm's
+# prefix, /usr on Debian (/usr/bin/deno), which the sandbox already sees read-only.
 set -e
+DENO_VERSION=2.9.6
+install_deno() {
+    [ "${WITH_DENO:-1}" = 1 ] || return 0
+    [ "$(deno --version 2>/dev/null | head -n 1 | cut -d ' ' -f 2)" = "$DENO_VERSION" ] && return 0
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "npm not found: JavaScript/TypeScript threads stay unavailable (install nodejs)" >&2
+        return 0
+    fi
+    if [ "$(id -u)" != 0 ] && [ ! -w "$(npm config get prefix)" ]; then
+        echo "deno $DENO_VERSION missing: as root, npm install -g deno@$DENO_VERSION" >&2
+        return 0
+    fi
+    echo "installing: deno@$DENO_VERSION (npm)"
+    npm install -g --no-audit --no-fund --loglevel=error "deno@$DENO_VERSION"
+    deno --version >/dev/null
+}
 missing=""
 command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
 command -v prlimit >/dev/null 2>&1 || missing="$missing util-linux"
@@ -11,7 +30,10 @@ ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || missing="$missing libse
 if [ "${WITH_BROWSER:-1}" = 1 ]; then
     command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 fi
-[ -z "$missing" ] && exit 0
+if [ -z "$missing" ]; then
+    install_deno
+    exit 0
+fi
 if [ "$(id -u)" != 0 ]; then
     echo "missing system packages:$missing (install them as root: apt-get install$missing)" >&2
     exit 1
@@ -20,3 +42,4 @@ echo "installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq $missing >/dev/null
+install_deno

@@ -8,6 +8,7 @@ warm-up cell. Whether this installation can run it is ``probe.py``'s business.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Callable
@@ -29,6 +30,8 @@ class Language:
     warm_up: str  # a throwaway first cell that pays for the kernel's cold code paths
     module: str | None = None  # a module the kernel interpreter must import (its kernel)
     program: str | None = None  # a program the kernel runs (looked up on the host's PATH)
+    # The kernel speaks ZeroMQ over TCP only: it runs behind tcp_bridge.py (see there).
+    tcp_bridge: bool = False
     # Hidden cells around one execution's ``env`` (names validated by the protocol): one sets
     # the variables and remembers what they were, the other puts that back.
     set_env: Callable[[dict[str, str]], str] = field(default=lambda env: "", repr=False)
@@ -64,13 +67,36 @@ def _bash_restore_env(names: list[str]) -> str:
             'eval "$__gateway_saved_env"; unset __gateway_saved_env\n')
 
 
+def _deno_set_env(env: dict[str, str]) -> str:
+    # JSON is a JavaScript literal; the cell's value is undefined (nothing displayed).
+    return (f"globalThis.__gatewaySavedEnv = Object.fromEntries({json.dumps(sorted(env))}"
+            ".map((name) => [name, Deno.env.get(name)]));\n"
+            f"for (const [name, value] of Object.entries({json.dumps(env)})) "
+            "Deno.env.set(name, value);\n")
+
+
+def _deno_restore_env(names: list[str]) -> str:
+    return ("for (const [name, old] of Object.entries(globalThis.__gatewaySavedEnv ?? {})) "
+            "old === undefined ? Deno.env.delete(name) : Deno.env.set(name, old);\n"
+            "delete globalThis.__gatewaySavedEnv;\n")
+
+
 # Python's warm-up: display() rather than a result, which would land in ``_`` and ``Out``;
 # run with store_history=False it shows in neither ``In`` nor the execution count.
 PYTHON = Language("python", "python3", "python", "print(end=' ')\ndisplay(2)", "ipykernel",
                   set_env=_python_set_env, restore_env=_python_restore_env)
 BASH = Language("bash", "bash", "bash", "true", "bash_kernel", "bash",
                 set_env=_bash_set_env, restore_env=_bash_restore_env)
-LANGUAGES: dict[str, Language] = {language.name: language for language in (PYTHON, BASH)}
+# Deno's kernel runs both (TypeScript is a superset; a thread's name picks its pool and fence).
+# Deno's warm-up loads its timers too: they load lazily, and an interrupt that lands while they
+# load leaves them half-initialized ("Uncaught null" from every setTimeout after).
+DENO_WARM_UP = 'console.log(""); await new Promise((done) => setTimeout(done, 0));'
+JAVASCRIPT = Language("javascript", "deno", "javascript", DENO_WARM_UP, program="deno",
+                      tcp_bridge=True, set_env=_deno_set_env, restore_env=_deno_restore_env)
+TYPESCRIPT = Language("typescript", "deno", "typescript", DENO_WARM_UP, program="deno",
+                      tcp_bridge=True, set_env=_deno_set_env, restore_env=_deno_restore_env)
+LANGUAGES: dict[str, Language] = {language.name: language
+                                  for language in (PYTHON, BASH, JAVASCRIPT, TYPESCRIPT)}
 
 
 def find(name: object) -> Language:
