@@ -32,8 +32,8 @@ DOT_PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMB
 def test_find_knows_python_and_bash_and_names_them_when_refusing():
     assert languages.find("python").kernel_name == "python3"
     assert languages.find("bash").fence_open == "```bash\n"
-    with pytest.raises(UnknownLanguage,
-                       match=r"'cobol' is not supported.*python, bash, javascript, typescript"):
+    supported = r"python, bash, javascript, typescript, r\)"
+    with pytest.raises(UnknownLanguage, match=r"'cobol' is not supported.*" + supported):
         languages.find("cobol")
     for bad in ("", "Python", "../python3", "a" * 40, 3, None):
         with pytest.raises(UnknownLanguage):
@@ -90,7 +90,7 @@ def test_probe_names_a_missing_module(tmp_path):
 async def polyglot(data_root):
     running = await start_gateway(test_settings(data_root / "languages", pool_size=1,
                                                 bash_pool_size=1, javascript_pool_size=1,
-                                                max_kernels=8,
+                                                r_pool_size=1, max_kernels=10,
                                                 kernels_dir=KERNELS))
     yield running
     await stop_gateway(running)
@@ -506,5 +506,105 @@ async def test_escape_probes_from_a_deno_kernel(polyglot, js, ts):
     assert report["passwd"] == "absent"
     assert report["secret"] == "none"
     assert report["pytest"] == 0
+    if os.geteuid() == 0 and polyglot.gateway.host.drop_uid:
+        assert int(report["uid"]) >= polyglot.gateway.settings.kernel_uid_base
+
+
+# -- R: IRkernel speaks ipc itself ---------------------------------------------------------------
+@pytest_asyncio.fixture(loop_scope="session")
+async def r(polyglot, tid):
+    if "r" in polyglot.gateway.unavailable_languages:
+        pytest.skip(polyglot.gateway.unavailable_languages["r"])
+    client = await polyglot.client()
+    yield client.thread(tid, language="r")
+    await client.close()
+
+
+def test_a_missing_irkernel_is_named(tmp_path):
+    (tmp_path / "ir").mkdir()
+    (tmp_path / "ir" / "kernel.json").write_text("{}")
+    without = languages.Language("r", "ir", "r", "", check=("false",),
+                                 check_hint=languages.find("r").check_hint)
+    reason = languages.unavailable_reason(without, tmp_path, shutil.which("python3"))
+    assert "IRkernel is not installed (Debian: r-cran-irkernel)" in reason
+
+
+@on_loop
+async def test_r_state_persists_and_plots_and_tables_display(r):
+    first = await r.run("x <- 41")
+    assert first.state == "complete", first.status
+    assert first.hot_code == "```r\nx <- 41\n```"
+    second = await r.run("print(x + 1)\ndata.frame(city = c('Oslo', 'Rome'), temp = c(3, 14))")
+    assert second.state == "complete", second.status
+    assert second.output.startswith("[1] 42\n") and "Oslo" in second.output
+    (table,) = second.displays
+    assert "<table" in table["data"]["text/html"] and "Rome" in table["data"]["text/html"]
+    plot = await r.run("plot(1:3)")
+    (png,) = plot.files
+    assert png["mime_type"] == "image/png"
+    assert base64.b64decode(png["base64"]).startswith(b"\x89PNG")
+
+
+@on_loop
+async def test_r_error_is_structured(r):
+    result = await r.run("cat('before\\n')\nf <- function() stop('boom')\nf()")
+    assert result.state == "error", result.status
+    assert "before" in result.output
+    error = result.status["error"]
+    assert error["evalue"].startswith("Error in f(): boom"), error
+    assert "1. f()" in error["traceback"] and all("\x1b" not in line
+                                                 for line in error["traceback"])
+    after = await r.run("cat('still here')")
+    assert after.state == "complete" and after.output == "still here"
+
+
+@on_loop
+async def test_r_timeout_and_interrupt_restart_the_kernel(r):
+    """IRkernel answers no interrupt_request: the gateway restarts it and says so."""
+    slow = await r.run("Sys.sleep(60)", timeout=2)
+    assert slow.state == "timeout" and slow.status["kernel_restarted"] is True, slow.status
+    interrupted = await interrupt_when_started(r, "cat('started\\n'); Sys.sleep(60)")
+    assert interrupted["state"] == "interrupted", interrupted
+    assert interrupted["kernel_restarted"] is True, interrupted
+    after = await r.run("cat('alive')")
+    assert after.state == "complete" and after.output == "alive", after.status
+
+
+@on_loop
+async def test_r_files_are_announced(r):
+    result = await r.run("writeLines(c('city,temp', 'Oslo,3'), '/mnt/data/temps.csv')")
+    (announced,) = result.files
+    assert announced["filename"] == "temps.csv" and announced["mime_type"] == "text/csv"
+    assert base64.b64decode(announced["base64"]) == b"city,temp\nOslo,3\n"
+
+
+@on_loop
+async def test_r_env_is_for_one_cell(r):
+    value = 'it\'s a "value" )-- with \\n and `ticks`'
+    seen = await r.run("cat(Sys.getenv('API_KEY'))", env={"API_KEY": value})
+    assert seen.state == "complete" and seen.output == value, seen.output
+    after = await r.run("cat(Sys.getenv('API_KEY', 'unset'), exists('.gateway_saved_env'))")
+    assert after.output == "unset FALSE"
+
+
+@on_loop
+async def test_escape_probes_from_an_r_kernel(polyglot, r):
+    """The bash probes, run by the R process (system2): the same sandbox holds."""
+    import os
+
+    cell = ESCAPE_CELL.format(port=polyglot.server.port)
+    result = await r.run(f"cat(system2('bash', c('-c', shQuote({cell!r})), stdout = TRUE), "
+                         "sep = '\\n')")
+    assert result.state == "complete", result.output
+    report = dict(line.split("=", 1) for line in result.output.splitlines() if "=" in line)
+    fields = dict(line.split(":", 1) for line in result.output.splitlines() if ":" in line)
+    assert fields["Seccomp"].strip() == "2" and fields["NoNewPrivs"].strip() == "1"
+    assert int(fields["CapEff"], 16) == 0 and int(fields["CapBnd"], 16) == 0
+    assert report["core_pattern"] == "ro"
+    assert report["userns"] == "refused"
+    assert report["net"] == "refused"
+    assert report["passwd"] == "absent"
+    assert report["secret"] == "none"
+    assert result.output.splitlines()[-1] == "0"  # no host process (pytest) is visible
     if os.geteuid() == 0 and polyglot.gateway.host.drop_uid:
         assert int(report["uid"]) >= polyglot.gateway.settings.kernel_uid_base

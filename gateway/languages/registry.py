@@ -30,6 +30,10 @@ class Language:
     warm_up: str  # a throwaway first cell that pays for the kernel's cold code paths
     module: str | None = None  # a module the kernel interpreter must import (its kernel)
     program: str | None = None  # a program the kernel runs (looked up on the host's PATH)
+    # A command that must succeed for the runtime to count as installed, and what is missing
+    # when it fails (e.g. R without IRkernel).
+    check: tuple[str, ...] | None = None
+    check_hint: str = ""
     # The kernel speaks ZeroMQ over TCP only: it runs behind tcp_bridge.py (see there).
     tcp_bridge: bool = False
     # Hidden cells around one execution's ``env`` (names validated by the protocol): one sets
@@ -81,6 +85,28 @@ def _deno_restore_env(names: list[str]) -> str:
             "delete globalThis.__gatewaySavedEnv;\n")
 
 
+def _r_string(value: str) -> str:
+    # R's raw string literal: nothing inside is an escape; the delimiter cannot occur in it.
+    dashes = "-" * (max((len(run) for run in re.findall(r"-+", value)), default=0) + 1)
+    return f'r"{dashes}({value}){dashes}"'
+
+
+def _r_set_env(env: dict[str, str]) -> str:
+    names = ", ".join(_r_string(name) for name in sorted(env))
+    values = ", ".join(f"{_r_string(name)} = {_r_string(value)}"
+                       for name, value in sorted(env.items()))
+    return (f"assign('.gateway_saved_env', Sys.getenv(c({names}), unset = NA, names = TRUE), "
+            "envir = globalenv())\n"
+            f"invisible(do.call(Sys.setenv, list({values})))\n")
+
+
+def _r_restore_env(names: list[str]) -> str:
+    return ("local({ old <- get('.gateway_saved_env', envir = globalenv()); "
+            "for (name in names(old)) if (is.na(old[[name]])) Sys.unsetenv(name) else "
+            "do.call(Sys.setenv, setNames(list(old[[name]]), name)); "
+            "rm('.gateway_saved_env', envir = globalenv()) })\n")
+
+
 # Python's warm-up: display() rather than a result, which would land in ``_`` and ``Out``;
 # run with store_history=False it shows in neither ``In`` nor the execution count.
 PYTHON = Language("python", "python3", "python", "print(end=' ')\ndisplay(2)", "ipykernel",
@@ -95,8 +121,15 @@ JAVASCRIPT = Language("javascript", "deno", "javascript", DENO_WARM_UP, program=
                       tcp_bridge=True, set_env=_deno_set_env, restore_env=_deno_restore_env)
 TYPESCRIPT = Language("typescript", "deno", "typescript", DENO_WARM_UP, program="deno",
                       tcp_bridge=True, set_env=_deno_set_env, restore_env=_deno_restore_env)
+# IRkernel speaks ipc itself (its socket names match jupyter_client's). It does not answer an
+# interrupt_request: a cell's timeout or interrupt restarts the kernel (and the status says so).
+R = Language("r", "ir", "r", "invisible(NULL)", program="R",
+             check=("Rscript", "-e",
+                    "quit(status = !requireNamespace('IRkernel', quietly = TRUE))"),
+             check_hint="the R package IRkernel is not installed (Debian: r-cran-irkernel)",
+             set_env=_r_set_env, restore_env=_r_restore_env)
 LANGUAGES: dict[str, Language] = {language.name: language
-                                  for language in (PYTHON, BASH, JAVASCRIPT, TYPESCRIPT)}
+                                  for language in (PYTHON, BASH, JAVASCRIPT, TYPESCRIPT, R)}
 
 
 def find(name: object) -> Language:
