@@ -50,6 +50,9 @@ class Settings:
     pool_burst_window: float = 30.0
     pool_horizon: float = 30.0
     bash_pool_size: int = 0  # warm bash kernels (gateway/languages); 0: started on demand
+    javascript_pool_size: int = 0  # warm Deno kernels for JavaScript threads; 0: on demand
+    typescript_pool_size: int = 0  # warm Deno kernels for TypeScript threads; 0: on demand
+    r_pool_size: int = 0  # warm IRkernel kernels for R threads; 0: on demand
     max_kernels: int = 16  # leased + warm
     lease_wait: float = 10.0  # how long a new thread waits for a kernel when the pool is full
     idle_timeout: float = 1800.0  # a thread idle this long loses its kernel (files stay)

@@ -34,6 +34,9 @@ READY_IOPUB_WAIT = 0.2
 # output formatting, cold code paths). One throwaway cell while the kernel waits in the pool
 # pays for that; each language has its own (gateway/languages).
 WARM_UP_CELL = PYTHON.warm_up
+# Run by the kernel interpreter inside the sandbox (``python -c``): the gateway's package is
+# not importable there.
+TCP_BRIDGE_SOURCE = (Path(__file__).parent / "languages" / "tcp_bridge.py").read_text()
 # An interrupt can be lost: it may reach the kernel just before the cell starts, or land in a
 # handler that swallows KeyboardInterrupt. A cell still running this long after the kernel
 # answered the interrupt (it signals itself, then answers) gets it once more; after
@@ -56,7 +59,8 @@ class RunResult:
 
 class Kernel:
     def __init__(self, spec: SandboxSpec, host: HostSandbox, kernels_dir: Path, python: str,
-                 kernel_name: str = KERNEL_NAME, warm_up: str = WARM_UP_CELL):
+                 kernel_name: str = KERNEL_NAME, warm_up: str = WARM_UP_CELL,
+                 tcp_bridge: bool = False, late_output_grace: float = 0.0):
         self.spec = spec
         self.host = host
         self.id = spec.kernel_id
@@ -64,6 +68,8 @@ class Kernel:
         self.started_at = time.monotonic()
         self.executions = 0
         self._warm_up_cell = warm_up
+        self._tcp_bridge = tcp_bridge  # a TCP-only kernel, behind gateway/languages/tcp_bridge.py
+        self._late_output_grace = late_output_grace  # see Language.late_output_grace
         self._manager = AsyncKernelManager(
             kernel_name=kernel_name,
             # Our kernelspec by path, never one jupyter finds elsewhere on the host.
@@ -89,6 +95,9 @@ class Kernel:
         spec = self._manager.kernel_spec
         if spec is not None:
             spec.argv = [self._python, *spec.argv[1:]] if spec.argv[0] == "python" else spec.argv
+            if self._tcp_bridge:
+                spec.argv = [self._python, "-c", TCP_BRIDGE_SOURCE, "{connection_file}", "--",
+                             *spec.argv]
         try:
             await self._manager.start_kernel(sandbox=self.spec, host=self.host)
             self._client = self._manager.client()
@@ -296,9 +305,27 @@ class Kernel:
             elif kind == "status" and msg["content"]["execution_state"] == "idle":
                 break
             on_message(msg)
+        saw_error = await self._late_output(msg_id, on_message) or saw_error
         if interrupted_at is not None:
             return RunResult("timeout", count, f"timed out after {timeout:g} s; interrupted")
         return RunResult("error" if saw_error else "complete", count)
+
+    async def _late_output(self, msg_id: str, on_message: Callable[[dict], None]) -> bool:
+        """A kernel that may publish a cell's output after its ``idle`` (Deno's sometimes sends
+        the ``execute_result`` just after): this cell's messages within the grace still count.
+        True when one of them was an error."""
+        saw_error = False
+        until = time.monotonic() + self._late_output_grace
+        while (left := until - time.monotonic()) > 0:
+            msg = await self._next_iopub(left)
+            if msg is None:
+                break
+            if msg["parent_header"].get("msg_id") != msg_id or msg["header"]["msg_type"] in (
+                    "status", "execute_input"):
+                continue
+            saw_error = saw_error or msg["header"]["msg_type"] == "error"
+            on_message(msg)
+        return saw_error
 
     async def interrupt(self) -> None:
         # interrupt_mode "message": a control-channel request, which crosses the sandbox. Sent

@@ -38,7 +38,7 @@ IPYTHON_DIR = "/tmp/ipython"
 MPL_DIR = "/tmp/matplotlib"
 # Joins the kernel's cgroups before exec, so every process it ever forks is accounted.
 JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 97; shift; done; shift; exec "$@"'
-SYSTEM_DIRS = ("/usr", "/etc/alternatives")
+SYSTEM_DIRS = ("/usr", "/etc/alternatives", "/etc/R")  # /etc/R: R's configuration
 SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/mime.types", "/etc/nsswitch.conf")
 # Host-global kernel knobs that a fresh procfs shows writable to host root: read-only, always.
 PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus")
@@ -260,6 +260,9 @@ def filesystem_args(spec: SandboxSpec, *, read_only_proc: bool) -> list[str]:
     # Made by root for a kernel that may run as another uid: world-writable, sticky.
     argv += ["--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm",
              "--perms", "1777", "--tmpfs", "/tmp"]
+    # /etc itself, which bwrap would otherwise make 0700 for root: a kernel's own uid must
+    # reach the few entries bound below (/etc/alternatives holds e.g. R's BLAS links).
+    argv += ["--perms", "0755", "--dir", "/etc"]
     for path in SYSTEM_DIRS:
         if os.path.exists(path):
             argv += ["--ro-bind", path, path]

@@ -32,7 +32,8 @@ DOT_PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMB
 def test_find_knows_python_and_bash_and_names_them_when_refusing():
     assert languages.find("python").kernel_name == "python3"
     assert languages.find("bash").fence_open == "```bash\n"
-    with pytest.raises(UnknownLanguage, match=r"'cobol' is not supported.*python, bash"):
+    supported = r"python, bash, javascript, typescript, r\)"
+    with pytest.raises(UnknownLanguage, match=r"'cobol' is not supported.*" + supported):
         languages.find("cobol")
     for bad in ("", "Python", "../python3", "a" * 40, 3, None):
         with pytest.raises(UnknownLanguage):
@@ -88,7 +89,8 @@ def test_probe_names_a_missing_module(tmp_path):
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def polyglot(data_root):
     running = await start_gateway(test_settings(data_root / "languages", pool_size=1,
-                                                bash_pool_size=1, max_kernels=8,
+                                                bash_pool_size=1, javascript_pool_size=1,
+                                                r_pool_size=1, max_kernels=10,
                                                 kernels_dir=KERNELS))
     yield running
     await stop_gateway(running)
@@ -310,3 +312,299 @@ async def test_the_page_runs_a_bash_thread(polyglot, browser, tid):
         assert problems == []
     finally:
         await context.close()
+
+
+# -- JavaScript and TypeScript: Deno's kernel, TCP only, behind the in-sandbox bridge ------------
+needs_deno = pytest.mark.skipif(shutil.which("deno") is None,
+                                reason="deno is not installed (scripts/setup-system.sh)")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def js(polyglot, tid):
+    if "javascript" in polyglot.gateway.unavailable_languages:
+        pytest.skip(polyglot.gateway.unavailable_languages["javascript"])
+    client = await polyglot.client()
+    yield client.thread(tid, language="javascript")
+    await client.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def ts(polyglot, tid):
+    if "typescript" in polyglot.gateway.unavailable_languages:
+        pytest.skip(polyglot.gateway.unavailable_languages["typescript"])
+    client = await polyglot.client()
+    yield client.thread(tid + "-ts", language="typescript")
+    await client.close()
+
+
+def test_the_bridge_wraps_only_tcp_kernels():
+    assert languages.find("javascript").tcp_bridge and languages.find("typescript").tcp_bridge
+    assert languages.find("typescript").kernel_name == "deno"
+    assert languages.find("typescript").fence_open == "```typescript\n"
+    assert not languages.find("python").tcp_bridge and not languages.find("bash").tcp_bridge
+
+
+def test_a_missing_deno_is_named(tmp_path):
+    (tmp_path / "deno").mkdir()
+    (tmp_path / "deno" / "kernel.json").write_text("{}")
+    absent = languages.Language("javascript", "deno", "javascript", "", program="no-such-deno")
+    reason = languages.unavailable_reason(absent, tmp_path, shutil.which("python3"))
+    assert "'no-such-deno' is not installed" in reason
+
+
+@on_loop
+@needs_deno
+async def test_typescript_state_persists_and_results_display(ts):
+    first = await ts.run("const x: number = 41;\nlet seen: string[] = [];")
+    assert first.state == "complete", (first.status, first.output)
+    assert first.hot_code.startswith("```typescript\nconst x: number = 41;")
+    second = await ts.run("seen.push('a'); console.log(x + 1, seen);\n({answer: x + 1})")
+    assert second.state == "complete", second.status
+    streams = {c["stream"] for c in (e["chunk"] for e in second.envelopes)
+               if c["type"] == "hot_code_output"}
+    assert "stdout" in streams and "result" in streams
+    assert "42 [ \"a\" ]\n" in second.output and "answer: 42" in second.output
+    assert second.status["execution_count"] > first.status["execution_count"]
+    html = await ts.run('Deno.jupyter.html`<b>from deno</b>`')
+    (shown,) = html.displays
+    assert shown["data"]["text/html"] == "<b>from deno</b>"
+
+
+@on_loop
+@needs_deno
+async def test_javascript_error_is_structured(js):
+    result = await js.run("console.log('before');\n"
+                          "function f() { throw new TypeError('boom'); }\nf()")
+    assert result.state == "error", result.status
+    assert "before" in result.output
+    error = result.status["error"]
+    assert error["ename"] == "TypeError" and error["evalue"] == "boom", error
+    assert error["traceback"] and all("\x1b" not in line for line in error["traceback"])
+    assert any("at f" in line for line in error["traceback"]), error["traceback"]
+    after = await js.run("console.log('still here')")
+    assert after.state == "complete" and after.output == "still here\n"
+
+
+async def interrupt_when_started(thread, code: str) -> dict:
+    """Runs ``code`` (which prints "started"), interrupts it then; its final status."""
+    call_id = await thread.execute(code)
+    async for envelope in thread.stream(call_id):
+        chunk = envelope["chunk"]
+        if chunk["type"] == "hot_code_output" and "started" in chunk["content"]:
+            await thread.interrupt()
+        if chunk["type"] == "status" and chunk["content"]["state"] not in ("queued", "running"):
+            return chunk["content"]
+    raise AssertionError("no final status")
+
+
+@on_loop
+@needs_deno
+async def test_javascript_timeout_and_interrupt(js):
+    await js.run("globalThis.kept = 'kept';")
+    slow = await js.run("while (true) {}", timeout=2)
+    assert slow.state == "timeout", slow.status
+    assert not slow.status.get("kernel_restarted"), slow.status  # Deno stopped the loop
+    interrupted = await interrupt_when_started(js, "console.log('started'); while (true) {}")
+    assert interrupted["state"] == "interrupted", interrupted
+    assert not interrupted.get("kernel_restarted"), interrupted
+    after = await js.run("console.log('alive', kept)")
+    assert after.state == "complete" and after.output == "alive kept\n", after.status
+
+
+@on_loop
+@needs_deno
+async def test_an_awaiting_deno_cell_is_stopped_by_a_restart(js):
+    """Deno interrupts running JavaScript only: a cell awaiting a timer ignores the interrupt,
+    so the gateway restarts the kernel (and says so); the thread goes on in a fresh one."""
+    interrupted = await interrupt_when_started(
+        js, "console.log('started'); await new Promise((done) => setTimeout(done, 60000));")
+    assert interrupted["state"] == "interrupted", interrupted
+    assert interrupted["kernel_restarted"] is True, interrupted
+    after = await js.run("console.log('alive')")
+    assert after.state == "complete" and after.output == "alive\n", after.status
+
+
+@on_loop
+@needs_deno
+async def test_javascript_files_are_announced(js):
+    result = await js.run("Deno.writeTextFileSync('/mnt/data/temps.csv', 'city,temp\\nOslo,3\\n')")
+    assert result.state == "complete", result.status
+    (announced,) = result.files
+    assert announced["filename"] == "temps.csv" and announced["mime_type"] == "text/csv"
+    assert base64.b64decode(announced["base64"]) == b"city,temp\nOslo,3\n"
+
+
+@on_loop
+@needs_deno
+async def test_javascript_env_is_for_one_cell(js):
+    value = "it's a \"value\" with ${dollar} and `ticks`"
+    seen = await js.run("console.log(Deno.env.get('API_KEY'))", env={"API_KEY": value})
+    assert seen.state == "complete" and seen.output == value + "\n", seen.output
+    after = await js.run("console.log(Deno.env.get('API_KEY') ?? 'unset', "
+                         "typeof globalThis.__gatewaySavedEnv)")
+    assert after.output == "unset undefined\n"
+
+
+DENO_ESCAPE_CELL = r"""
+const report = {};
+const status = Deno.readTextFileSync("/proc/self/status");
+for (const key of ["Seccomp", "NoNewPrivs", "CapEff", "CapBnd"])
+  report[key] = status.match(new RegExp(`^${key}:\\s*(\\S+)`, "m"))[1];
+report.uid = String(Deno.uid());
+try { Deno.openSync("/proc/sys/kernel/core_pattern", {write: true}).close();
+      report.core_pattern = "writable"; } catch { report.core_pattern = "ro"; }
+report.userns = new Deno.Command("unshare", {args: ["--user", "true"], stderr: "null"})
+  .outputSync().success ? "ok" : "refused";
+async function reach(port) {
+  try { (await Deno.connect({hostname: "127.0.0.1", port})).close(); return "open"; }
+  catch { return "refused"; }
+}
+report.net = await reach(GATEWAY_PORT);
+report.own_kernel = await reach(JSON.parse(Deno.readTextFileSync(
+  [...Deno.readDirSync("/tmp")].map((e) => "/tmp/" + e.name)
+    .find((p) => p.includes("kernel-tcp-")))).shell_port);
+report.other_kernel = (await Promise.all(OTHER_PORTS.map(reach))).join(",");
+try { Deno.statSync("/etc/passwd"); report.passwd = "visible"; } catch { report.passwd = "absent"; }
+report.secret = Deno.env.get("GATEWAY_TEST_SECRET") ?? "none";
+report.pytest = [...Deno.readDirSync("/proc")].filter((e) => /^\d+$/.test(e.name))
+  .filter((e) => { try { return Deno.readTextFileSync(`/proc/${e.name}/cmdline`)
+                               .includes("pytest"); } catch { return false; } }).length;
+console.log(JSON.stringify(report));
+"""
+
+OWN_PORTS_CELL = r"""
+const own = JSON.parse(Deno.readTextFileSync([...Deno.readDirSync("/tmp")]
+  .map((e) => "/tmp/" + e.name).find((p) => p.includes("kernel-tcp-"))));
+console.log(JSON.stringify(["shell", "iopub", "stdin", "control", "hb"]
+  .map((c) => own[c + "_port"])));
+"""
+
+
+@on_loop
+@needs_deno
+async def test_escape_probes_from_a_deno_kernel(polyglot, js, ts):
+    """Deno's own TCP ports are on its sandbox's loopback: reachable from its own cells,
+    unreachable from another kernel's; the gateway's port is unreachable from both."""
+    import json
+    import os
+
+    other = await ts.run(OWN_PORTS_CELL)
+    assert other.state == "complete", other.status
+    other_ports = json.loads(other.output)
+    cell = (DENO_ESCAPE_CELL.replace("GATEWAY_PORT", str(polyglot.server.port))
+            .replace("OTHER_PORTS", json.dumps(other_ports)))
+    result = await js.run(cell)
+    assert result.state == "complete", (result.status, result.output)
+    report = json.loads(result.output)
+    assert report["Seccomp"] == "2" and report["NoNewPrivs"] == "1"
+    assert int(report["CapEff"], 16) == 0 and int(report["CapBnd"], 16) == 0
+    assert report["core_pattern"] == "ro"
+    assert report["userns"] == "refused"
+    assert report["net"] == "refused"
+    assert report["own_kernel"] == "open"  # the probe can reach a port: its own kernel's
+    assert report["other_kernel"] == ",".join(["refused"] * 5)
+    assert report["passwd"] == "absent"
+    assert report["secret"] == "none"
+    assert report["pytest"] == 0
+    if os.geteuid() == 0 and polyglot.gateway.host.drop_uid:
+        assert int(report["uid"]) >= polyglot.gateway.settings.kernel_uid_base
+
+
+# -- R: IRkernel speaks ipc itself ---------------------------------------------------------------
+@pytest_asyncio.fixture(loop_scope="session")
+async def r(polyglot, tid):
+    if "r" in polyglot.gateway.unavailable_languages:
+        pytest.skip(polyglot.gateway.unavailable_languages["r"])
+    client = await polyglot.client()
+    yield client.thread(tid, language="r")
+    await client.close()
+
+
+def test_a_missing_irkernel_is_named(tmp_path):
+    (tmp_path / "ir").mkdir()
+    (tmp_path / "ir" / "kernel.json").write_text("{}")
+    without = languages.Language("r", "ir", "r", "", check=("false",),
+                                 check_hint=languages.find("r").check_hint)
+    reason = languages.unavailable_reason(without, tmp_path, shutil.which("python3"))
+    assert "IRkernel is not installed (Debian: r-cran-irkernel)" in reason
+
+
+@on_loop
+async def test_r_state_persists_and_plots_and_tables_display(r):
+    first = await r.run("x <- 41")
+    assert first.state == "complete", first.status
+    assert first.hot_code == "```r\nx <- 41\n```"
+    second = await r.run("print(x + 1)\ndata.frame(city = c('Oslo', 'Rome'), temp = c(3, 14))")
+    assert second.state == "complete", second.status
+    assert second.output.startswith("[1] 42\n") and "Oslo" in second.output
+    (table,) = second.displays
+    assert "<table" in table["data"]["text/html"] and "Rome" in table["data"]["text/html"]
+    plot = await r.run("plot(1:3)")
+    (png,) = plot.files
+    assert png["mime_type"] == "image/png"
+    assert base64.b64decode(png["base64"]).startswith(b"\x89PNG")
+
+
+@on_loop
+async def test_r_error_is_structured(r):
+    result = await r.run("cat('before\\n')\nf <- function() stop('boom')\nf()")
+    assert result.state == "error", result.status
+    assert "before" in result.output
+    error = result.status["error"]
+    assert error["evalue"].startswith("Error in f(): boom"), error
+    assert "1. f()" in error["traceback"] and all("\x1b" not in line
+                                                 for line in error["traceback"])
+    after = await r.run("cat('still here')")
+    assert after.state == "complete" and after.output == "still here"
+
+
+@on_loop
+async def test_r_timeout_and_interrupt_restart_the_kernel(r):
+    """IRkernel answers no interrupt_request: the gateway restarts it and says so."""
+    slow = await r.run("Sys.sleep(60)", timeout=2)
+    assert slow.state == "timeout" and slow.status["kernel_restarted"] is True, slow.status
+    interrupted = await interrupt_when_started(r, "cat('started\\n'); Sys.sleep(60)")
+    assert interrupted["state"] == "interrupted", interrupted
+    assert interrupted["kernel_restarted"] is True, interrupted
+    after = await r.run("cat('alive')")
+    assert after.state == "complete" and after.output == "alive", after.status
+
+
+@on_loop
+async def test_r_files_are_announced(r):
+    result = await r.run("writeLines(c('city,temp', 'Oslo,3'), '/mnt/data/temps.csv')")
+    (announced,) = result.files
+    assert announced["filename"] == "temps.csv" and announced["mime_type"] == "text/csv"
+    assert base64.b64decode(announced["base64"]) == b"city,temp\nOslo,3\n"
+
+
+@on_loop
+async def test_r_env_is_for_one_cell(r):
+    value = 'it\'s a "value" )-- with \\n and `ticks`'
+    seen = await r.run("cat(Sys.getenv('API_KEY'))", env={"API_KEY": value})
+    assert seen.state == "complete" and seen.output == value, seen.output
+    after = await r.run("cat(Sys.getenv('API_KEY', 'unset'), exists('.gateway_saved_env'))")
+    assert after.output == "unset FALSE"
+
+
+@on_loop
+async def test_escape_probes_from_an_r_kernel(polyglot, r):
+    """The bash probes, run by the R process (system2): the same sandbox holds."""
+    import os
+
+    cell = ESCAPE_CELL.format(port=polyglot.server.port)
+    result = await r.run(f"cat(system2('bash', c('-c', shQuote({cell!r})), stdout = TRUE), "
+                         "sep = '\\n')")
+    assert result.state == "complete", result.output
+    report = dict(line.split("=", 1) for line in result.output.splitlines() if "=" in line)
+    fields = dict(line.split(":", 1) for line in result.output.splitlines() if ":" in line)
+    assert fields["Seccomp"].strip() == "2" and fields["NoNewPrivs"].strip() == "1"
+    assert int(fields["CapEff"], 16) == 0 and int(fields["CapBnd"], 16) == 0
+    assert report["core_pattern"] == "ro"
+    assert report["userns"] == "refused"
+    assert report["net"] == "refused"
+    assert report["passwd"] == "absent"
+    assert report["secret"] == "none"
+    assert result.output.splitlines()[-1] == "0"  # no host process (pytest) is visible
+    if os.geteuid() == 0 and polyglot.gateway.host.drop_uid:
+        assert int(report["uid"]) >= polyglot.gateway.settings.kernel_uid_base

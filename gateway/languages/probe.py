@@ -17,6 +17,13 @@ def unavailable_reason(language: Language, kernels_dir: Path, python: str) -> st
         return f"its kernelspec {spec_file} is missing"
     if language.program and shutil.which(language.program) is None:
         return f"the program {language.program!r} is not installed"
+    if language.check:
+        try:
+            checked = subprocess.run(list(language.check), capture_output=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"{language.check[0]} could not be run: {exc}"
+        if checked.returncode != 0:
+            return language.check_hint or f"{' '.join(language.check)} failed"
     if language.module:
         try:
             found = subprocess.run(

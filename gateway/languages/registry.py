@@ -8,6 +8,7 @@ warm-up cell. Whether this installation can run it is ``probe.py``'s business.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Callable
@@ -29,6 +30,15 @@ class Language:
     warm_up: str  # a throwaway first cell that pays for the kernel's cold code paths
     module: str | None = None  # a module the kernel interpreter must import (its kernel)
     program: str | None = None  # a program the kernel runs (looked up on the host's PATH)
+    # A command that must succeed for the runtime to count as installed, and what is missing
+    # when it fails (e.g. R without IRkernel).
+    check: tuple[str, ...] | None = None
+    check_hint: str = ""
+    # The kernel speaks ZeroMQ over TCP only: it runs behind tcp_bridge.py (see there).
+    tcp_bridge: bool = False
+    # Seconds a cell's output is still taken after its ``idle``: Deno 2.9's kernel sometimes
+    # publishes a cell's ``execute_result`` just after ``idle`` (about 1 cell in 8 seen here).
+    late_output_grace: float = 0.0
     # Hidden cells around one execution's ``env`` (names validated by the protocol): one sets
     # the variables and remembers what they were, the other puts that back.
     set_env: Callable[[dict[str, str]], str] = field(default=lambda env: "", repr=False)
@@ -64,13 +74,67 @@ def _bash_restore_env(names: list[str]) -> str:
             'eval "$__gateway_saved_env"; unset __gateway_saved_env\n')
 
 
+def _deno_set_env(env: dict[str, str]) -> str:
+    # JSON is a JavaScript literal; the cell's value is undefined (nothing displayed).
+    return (f"globalThis.__gatewaySavedEnv = Object.fromEntries({json.dumps(sorted(env))}"
+            ".map((name) => [name, Deno.env.get(name)]));\n"
+            f"for (const [name, value] of Object.entries({json.dumps(env)})) "
+            "Deno.env.set(name, value);\n")
+
+
+def _deno_restore_env(names: list[str]) -> str:
+    return ("for (const [name, old] of Object.entries(globalThis.__gatewaySavedEnv ?? {})) "
+            "old === undefined ? Deno.env.delete(name) : Deno.env.set(name, old);\n"
+            "delete globalThis.__gatewaySavedEnv;\n")
+
+
+def _r_string(value: str) -> str:
+    # R's raw string literal: nothing inside is an escape; the delimiter cannot occur in it.
+    dashes = "-" * (max((len(run) for run in re.findall(r"-+", value)), default=0) + 1)
+    return f'r"{dashes}({value}){dashes}"'
+
+
+def _r_set_env(env: dict[str, str]) -> str:
+    names = ", ".join(_r_string(name) for name in sorted(env))
+    values = ", ".join(f"{_r_string(name)} = {_r_string(value)}"
+                       for name, value in sorted(env.items()))
+    return (f"assign('.gateway_saved_env', Sys.getenv(c({names}), unset = NA, names = TRUE), "
+            "envir = globalenv())\n"
+            f"invisible(do.call(Sys.setenv, list({values})))\n")
+
+
+def _r_restore_env(names: list[str]) -> str:
+    return ("local({ old <- get('.gateway_saved_env', envir = globalenv()); "
+            "for (name in names(old)) if (is.na(old[[name]])) Sys.unsetenv(name) else "
+            "do.call(Sys.setenv, setNames(list(old[[name]]), name)); "
+            "rm('.gateway_saved_env', envir = globalenv()) })\n")
+
+
 # Python's warm-up: display() rather than a result, which would land in ``_`` and ``Out``;
 # run with store_history=False it shows in neither ``In`` nor the execution count.
 PYTHON = Language("python", "python3", "python", "print(end=' ')\ndisplay(2)", "ipykernel",
                   set_env=_python_set_env, restore_env=_python_restore_env)
 BASH = Language("bash", "bash", "bash", "true", "bash_kernel", "bash",
                 set_env=_bash_set_env, restore_env=_bash_restore_env)
-LANGUAGES: dict[str, Language] = {language.name: language for language in (PYTHON, BASH)}
+# Deno's kernel runs both (TypeScript is a superset; a thread's name picks its pool and fence).
+# Deno's warm-up loads its timers too: they load lazily, and an interrupt that lands while they
+# load leaves them half-initialized ("Uncaught null" from every setTimeout after).
+DENO_WARM_UP = 'console.log(""); await new Promise((done) => setTimeout(done, 0));'
+JAVASCRIPT = Language("javascript", "deno", "javascript", DENO_WARM_UP, program="deno",
+                      tcp_bridge=True, late_output_grace=0.03,
+                      set_env=_deno_set_env, restore_env=_deno_restore_env)
+TYPESCRIPT = Language("typescript", "deno", "typescript", DENO_WARM_UP, program="deno",
+                      tcp_bridge=True, late_output_grace=0.03,
+                      set_env=_deno_set_env, restore_env=_deno_restore_env)
+# IRkernel speaks ipc itself (its socket names match jupyter_client's). It does not answer an
+# interrupt_request: a cell's timeout or interrupt restarts the kernel (and the status says so).
+R = Language("r", "ir", "r", "invisible(NULL)", program="R",
+             check=("Rscript", "-e",
+                    "quit(status = !requireNamespace('IRkernel', quietly = TRUE))"),
+             check_hint="the R package IRkernel is not installed (Debian: r-cran-irkernel)",
+             set_env=_r_set_env, restore_env=_r_restore_env)
+LANGUAGES: dict[str, Language] = {language.name: language
+                                  for language in (PYTHON, BASH, JAVASCRIPT, TYPESCRIPT, R)}
 
 
 def find(name: object) -> Language:

@@ -163,7 +163,8 @@ class KernelPool:
     async def _start_kernel(self, workdir: Path) -> Kernel:
         kernel = Kernel(self._spec(workdir), self.host, self.settings.kernels_dir,
                         self.settings.kernel_python, self.language.kernel_name,
-                        self.language.warm_up)
+                        self.language.warm_up, self.language.tcp_bridge,
+                        self.language.late_output_grace)
         began = time.monotonic()
         self.stats.starts += 1
         try:
