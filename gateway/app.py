@@ -30,7 +30,7 @@ from .replay import CallResults, FinishedCall
 from .sandbox import HostSandbox
 from .session import Listener, ThreadSession
 from .threads.export import notebook_bytes
-from .uids import UidRange
+from .uids import CLAIMS_DIR, UidRange
 from .workdirs import (
     UnsafePath,
     Workdirs,
@@ -54,7 +54,7 @@ class Gateway:
         self.host = HostSandbox(enabled=settings.sandbox != "none",
                                 drop_uid=settings.kernel_uid_base > 0)
         self.host.check()
-        uids = (UidRange(settings.kernel_uid_base, settings.kernel_uid_count)
+        uids = (UidRange(settings.kernel_uid_base, settings.kernel_uid_count, CLAIMS_DIR)
                 if self.host.drop_uid else None)
         self.workdirs = Workdirs(settings.workdirs, settings.disk_limit,
                                  use_tmpfs=self.host.enabled, uids=uids)

@@ -130,3 +130,17 @@ def test_uids_are_unique_and_reused_after_release():
     assert uids.allocate() == 100_001
     with pytest.raises(ValueError):
         UidRange(0, 10)
+
+
+def test_two_gateways_on_one_host_never_hand_out_the_same_uid(tmp_path):
+    # RLIMIT_NPROC counts a uid's tasks host-wide: a shared uid would let one gateway's fork
+    # bomb stop the other's kernels from starting. Claims are flocks, as between processes.
+    first, second = UidRange(100_000, 3, tmp_path), UidRange(100_000, 3, tmp_path)
+    a = first.allocate()
+    b = second.allocate()
+    assert a == 100_000 and b == 100_001
+    first.release(a)
+    assert second.allocate() == 100_000  # released: free for anyone
+    assert first.allocate() == 100_002
+    with pytest.raises(UidsExhausted):
+        first.allocate()
