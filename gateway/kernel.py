@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -60,11 +61,13 @@ class RunResult:
 class Kernel:
     def __init__(self, spec: SandboxSpec, host: HostSandbox, kernels_dir: Path, python: str,
                  kernel_name: str = KERNEL_NAME, warm_up: str = WARM_UP_CELL,
-                 tcp_bridge: bool = False, late_output_grace: float = 0.0):
+                 tcp_bridge: bool = False, late_output_grace: float = 0.0,
+                 signal_program: str | None = None):
         self.spec = spec
         self.host = host
         self.id = spec.kernel_id
         self.kernel_name = kernel_name  # the language's kernelspec (gateway.languages)
+        self._signal_program = signal_program  # interrupted by SIGINT to this program
         self.started_at = time.monotonic()
         self.executions = 0
         self._warm_up_cell = warm_up
@@ -328,11 +331,31 @@ class Kernel:
         return saw_error
 
     async def interrupt(self) -> None:
+        if self._signal_program is not None:
+            self._signal_interrupt()
+            return
         # interrupt_mode "message": a control-channel request, which crosses the sandbox. Sent
         # on the client's control channel (not the manager's) so ``run`` can read the reply.
         request = self._client.session.msg("interrupt_request", {})
         self._client.control_channel.send(request)
         self._unanswered_interrupts.add(request["header"]["msg_id"])
+
+    def _signal_interrupt(self) -> None:
+        """SIGINT to the kernel's own process, found in its cgroup from outside the sandbox;
+        counted as answered at once (there is no reply to wait for)."""
+        cgroups = self.host.cgroups
+        pids = cgroups.processes(self.id) if cgroups is not None else []
+        target = interrupt_target({pid: _process_facts(pid) for pid in pids},
+                                  self._signal_program)
+        if target is None:
+            log.warning("kernel %s: no %s process to interrupt", self.id, self._signal_program)
+            return
+        try:
+            os.kill(target, signal.SIGINT)
+        except ProcessLookupError:
+            return
+        if self._interrupt_answered_at is None:
+            self._interrupt_answered_at = time.monotonic()
 
     async def kill(self) -> None:
         """Kill the kernel's whole process tree (the sandbox's pid namespace dies with it)."""
@@ -372,6 +395,29 @@ class Kernel:
                 await self._manager.provisioner.cleanup(restart=False)
         except Exception:  # a kernel that is already gone must not break shutdown
             log.exception("kernel %s: error during shutdown", self.id)
+
+
+def interrupt_target(processes: dict[int, tuple[int, str] | None], program: str) -> int | None:
+    """Of a cgroup's processes (pid -> (parent pid, executable path), None when gone), the
+    top-most one running ``program``: the kernel itself, not a copy its code started."""
+    def runs(pid: int) -> bool:
+        facts = processes.get(pid)
+        return facts is not None and os.path.basename(facts[1]) == program
+
+    for pid in sorted(processes):
+        if runs(pid) and not runs(processes[pid][0]):
+            return pid
+    return None
+
+
+def _process_facts(pid: int) -> tuple[int, str] | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        executable = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: fields resume after the last ")".
+    return int(stat.rsplit(")", 1)[1].split()[1]), executable
 
 
 def _resend_time(first: float, answered: float | None, grace: float) -> float:

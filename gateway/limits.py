@@ -134,6 +134,15 @@ class CgroupLimiter:
         except (OSError, ValueError):
             return None
 
+    def processes(self, kernel_id: str) -> list[int]:
+        """Host pids of every process in the kernel's cgroup (the first controller's)."""
+        for path in self._dirs(kernel_id):
+            try:
+                return [int(pid) for pid in (path / "cgroup.procs").read_text().split()]
+            except (OSError, ValueError):
+                continue
+        return []
+
     def kill_all(self, kernel_id: str) -> None:
         """SIGKILL every process left in the kernel's cgroups (escapes from the process group)."""
         for path in self._dirs(kernel_id):

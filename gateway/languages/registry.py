@@ -39,6 +39,9 @@ class Language:
     # Seconds a cell's output is still taken after its ``idle``: Deno 2.9's kernel sometimes
     # publishes a cell's ``execute_result`` just after ``idle`` (about 1 cell in 8 seen here).
     late_output_grace: float = 0.0
+    # The kernel ignores interrupt_request but stops on SIGINT (IRkernel): the gateway, from
+    # outside the sandbox, signals the top-most ``program`` process in the kernel's cgroup.
+    interrupt_by_signal: bool = False
     # Hidden cells around one execution's ``env`` (names validated by the protocol): one sets
     # the variables and remembers what they were, the other puts that back.
     set_env: Callable[[dict[str, str]], str] = field(default=lambda env: "", repr=False)
@@ -127,8 +130,8 @@ TYPESCRIPT = Language("typescript", "deno", "typescript", DENO_WARM_UP, program=
                       tcp_bridge=True, late_output_grace=0.03,
                       set_env=_deno_set_env, restore_env=_deno_restore_env)
 # IRkernel speaks ipc itself (its socket names match jupyter_client's). It does not answer an
-# interrupt_request: a cell's timeout or interrupt restarts the kernel (and the status says so).
-R = Language("r", "ir", "r", "invisible(NULL)", program="R",
+# interrupt_request, but R stops the running cell on SIGINT, which the gateway sends itself.
+R = Language("r", "ir", "r", "invisible(NULL)", program="R", interrupt_by_signal=True,
              check=("Rscript", "-e",
                     "quit(status = !requireNamespace('IRkernel', quietly = TRUE))"),
              check_hint="the R package IRkernel is not installed (Debian: r-cran-irkernel)",

@@ -164,7 +164,8 @@ class KernelPool:
         kernel = Kernel(self._spec(workdir), self.host, self.settings.kernels_dir,
                         self.settings.kernel_python, self.language.kernel_name,
                         self.language.warm_up, self.language.tcp_bridge,
-                        self.language.late_output_grace)
+                        self.language.late_output_grace,
+                        self.language.program if self.language.interrupt_by_signal else None)
         began = time.monotonic()
         self.stats.starts += 1
         try:
