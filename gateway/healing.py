@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import KernelStartError
+from .threads.cells import INTERNAL_PREFIX
 from .workdirs import give_to_directory_owner, open_directory
 
 if TYPE_CHECKING:
@@ -66,9 +67,12 @@ def _restore_one(store: FileStore, stored: StoredFile, root_fd: int) -> None:
 
 
 def latest_versions(store: FileStore, thread_id: str, names: set[str] | None) -> list[StoredFile]:
-    """The newest stored version of each of the thread's paths (only ``names``, when given)."""
+    """The newest stored version of each of the thread's paths (only ``names``, when given;
+    never the gateway's own files of the thread, snapshots and cell records)."""
     latest: dict[str, StoredFile] = {}
     for stored in store.list(thread_id):  # oldest first: later versions win
+        if stored.name.startswith(INTERNAL_PREFIX):
+            continue
         if names is None or stored.name in names:
             latest[stored.name] = stored
     return list(latest.values())

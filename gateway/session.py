@@ -327,8 +327,10 @@ class ThreadSession:
         failed = await asyncio.to_thread(restore_files, self.store, wanted,
                                          self.kernel.spec.workdir)
         self._saved_paths = {f.name for f in wanted} - set(failed)
+        variables = ("variables come back from the thread's last snapshot, if it has one"
+                     if self.settings.snapshots else "variables were lost")
         note = (f"{reason}; a new kernel was started with the thread's {len(wanted) - len(failed)}"
-                " stored file(s) restored into /mnt/data (variables were lost)")
+                f" stored file(s) restored into /mnt/data ({variables})")
         if failed:
             note += f"; not restored: {', '.join(sorted(failed)[:10])}"
         return note

@@ -214,7 +214,8 @@ async def test_node_killed_mid_cell(cluster, clients):
     owner = clients["n2"].thread("failover")
     uploaded = await owner.upload("up.txt", b"uploaded bytes")
     assert uploaded["type"] == "file_uploaded", uploaded
-    made = await owner.run("open('/mnt/data/gen.csv', 'w').write('a,b\\n1,2\\n')", wait=WAIT)
+    made = await owner.run("open('/mnt/data/gen.csv', 'w').write('a,b\\n1,2\\n')\nkeep = 41",
+                           wait=WAIT)
     assert made.state == "complete"
     watched = clients["n1"].thread("failover")
     call_id = await watched.execute("import time\nprint('started', flush=True)\ntime.sleep(120)")
@@ -231,11 +232,14 @@ async def test_node_killed_mid_cell(cluster, clients):
     after = await watched.run("import hashlib\n"
                               "print(open('/mnt/data/up.txt').read())\n"
                               "print(open('/mnt/data/gen.csv').read())\n"
+                              "print('keep', keep)\n"
                               "marker = 'new owner'", wait=WAIT)
     assert after.state == "complete", after.envelopes
     assert after.status["kernel_restarted"] is True
-    assert "restored" in after.status["reason"] and "variables were lost" in after.status["reason"]
+    assert "restored" in after.status["reason"] and "snapshot" in after.status["reason"]
     assert "uploaded bytes" in after.output and "a,b" in after.output
+    # The variables came back too: the thread's last snapshot is in the shared store.
+    assert "keep 41" in after.output and after.status["restored"]["names"] >= 1, after.status
     # Exactly one final status for the killed call: nothing else arrived for it.
     assert clients["n1"]._calls[("failover", call_id)].empty()
 
