@@ -413,6 +413,11 @@ class ThreadSession:
         # Let the connections' writers send the status before the bookkeeping below.
         await asyncio.sleep(0)
         self.metrics.execution_finished(state, time.monotonic() - began)
+        # Ids, state and sizes only: code and file contents never reach info-level logs.
+        log.info("thread %s call %s: %s in %.1f ms, %d files", self.thread_id, job.call_id,
+                 state, _ms(began), len(files),
+                 extra={"thread_id": self.thread_id, "call_id": job.call_id,
+                        "kernel_id": kernel.id, "state": state})
         self._cell_write = asyncio.create_task(
             self._store_cell(record.to_json(job.call_id, state), self._cell_write))
         # The call is over: a restart from here on is a plain one, not the kill of a running
@@ -421,11 +426,6 @@ class ThreadSession:
         async with self._kernel_lock:
             if self.kernel is kernel and state != "killed":
                 await self.snapshots.collect(workdir)
-        # Ids, state and sizes only: code and file contents never reach info-level logs.
-        log.info("thread %s call %s: %s in %.1f ms, %d files", self.thread_id, job.call_id,
-                 state, _ms(began), len(files),
-                 extra={"thread_id": self.thread_id, "call_id": job.call_id,
-                        "kernel_id": kernel.id, "state": state})
 
     @staticmethod
     async def _hidden_cell(kernel: Kernel, code: str, timeout: float) -> None:

@@ -165,7 +165,8 @@ async def test_sys_exit_is_caught_and_the_kernel_keeps_its_state(threads, bystan
                          ("raise SystemExit('bye')", "bye")):
         result = await thread.run(code)
         assert result.state == "error", result.status
-        assert result.status["error"] == {"ename": "SystemExit", "evalue": evalue}
+        error = result.status["error"]
+        assert (error["ename"], error["evalue"]) == ("SystemExit", evalue), error
         assert not result.status.get("kernel_restarted")
     after = await thread.run("x + 1")
     assert after.state == "complete" and after.output == "42\n"

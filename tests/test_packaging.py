@@ -110,6 +110,10 @@ def shape(envelopes: list[dict]) -> list[tuple]:
             shaped.append((kind, content["filename"], content["mime_type"], data))
         elif kind == "status":
             shaped.append((kind, {k: v for k, v in content.items() if k != "duration_ms"}))
+        elif kind == "display":  # the files it names have ids of their own run
+            files = {mime: {k: v for k, v in f.items() if k != "file_id"}
+                     for mime, f in content.get("files", {}).items()}
+            shaped.append((kind, {**content, "files": files}))
         else:
             shaped.append((kind, content))
     return shaped

@@ -244,6 +244,8 @@ class KernelPool:
                     return kernel
                 self.stats.deaths += 1
                 self._spawn(self._discard(kernel))
+            if self.group_total >= self.settings.max_kernels:
+                self._retire_warm_elsewhere()
             if self.group_total < self.settings.max_kernels:
                 return await self._start_leased()
             remaining = deadline - time.monotonic()
@@ -263,6 +265,18 @@ class KernelPool:
             finally:
                 self._waiting -= 1
             self._refill()
+
+    def _retire_warm_elsewhere(self) -> None:
+        """The kernels of every language are at ``max_kernels`` and this language needs one:
+        an idle warm kernel of another language (kept for threads that may never come) gives
+        up its place to a thread that is here now."""
+        for pool in self.group:
+            if pool is not self and pool._warm:
+                kernel = pool._warm.pop()
+                log.info("kernel %s (%s, warm) shut down: a %s thread needs its place",
+                         kernel.id, pool.language.name, self.language.name)
+                pool._spawn(pool._discard(kernel))
+                return
 
     async def _start_leased(self) -> Kernel:
         self._starting += 1

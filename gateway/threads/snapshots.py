@@ -11,6 +11,7 @@ gateway restart) never finds them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import stat
@@ -137,6 +138,11 @@ class ThreadSnapshots:
             log.warning("thread %s: snapshot not stored: %s", self.thread_id, exc)
             return None
         self._stored = key
+        # Stored: the working directory's copy would only take the thread's disk and show in
+        # its listing. Not if the kernel wrote a newer one meanwhile (another inode).
+        with contextlib.suppress(OSError):
+            if os.stat(workdir / KERNEL_FILE, follow_symlinks=False).st_ino == info.st_ino:
+                os.unlink(workdir / KERNEL_FILE)
         return stored
 
     # -- restoring ---------------------------------------------------------------------------

@@ -186,7 +186,7 @@ def _gateway_snapshots():
         try:
             summary = write(partial, names, limit)
             digest = summary.pop("digest")
-            if digest == state["digest"] and os.path.exists(snapshot_file):
+            if digest == state["digest"]:
                 os.unlink(partial)  # the same as the last one, which the gateway has
                 summary["unchanged"] = True
             else:
