@@ -161,6 +161,7 @@ class Node:
             "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
             "GATEWAY_NODE_LEASE": str(lease),
             "GATEWAY_POOL_SIZE": str(pool_size),
+            "GATEWAY_POOL_ADAPTIVE": "false",  # three nodes on 2 cores: fixed pools
             "GATEWAY_MAX_KERNELS": "8",
             "GATEWAY_MEMORY_LIMIT": str(512 * 2**20),
             "GATEWAY_DISK_LIMIT": str(64 * 2**20),

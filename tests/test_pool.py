@@ -78,7 +78,8 @@ async def test_warm_target_rises_under_a_burst_and_falls_back_when_idle(data_roo
     from prometheus_client.parser import text_string_to_metric_families
 
     running = await start_gateway(test_settings(
-        data_root / "adaptive", pool_size=1, pool_burst_window=15.0, pool_rate_window=3.0,
+        data_root / "adaptive", pool_adaptive=True, pool_size=1, pool_burst_window=15.0,
+        pool_rate_window=3.0,
         pool_horizon=1.0))
     pool = running.gateway.pool
     try:
