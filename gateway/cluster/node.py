@@ -264,7 +264,11 @@ class ClusterNode:
                 session.emit(envelopes.status("released", reason=f"node {self.node_id} was "
                                               "drained; the next request runs on another "
                                               "node with the thread's files"), None)
-            self.released(thread_id)
+            # Released in the registry before "drained" is said: a request that found the
+            # claim still ours would take the thread back onto this draining node.
+            claim = self.claims.pop(thread_id, None)
+            if claim is not None:
+                await self._release(thread_id, claim)
         self.drained = True
         log.info("node %s drained", self.node_id)
         try:
