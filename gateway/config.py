@@ -77,6 +77,9 @@ class Settings:
 
     # Sandbox
     sandbox: str = "bwrap"  # "bwrap" or "none" (explicit, loud)
+    # "fork": Python kernels are forked from a zygote that imported the libraries once (needs
+    # root; see gateway/zygote.py); "exec": each is a fresh interpreter under bubblewrap.
+    kernel_start: str = "fork"
     memory_limit: int = 1024 * MiB
     pids_limit: int = 256
     cpu_limit: float = 1.0  # in cores
@@ -144,6 +147,8 @@ class Settings:
         if self.admin_token:
             self.admin_token = auth.stored_form(self.admin_token)
         self.allowed_origins = origins.parse_list(self.allowed_origins)
+        if self.kernel_start not in ("fork", "exec"):
+            raise ValueError(f"kernel_start must be 'fork' or 'exec', not {self.kernel_start!r}")
 
     def language_pool_size(self, language: str) -> int:
         """Warm kernels kept for ``language`` (Python's is ``pool_size``)."""

@@ -23,6 +23,7 @@ from .errors import KernelStartError
 from .kernelspec import KERNEL_NAME, PinnedKernelSpecs
 from .languages.registry import PYTHON
 from .sandbox import HostSandbox, SandboxSpec
+from .zygote import Zygote
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,9 @@ class Kernel:
     def __init__(self, spec: SandboxSpec, host: HostSandbox, kernels_dir: Path, python: str,
                  kernel_name: str = KERNEL_NAME, warm_up: str = WARM_UP_CELL,
                  tcp_bridge: bool = False, late_output_grace: float = 0.0,
-                 signal_program: str | None = None):
+                 signal_program: str | None = None, zygote: Zygote | None = None):
         self.spec = spec
+        self._zygote = zygote  # forks this kernel instead of bubblewrap exec'ing it
         self.host = host
         self.id = spec.kernel_id
         self.kernel_name = kernel_name  # the language's kernelspec (gateway.languages)
@@ -102,7 +104,8 @@ class Kernel:
                 spec.argv = [self._python, "-c", TCP_BRIDGE_SOURCE, "{connection_file}", "--",
                              *spec.argv]
         try:
-            await self._manager.start_kernel(sandbox=self.spec, host=self.host)
+            await self._manager.start_kernel(sandbox=self.spec, host=self.host,
+                                             zygote=self._zygote)
             self._client = self._manager.client()
             self._client.start_channels()
             await asyncio.wait_for(self._wait_ready(), timeout)

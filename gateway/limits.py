@@ -197,12 +197,24 @@ def _try_write(path: Path, value: str) -> bool:
         return False
 
 
-def rlimit_args(limits: LimitValues, *, with_memory: bool, with_nproc: bool) -> list[str]:
-    """``prlimit`` flags for the limits rlimits enforce (and fallbacks for missing cgroups)."""
-    args = [f"--fsize={limits.file_size}", f"--nofile={limits.open_files}", "--core=0"]
+def rlimit_values(limits: LimitValues, *, with_memory: bool,
+                  with_nproc: bool) -> dict[str, int]:
+    """The limits rlimits enforce (and fallbacks for missing cgroups), by ``resource`` name."""
+    values = {"RLIMIT_FSIZE": limits.file_size, "RLIMIT_NOFILE": limits.open_files,
+              "RLIMIT_CORE": 0}
     if with_memory:
         # Address space overcounts (mapped libraries, thread stacks): give it headroom.
-        args.append(f"--as={limits.memory * 2}")
+        values["RLIMIT_AS"] = limits.memory * 2
     if with_nproc:
-        args.append(f"--nproc={limits.pids}")
-    return args
+        values["RLIMIT_NPROC"] = limits.pids
+    return values
+
+
+PRLIMIT_FLAGS = {"RLIMIT_FSIZE": "fsize", "RLIMIT_NOFILE": "nofile", "RLIMIT_CORE": "core",
+                 "RLIMIT_AS": "as", "RLIMIT_NPROC": "nproc"}
+
+
+def rlimit_args(limits: LimitValues, *, with_memory: bool, with_nproc: bool) -> list[str]:
+    """``prlimit`` flags for ``rlimit_values``."""
+    values = rlimit_values(limits, with_memory=with_memory, with_nproc=with_nproc)
+    return [f"--{PRLIMIT_FLAGS[name]}={value}" for name, value in values.items()]

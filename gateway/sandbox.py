@@ -28,7 +28,7 @@ from typing import Any
 
 from jupyter_client.provisioning import LocalProvisioner
 
-from .limits import CgroupLimiter, LimitReport, LimitValues, rlimit_args
+from .limits import CgroupLimiter, LimitReport, LimitValues, rlimit_args, rlimit_values
 from .seccomp import SeccompProgram, build_program
 
 log = logging.getLogger(__name__)
@@ -170,12 +170,7 @@ class HostSandbox:
             cmd += ["/bin/sh", "-c", JOIN_CGROUPS, "gateway-sandbox", *map(str, procs), "--"]
         dropping = self.drop_uid and spec.uid is not None
         if self.prlimit:
-            cmd += [self.prlimit, *rlimit_args(
-                spec.limits,
-                with_memory="memory" not in controllers,
-                # With a uid of its own, RLIMIT_NPROC counts exactly this kernel's tasks.
-                with_nproc=dropping or "pids" not in controllers,
-            ), "--"]
+            cmd += [self.prlimit, *rlimit_args(spec.limits, **self._rlimit_choice(spec)), "--"]
         if dropping:
             assert self.setpriv is not None and spec.uid is not None
             return cmd + [
@@ -184,6 +179,35 @@ class HostSandbox:
                 *kernel_cmd]
         return cmd + single_bwrap_argv(self.bwrap, spec, self.disable_userns,
                                        seccomp_fd) + kernel_cmd
+
+
+    def _rlimit_choice(self, spec: SandboxSpec) -> dict[str, bool]:
+        controllers = self.cgroups.controllers if self.cgroups else set()
+        return {"with_memory": "memory" not in controllers,
+                # With a uid of its own, RLIMIT_NPROC counts exactly this kernel's tasks.
+                "with_nproc": (self.drop_uid and spec.uid is not None)
+                or "pids" not in controllers}
+
+    def rlimits(self, spec: SandboxSpec) -> dict[str, int]:
+        """The rlimits of ``spec``'s kernel, by ``resource`` name (for a forked kernel)."""
+        return rlimit_values(spec.limits, **self._rlimit_choice(spec))
+
+    def fork_problem(self) -> str | None:
+        """Why kernels cannot be forked from a zygote here (None: they can). A forked kernel
+        gets its isolation from the zygote, not from bubblewrap, and only root can give it."""
+        if not self.enabled:
+            return "the sandbox is off"
+        if not self.bwrap:
+            return "bubblewrap is missing"
+        if os.geteuid() != 0:
+            return "the gateway is not root (a forked kernel's namespaces and uid need it)"
+        if not self.drop_uid:
+            return "kernels would not get their own uid"
+        if self.seccomp is None:
+            return "no seccomp filter"
+        if not (self.cgroups and self.cgroups.controllers):
+            return "no cgroups"
+        return None
 
 
 def bwrap_version(bwrap: str) -> tuple[int, ...]:
@@ -254,6 +278,35 @@ def _read_only_proc_args() -> list[str]:
 
 def filesystem_args(spec: SandboxSpec, *, read_only_proc: bool) -> list[str]:
     """What the kernel sees, in bwrap's language (everything else of the host is absent)."""
+    argv = shared_view_args(read_only_proc=read_only_proc)
+    startup = f"{IPYTHON_DIR}/profile_default/startup"
+    binds = [*(str(root) for root in spec.python_roots), str(spec.runtime_dir),
+             WORKDIR_IN_SANDBOX, startup, MPL_DIR]
+    argv += parent_dir_args(binds)
+    for root in spec.python_roots:
+        argv += ["--ro-bind", str(root), str(root)]
+    argv += [
+        "--bind", str(spec.runtime_dir), str(spec.runtime_dir),
+        "--bind", str(spec.workdir), WORKDIR_IN_SANDBOX,
+        "--ro-bind", str(spec.startup_dir), startup,
+    ]
+    argv += matplotlib_cache_args(spec.mpl_cache)
+    argv += ["--chdir", WORKDIR_IN_SANDBOX]
+    for key, value in kernel_environment(spec).items():
+        argv += ["--setenv", key, value]
+    return argv
+
+
+def matplotlib_cache_args(mpl_cache: Path | None) -> list[str]:
+    argv: list[str] = []
+    if mpl_cache and mpl_cache.is_dir():
+        for cache_file in mpl_cache.glob("fontlist-*.json"):
+            argv += ["--ro-bind", str(cache_file), f"{MPL_DIR}/{cache_file.name}"]
+    return argv
+
+
+def shared_view_args(*, read_only_proc: bool) -> list[str]:
+    """The system part of every kernel's view: the same for all, no per-kernel path."""
     argv = ["--clearenv", "--hostname", "sandbox", "--proc", "/proc"]
     if read_only_proc:
         argv += _read_only_proc_args()
@@ -273,23 +326,6 @@ def filesystem_args(spec: SandboxSpec, *, read_only_proc: bool) -> list[str]:
     for path in SYSTEM_FILES:
         if os.path.exists(path):
             argv += ["--ro-bind", path, path]
-    startup = f"{IPYTHON_DIR}/profile_default/startup"
-    binds = [*(str(root) for root in spec.python_roots), str(spec.runtime_dir),
-             WORKDIR_IN_SANDBOX, startup, MPL_DIR]
-    argv += parent_dir_args(binds)
-    for root in spec.python_roots:
-        argv += ["--ro-bind", str(root), str(root)]
-    argv += [
-        "--bind", str(spec.runtime_dir), str(spec.runtime_dir),
-        "--bind", str(spec.workdir), WORKDIR_IN_SANDBOX,
-        "--ro-bind", str(spec.startup_dir), startup,
-    ]
-    if spec.mpl_cache and spec.mpl_cache.is_dir():
-        for cache_file in spec.mpl_cache.glob("fontlist-*.json"):
-            argv += ["--ro-bind", str(cache_file), f"{MPL_DIR}/{cache_file.name}"]
-    argv += ["--chdir", WORKDIR_IN_SANDBOX]
-    for key, value in kernel_environment(spec).items():
-        argv += ["--setenv", key, value]
     return argv
 
 
@@ -322,6 +358,10 @@ def parent_dir_args(paths: list[str]) -> list[str]:
 
 def kernel_environment(spec: SandboxSpec) -> dict[str, str]:
     """Built from nothing: no gateway variable or secret can leak into the kernel."""
+    return sandbox_environment(spec.environment)
+
+
+def sandbox_environment(extra: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
     bin_dir = str(Path(sys.executable).parent)
     return {
         "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
@@ -336,7 +376,7 @@ def kernel_environment(spec: SandboxSpec) -> dict[str, str]:
         "OPENBLAS_NUM_THREADS": "1",
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
-        **dict(spec.environment),
+        **dict(extra),
     }
 
 
@@ -389,10 +429,12 @@ class SandboxProvisioner(LocalProvisioner):
 
     spec: SandboxSpec | None = None
     host: HostSandbox | None = None
+    zygote: Any = None  # a gateway.zygote.Zygote: the kernel is forked from it, not exec'd
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         self.spec = kwargs.pop("sandbox")
         self.host = kwargs.pop("host")
+        self.zygote = kwargs.pop("zygote", None)
         return await super().pre_launch(**kwargs)
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
@@ -406,6 +448,11 @@ class SandboxProvisioner(LocalProvisioner):
             return await super().launch_kernel(cmd, **kwargs)
         if self.spec.uid is not None and self.host.drop_uid:
             give_to_uid(self.spec.runtime_dir, self.spec.uid)
+        if self.zygote is not None:
+            self.process = await self.zygote.fork(self.spec, cmd)
+            # Its own session from its first instruction: the whole kernel is one group.
+            self.pid = self.pgid = self.process.pid
+            return self.connection_info
         seccomp_fd = self.host.seccomp.memfd() if self.host.seccomp else None
         try:
             cmd = self.host.launch_command(self.spec, cmd, seccomp_fd)

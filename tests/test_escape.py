@@ -141,6 +141,8 @@ def kernel_processes(runtime_dir: Path, python: str) -> list[int]:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
+        # A forked kernel's command line is one string (set by setproctitle, zygote.py).
+        argv = b" ".join(argv).split()
         if argv[0] == python.encode() and b"ipykernel_launcher" in argv:
             pids.append(pid)
     return pids

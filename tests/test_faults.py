@@ -76,7 +76,8 @@ def kernel_ids_alive(data_dir: Path) -> set[str]:
     prefix = (str(data_dir / "runtime") + "/").encode()
     ids = set()
     for pid in host_processes(prefix):
-        for arg in cmdline(pid).split(b"\0"):
+        # A forked kernel's command line is one string with spaces (setproctitle).
+        for arg in cmdline(pid).replace(b"\0", b" ").split():
             if arg.startswith(prefix):
                 ids.add(arg[len(prefix):].split(b"/")[0].decode())
     return ids

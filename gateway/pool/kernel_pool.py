@@ -26,6 +26,7 @@ from ..limits import LimitValues
 from ..sandbox import HostSandbox, SandboxSpec, prepare_matplotlib_cache
 from ..threads.snapshots import kernel_environment as snapshot_environment
 from ..workdirs import Workdirs
+from ..zygote import Zygote
 from .demand import Decision, WarmTarget, memory_ceiling
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,9 @@ class KernelPool:
         self._tasks: set[asyncio.Task] = set()
         self._python_roots = tuple(sorted({Path(sys.prefix), Path(sys.base_prefix)}))
         self._mpl_cache: Path | None = None
+        self.zygote: Zygote | None = None  # Python kernels are forked from it (gateway/zygote.py)
+        self.start_method = "exec"
+        self.start_method_reason = "not a Python pool"
         # Kernel starts are CPU-bound (fork, bwrap, imports): at most one per core at a time, so
         # a burst makes kernels ready one after another instead of all at the very end.
         self._start_slots = asyncio.Semaphore(max(1, os.cpu_count() or 1))
@@ -111,6 +115,7 @@ class KernelPool:
         self._mpl_cache = await asyncio.to_thread(
             prepare_matplotlib_cache, self.settings.kernel_python,
             self.settings.data_dir / "matplotlib")
+        self._choose_start_method()
         self._refill()
         if self.settings.pool_adaptive:
             self._spawn(self._retarget_periodically())
@@ -118,6 +123,24 @@ class KernelPool:
             await self._changed.wait_for(
                 lambda: len(self._warm) >= min(self.target, self.settings.max_kernels)
                 or self._starting == 0)
+
+    def _choose_start_method(self) -> None:
+        s = self.settings
+        if self.language.name != PYTHON.name:
+            return
+        problem = (self.host.fork_problem() if s.kernel_start == "fork"
+                   else "kernel_start = exec")
+        if problem is not None:
+            self.start_method_reason = problem
+            if s.kernel_start == "fork":
+                log.warning("Python kernels start as fresh interpreters, not forked: %s",
+                            problem)
+            return
+        self.zygote = Zygote(self.host, s.kernel_python, s.kernels_dir / "startup",
+                             self._mpl_cache, s.runtime_dir, self._python_roots,
+                             tuple(snapshot_environment(s).items()))
+        self.start_method = "fork"
+        self.start_method_reason = "forked from the zygote, confined before any user code"
 
     def _retarget(self) -> None:
         """Ask the policy for the warm target now; trim warm kernels above it, start up to it."""
@@ -165,7 +188,8 @@ class KernelPool:
                         self.settings.kernel_python, self.language.kernel_name,
                         self.language.warm_up, self.language.tcp_bridge,
                         self.language.late_output_grace,
-                        self.language.program if self.language.interrupt_by_signal else None)
+                        self.language.program if self.language.interrupt_by_signal else None,
+                        self.zygote)
         began = time.monotonic()
         self.stats.starts += 1
         try:
@@ -394,6 +418,8 @@ class KernelPool:
             "failing_starts": self.stats.failing_starts,
             "last_start_error": self.stats.last_start_error,
             "median_start_seconds": starts[len(starts) // 2] if starts else None,
+            "start_method": self.start_method,
+            "start_method_reason": self.start_method_reason,
             "draining": self.draining,
         }
 
@@ -410,5 +436,7 @@ class KernelPool:
         self._warm.clear()
         self._leased.clear()
         await asyncio.gather(*(self._discard(k) for k in kernels))
+        if self.zygote is not None:
+            await self.zygote.close()
         for task in list(self._tasks):
             task.cancel()
