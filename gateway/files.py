@@ -60,7 +60,20 @@ class StoredFile:
     created: float
 
 
-class FileStore:
+class StreamingPut:
+    """``put_stream`` for both file stores (this one and ``cluster.objectstore``): the class
+    supplies ``blobs`` (a local folder), ``_check_quota`` and ``_commit``."""
+
+    def put_stream(self, thread_id: str, owner: str, name: str, reader: BinaryIO) -> StoredFile:
+        """Store an open file by streaming copy (blocking: call it in a worker thread)."""
+        self._check_quota(thread_id, os.fstat(reader.fileno()).st_size)
+        file_id = "file_" + secrets.token_hex(16)
+        partial = self.blobs / (file_id + ".part")
+        sha256, size = copy_hashing(reader, partial)
+        return self._commit(file_id, partial, thread_id, owner, name, None, size, sha256)
+
+
+class FileStore(StreamingPut):
     """Files survive kernel death and gateway restarts; ids are 128 random bits."""
 
     def __init__(self, root: Path, thread_quota: int, total_quota: int) -> None:
@@ -85,14 +98,6 @@ class FileStore:
         partial.write_bytes(data)
         return self._commit(file_id, partial, thread_id, owner, name, mime_type,
                             len(data), hashlib.sha256(data).hexdigest())
-
-    def put_stream(self, thread_id: str, owner: str, name: str, reader: BinaryIO) -> StoredFile:
-        """Store an open file by streaming copy (blocking: call it in a worker thread)."""
-        self._check_quota(thread_id, os.fstat(reader.fileno()).st_size)
-        file_id = "file_" + secrets.token_hex(16)
-        partial = self.blobs / (file_id + ".part")
-        sha256, size = copy_hashing(reader, partial)
-        return self._commit(file_id, partial, thread_id, owner, name, None, size, sha256)
 
     def _check_quota(self, thread_id: str, size: int) -> None:
         if self._used("thread_id = ?", thread_id) + size > self.thread_quota:

@@ -145,8 +145,7 @@ class Kernel:
         while True:
             frames = _receive_ready(channel.socket)
             if frames is not None:
-                _, parts = channel.session.feed_identities(frames)
-                msg = channel.session.deserialize(parts)
+                msg = _decode(channel, frames)
                 if msg["parent_header"].get("msg_id") == msg_id:
                     return msg
                 continue
@@ -182,8 +181,7 @@ class Kernel:
             frames = _receive_ready(channel.socket)
             if frames is None:
                 return None
-        _, parts = channel.session.feed_identities(frames)
-        return channel.session.deserialize(parts)
+        return _decode(channel, frames)
 
     def _discard_shell_replies(self) -> None:
         # Replies only repeat what iopub said; read them (without decoding) so they never pile
@@ -248,8 +246,7 @@ class Kernel:
         channel = self._client.control_channel
         read = False
         while (frames := _receive_ready(channel.socket)) is not None:
-            _, parts = channel.session.feed_identities(frames)
-            reply = channel.session.deserialize(parts)
+            reply = _decode(channel, frames)
             self._unanswered_interrupts.discard(reply["parent_header"].get("msg_id"))
             if self._interrupt_answered_at is None:
                 self._interrupt_answered_at = time.monotonic()
@@ -439,3 +436,9 @@ def _receive_ready(socket: zmq.Socket) -> list[bytes] | None:
     if not socket.get(zmq.EVENTS) & zmq.POLLIN:
         return None
     return socket.recv_multipart(flags=zmq.NOBLOCK).result()
+
+
+def _decode(channel, frames: list[bytes]) -> dict:
+    """The message in ``frames`` received on ``channel`` (a jupyter_client channel)."""
+    _, parts = channel.session.feed_identities(frames)
+    return channel.session.deserialize(parts)

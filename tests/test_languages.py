@@ -190,14 +190,6 @@ async def test_bash_timeout_and_interrupt(bash):
 
 
 @on_loop
-async def test_bash_files_are_announced(bash):
-    result = await bash.run("printf 'city,temp\\nOslo,3\\n' > /mnt/data/temps.csv")
-    (announced,) = result.files
-    assert announced["filename"] == "temps.csv" and announced["mime_type"] == "text/csv"
-    assert base64.b64decode(announced["base64"]) == b"city,temp\nOslo,3\n"
-
-
-@on_loop
 async def test_a_thread_keeps_its_language(polyglot, tid):
     client = await polyglot.client()
     try:
@@ -240,27 +232,6 @@ test -e /etc/passwd && echo "passwd=visible" || echo "passwd=absent"
 echo "secret=${{GATEWAY_TEST_SECRET:-none}}"
 cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\0' ' ' | grep -c 'py[t]est' || true
 """
-
-
-@on_loop
-async def test_escape_probes_from_a_bash_kernel(polyglot, bash):
-    import os
-
-    result = await bash.run(ESCAPE_CELL.format(port=polyglot.server.port))
-    assert result.state == "complete", result.output
-    report = dict(line.split("=", 1) for line in result.output.splitlines() if "=" in line)
-    fields = dict(line.split(":", 1) for line in result.output.splitlines() if ":" in line)
-    assert fields["Seccomp"].strip() == "2"  # a filter is installed
-    assert fields["NoNewPrivs"].strip() == "1"
-    assert int(fields["CapEff"], 16) == 0 and int(fields["CapBnd"], 16) == 0
-    assert report["core_pattern"] == "ro"
-    assert report["userns"] == "refused"
-    assert report["net"] == "refused"
-    assert report["passwd"] == "absent"
-    assert report["secret"] == "none"
-    assert result.output.splitlines()[-1] == "0"  # no host process (pytest) is visible
-    if os.geteuid() == 0 and polyglot.gateway.host.drop_uid:
-        assert int(report["uid"]) >= polyglot.gateway.settings.kernel_uid_base
 
 
 @on_loop
@@ -399,20 +370,6 @@ async def interrupt_when_started(thread, code: str) -> dict:
 
 @on_loop
 @needs_deno
-async def test_javascript_timeout_and_interrupt(js):
-    await js.run("globalThis.kept = 'kept';")
-    slow = await js.run("while (true) {}", timeout=2)
-    assert slow.state == "timeout", slow.status
-    assert not slow.status.get("kernel_restarted"), slow.status  # Deno stopped the loop
-    interrupted = await interrupt_when_started(js, "console.log('started'); while (true) {}")
-    assert interrupted["state"] == "interrupted", interrupted
-    assert not interrupted.get("kernel_restarted"), interrupted
-    after = await js.run("console.log('alive', kept)")
-    assert after.state == "complete" and after.output == "alive kept\n", after.status
-
-
-@on_loop
-@needs_deno
 async def test_an_awaiting_deno_cell_is_stopped_by_a_restart(js):
     """Deno interrupts running JavaScript only: a cell awaiting a timer ignores the interrupt,
     so the gateway restarts the kernel (and says so); the thread goes on in a fresh one."""
@@ -422,16 +379,6 @@ async def test_an_awaiting_deno_cell_is_stopped_by_a_restart(js):
     assert interrupted["kernel_restarted"] is True, interrupted
     after = await js.run("console.log('alive')")
     assert after.state == "complete" and after.output == "alive\n", after.status
-
-
-@on_loop
-@needs_deno
-async def test_javascript_files_are_announced(js):
-    result = await js.run("Deno.writeTextFileSync('/mnt/data/temps.csv', 'city,temp\\nOslo,3\\n')")
-    assert result.state == "complete", result.status
-    (announced,) = result.files
-    assert announced["filename"] == "temps.csv" and announced["mime_type"] == "text/csv"
-    assert base64.b64decode(announced["base64"]) == b"city,temp\nOslo,3\n"
 
 
 @on_loop
@@ -559,27 +506,6 @@ async def test_r_error_is_structured(r):
 
 
 @on_loop
-async def test_r_timeout_and_interrupt_stop_the_cell_and_keep_the_state(r):
-    """IRkernel answers no interrupt_request; the gateway sends the R process SIGINT itself."""
-    assert (await r.run("kept <- 42")).state == "complete"
-    slow = await r.run("Sys.sleep(60)", timeout=2)
-    assert slow.state == "timeout" and not slow.status.get("kernel_restarted"), slow.status
-    interrupted = await interrupt_when_started(r, "cat('started\\n'); Sys.sleep(60)")
-    assert interrupted["state"] == "interrupted", interrupted
-    assert not interrupted.get("kernel_restarted"), interrupted
-    after = await r.run("cat(kept)")
-    assert after.state == "complete" and after.output == "42", after.status
-
-
-@on_loop
-async def test_r_files_are_announced(r):
-    result = await r.run("writeLines(c('city,temp', 'Oslo,3'), '/mnt/data/temps.csv')")
-    (announced,) = result.files
-    assert announced["filename"] == "temps.csv" and announced["mime_type"] == "text/csv"
-    assert base64.b64decode(announced["base64"]) == b"city,temp\nOslo,3\n"
-
-
-@on_loop
 async def test_r_env_is_for_one_cell(r):
     value = 'it\'s a "value" )-- with \\n and `ticks`'
     seen = await r.run("cat(Sys.getenv('API_KEY'))", env={"API_KEY": value})
@@ -588,18 +514,64 @@ async def test_r_env_is_for_one_cell(r):
     assert after.output == "unset FALSE"
 
 
+# -- the same checks in each language ------------------------------------------------------------
+@pytest.fixture
+def thread(request):
+    """The thread of the language fixture the test is parametrized with (bash, js or r)."""
+    return request.getfixturevalue(request.param)
+
+
 @on_loop
-async def test_escape_probes_from_an_r_kernel(polyglot, r):
-    """The bash probes, run by the R process (system2): the same sandbox holds."""
+@pytest.mark.parametrize("thread, code", [
+    ("bash", "printf 'city,temp\\nOslo,3\\n' > /mnt/data/temps.csv"),
+    pytest.param("js", "Deno.writeTextFileSync('/mnt/data/temps.csv', 'city,temp\\nOslo,3\\n')",
+                 marks=needs_deno),
+    ("r", "writeLines(c('city,temp', 'Oslo,3'), '/mnt/data/temps.csv')"),
+], indirect=["thread"], ids=["bash", "js", "r"])
+async def test_files_are_announced(thread, code):
+    result = await thread.run(code)
+    assert result.state == "complete", result.status
+    (announced,) = result.files
+    assert announced["filename"] == "temps.csv" and announced["mime_type"] == "text/csv"
+    assert base64.b64decode(announced["base64"]) == b"city,temp\nOslo,3\n"
+
+
+@on_loop
+@pytest.mark.parametrize("thread, keep, busy, started, show, shown", [
+    # Deno stops the busy loop itself: no restart.
+    pytest.param("js", "globalThis.kept = 'kept';", "while (true) {}",
+                 "console.log('started'); while (true) {}", "console.log('alive', kept)",
+                 "alive kept\n", marks=needs_deno),
+    # IRkernel answers no interrupt_request; the gateway sends the R process SIGINT itself.
+    ("r", "kept <- 42", "Sys.sleep(60)", "cat('started\\n'); Sys.sleep(60)", "cat(kept)", "42"),
+], indirect=["thread"], ids=["js", "r"])
+async def test_timeout_and_interrupt_stop_the_cell_and_keep_the_state(thread, keep, busy, started,
+                                                                      show, shown):
+    assert (await thread.run(keep)).state == "complete"
+    slow = await thread.run(busy, timeout=2)
+    assert slow.state == "timeout" and not slow.status.get("kernel_restarted"), slow.status
+    interrupted = await interrupt_when_started(thread, started)
+    assert interrupted["state"] == "interrupted", interrupted
+    assert not interrupted.get("kernel_restarted"), interrupted
+    after = await thread.run(show)
+    assert after.state == "complete" and after.output == shown, after.status
+
+
+@on_loop
+@pytest.mark.parametrize("thread, wrap", [
+    ("bash", "{}"),
+    # The bash probes, run by the R process (system2): the same sandbox holds.
+    ("r", "cat(system2('bash', c('-c', shQuote({!r})), stdout = TRUE), sep = '\\n')"),
+], indirect=["thread"], ids=["bash", "r"])
+async def test_escape_probes_from_a_bash_or_r_kernel(polyglot, thread, wrap):
     import os
 
-    cell = ESCAPE_CELL.format(port=polyglot.server.port)
-    result = await r.run(f"cat(system2('bash', c('-c', shQuote({cell!r})), stdout = TRUE), "
-                         "sep = '\\n')")
+    result = await thread.run(wrap.format(ESCAPE_CELL.format(port=polyglot.server.port)))
     assert result.state == "complete", result.output
     report = dict(line.split("=", 1) for line in result.output.splitlines() if "=" in line)
     fields = dict(line.split(":", 1) for line in result.output.splitlines() if ":" in line)
-    assert fields["Seccomp"].strip() == "2" and fields["NoNewPrivs"].strip() == "1"
+    assert fields["Seccomp"].strip() == "2"  # a filter is installed
+    assert fields["NoNewPrivs"].strip() == "1"
     assert int(fields["CapEff"], 16) == 0 and int(fields["CapBnd"], 16) == 0
     assert report["core_pattern"] == "ro"
     assert report["userns"] == "refused"

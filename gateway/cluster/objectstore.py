@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import secrets
 import threading
 import time
 import urllib.parse
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import BinaryIO
 
 import boto3
 import redis
@@ -28,7 +26,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import FileRejected
-from ..files import StoredFile, copy_hashing, mime_type_of
+from ..files import StoredFile, StreamingPut, mime_type_of
 from .registry import PREFIX
 
 log = logging.getLogger(__name__)
@@ -53,7 +51,7 @@ def _stored(record: dict[str, str]) -> StoredFile:
                       float(record["created"]))
 
 
-class ObjectFileStore:
+class ObjectFileStore(StreamingPut):
     """Files shared by every node; ids are 128 random bits, reads are owner-only."""
 
     def __init__(self, cache: Path, thread_quota: int, total_quota: int, *, registry_url: str,
@@ -92,14 +90,6 @@ class ObjectFileStore:
         partial.write_bytes(data)
         return self._commit(file_id, partial, thread_id, owner, name, mime_type, len(data),
                             hashlib.sha256(data).hexdigest(), upload_now=False)
-
-    def put_stream(self, thread_id: str, owner: str, name: str, reader: BinaryIO) -> StoredFile:
-        """Store an open file by streaming copy (blocking: call it in a worker thread)."""
-        self._check_quota(thread_id, os.fstat(reader.fileno()).st_size)
-        file_id = "file_" + secrets.token_hex(16)
-        partial = self.blobs / (file_id + ".part")
-        sha256, size = copy_hashing(reader, partial)
-        return self._commit(file_id, partial, thread_id, owner, name, None, size, sha256)
 
     def _check_quota(self, thread_id: str, size: int) -> None:
         used_thread, used_total = self.redis.mget(PREFIX + "bytes:thread:" + thread_id,
