@@ -68,6 +68,10 @@ class KernelStartError(GatewayError):
     code = "kernel_start_failed"
 
 
+class ZygoteUnavailable(KernelStartError):
+    """The fork-server for Python kernels cannot start (the pool falls back to exec)."""
+
+
 class KernelUnavailable(GatewayError):
     """No kernel can start with this installation: its kernelspec or startup files are missing,
     the kernel interpreter lacks ipykernel, or every start fails. Raised at start-up, with the fix.

@@ -21,7 +21,8 @@ import signal
 import socket
 from pathlib import Path
 
-from .errors import KernelStartError
+from .config import bundled_kernels_dir
+from .errors import KernelStartError, ZygoteUnavailable
 from .sandbox import (
     MPL_DIR,
     WORKDIR_IN_SANDBOX,
@@ -36,7 +37,7 @@ from .sandbox import (
 
 log = logging.getLogger(__name__)
 
-PROGRAM = Path(__file__).resolve().parent.parent / "kernels" / "zygote.py"
+PROGRAM = bundled_kernels_dir() / "zygote.py"  # the package's own, whatever kernels_dir is
 VIEW_DIR = "/opt/gateway"  # where the zygote sees its program and the startup scripts
 # What confining a fork takes; the zygote keeps these and nothing else, its forks none.
 CAPABILITIES = ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_NET_ADMIN")
@@ -72,6 +73,11 @@ def zygote_argv(bwrap: str, python: str, program: Path, startup_dir: Path,
     argv += ["--chdir", "/"]
     for key, value in environment.items():
         argv += ["--setenv", key, value]
+    # Forking is safe only from a single thread: pyarrow's jemalloc would start a purging
+    # thread at import (its forks purge inline instead). debugpy checks frozen modules at import
+    # and would say so on stderr, i.e. in the gateway's log.
+    argv += ["--setenv", "JE_ARROW_MALLOC_CONF", "background_thread:false",
+             "--setenv", "PYDEVD_DISABLE_FILE_VALIDATION", "1"]
     # The runtime root only names the zygote in ``ps`` (as a kernel's command line does).
     return [*argv, "--", python, f"{VIEW_DIR}/zygote.py", str(fd), str(runtime_root)]
 
@@ -131,10 +137,13 @@ class Zygote:
         self._running: dict[int, ForkedProcess] = {}
         self._requests = 0
         self.starts = 0
+        self._pid: int | None = None
+        self.threads = 0  # the zygote's threads when it was ready to fork (must be 1)
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process and self._socket else None
+        """The zygote's host pid (bubblewrap's child), while it is up."""
+        return self._pid if self._socket else None
 
     async def fork(self, spec: SandboxSpec, argv: list[str]) -> ForkedProcess:
         """A kernel running ``argv`` (an ipykernel command line) in ``spec``'s sandbox."""
@@ -208,12 +217,16 @@ class Zygote:
             ready = await asyncio.wait_for(asyncio.shield(self._ready), READY_TIMEOUT)
         except Exception as exc:
             self._lost()
-            raise KernelStartError(f"the kernel zygote did not start: {exc!r}") from exc
+            raise ZygoteUnavailable(f"the kernel zygote did not start: {exc!r}") from exc
         # The kernels' memory limits do not cover the zygote; the host's OOM killer should
         # pick a kernel over it (all of its kernels die with it).
         with contextlib.suppress(OSError):
-            Path(f"/proc/{self._process.pid}/oom_score_adj").write_text("-500")
-        log.info("kernel zygote %d ready (%s threads)", self._process.pid, ready["tasks"])
+            Path(f"/proc/{ready['pid']}/oom_score_adj").write_text("-500")
+        self.threads, self._pid = ready["tasks"], ready["pid"]
+        if self.threads != 1:
+            log.warning("kernel zygote %d has %d threads: forks may inherit a held lock",
+                        self._pid, self.threads)
+        log.info("kernel zygote %d ready", self._pid)
 
     async def _log_stderr(self, process: asyncio.subprocess.Process) -> None:
         # Only the zygote and the set-up of its forks write here: a kernel's stdio is /dev/null.

@@ -30,6 +30,7 @@ import ctypes
 import gc
 import json
 import os
+import re
 import resource
 import select
 import signal
@@ -56,6 +57,7 @@ PR_CAP_AMBIENT_CLEAR_ALL, SECCOMP_MODE_FILTER = 4, 2
 SIOCSIFFLAGS, IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x8914, 0x1, 0x8, 0x40
 MAX_FDS = 3
 SYS_MOVE_MOUNT, AT_FDCWD, MOVE_MOUNT_F_EMPTY_PATH = 429, -100, 0x4  # same number on every arch
+SYS_OPEN_TREE, OPEN_TREE_CLONE, OPEN_TREE_CLOEXEC, AT_RECURSIVE = 428, 1, os.O_CLOEXEC, 0x8000
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
@@ -136,6 +138,7 @@ def preload():
     """What every kernel imports at start (kernels/startup/00-gateway.py), paid for once."""
     import io
 
+    import ipykernel.debugger  # noqa: F401  (debugpy: half of an IPKernelApp's set-up)
     import ipykernel.ipkernel  # noqa: F401
     import ipykernel.kernelapp  # noqa: F401
     import ipykernel.zmqshell  # noqa: F401
@@ -264,8 +267,8 @@ def init(request, fds):
         workdir_fd, runtime_fd, seccomp_fd = fds
         build_view(request, workdir_fd, runtime_fd)
         program = os.read(seccomp_fd, 1 << 20) if seccomp_fd is not None else b""
-        for fd in fds:
-            os.close(fd)
+        # Nothing the zygote had open reaches the kernel (its stdio is replaced below).
+        os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
         drop_privileges(request["uid"])
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # cleared by the uid change
         load_seccomp(program)
@@ -288,11 +291,13 @@ def build_view(request, workdir_fd, runtime_fd):
     for path in PROC_READ_ONLY:
         if os.path.exists(path):
             bind(path, path, read_only=True)
+    kept = clone_mounts_under("/tmp")
     fresh("/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    put_back(kept)
     fresh("/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
     fresh("/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620")
     os.makedirs(STARTUP_IN_KERNEL)
-    os.mkdir("/tmp/matplotlib")
+    os.makedirs("/tmp/matplotlib", exist_ok=True)
     for directory in ("/tmp/ipython", "/tmp/ipython/profile_default", "/tmp/matplotlib"):
         os.chmod(directory, 0o777)  # as bubblewrap's --perms 0777 --dir: the kernel's uid writes
     bind(STARTUP_IN_VIEW, STARTUP_IN_KERNEL, read_only=True)
@@ -312,6 +317,38 @@ def build_view(request, workdir_fd, runtime_fd):
         fcntl.ioctl(probe, SIOCSIFFLAGS,
                     struct.pack("16sH", b"lo", IFF_UP | IFF_LOOPBACK | IFF_RUNNING))
     os.chdir(WORKDIR)
+
+
+def mount_points():
+    for line in open("/proc/self/mountinfo"):
+        # Spaces and the like are octal escapes in mountinfo.
+        yield re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+
+
+def clone_mounts_under(directory):
+    """What the shared view mounted below ``directory`` (a Python install or the font cache
+    under /tmp), cloned, to be put back once a fresh filesystem has taken ``directory``."""
+    points = sorted(p for p in mount_points() if p.startswith(directory + "/"))
+    top = [p for p in points if not any(p.startswith(q + "/") for q in points)]
+    clones = []
+    for path in top:
+        fd = libc.syscall(SYS_OPEN_TREE, AT_FDCWD, path.encode(),
+                          OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)
+        _check(0 if fd >= 0 else -1, f"open_tree {path}")
+        clones.append((path, fd, os.path.isdir(path)))
+    return clones
+
+
+def put_back(clones):
+    for path, fd, is_dir in clones:
+        if is_dir:
+            os.makedirs(path, mode=0o755, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+            open(path, "a").close()
+        _check(libc.syscall(SYS_MOVE_MOUNT, fd, b"", AT_FDCWD, path.encode(),
+                            MOVE_MOUNT_F_EMPTY_PATH), f"move_mount {path}")
+        os.close(fd)
 
 
 def drop_privileges(uid):
@@ -364,7 +401,7 @@ def main():
     gc.freeze()
     gc.enable()
     prctl(PR_SET_CHILD_SUBREAPER, 1)
-    send(sock, {"op": "ready", "threads": threading.active_count(),
+    send(sock, {"op": "ready", "pid": os.getpid(), "threads": threading.active_count(),
                 "tasks": len(os.listdir("/proc/self/task"))})
     serve(sock)
 

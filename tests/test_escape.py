@@ -78,13 +78,35 @@ print(json.dumps(report))
 """
 
 
-async def test_kernel_code_cannot_reach_host_knobs(client, thread_id):
+def probe_code() -> tuple[str, list[str]]:
     numbers = syscall_numbers()
     denied = [name for name in DENIED_SYSCALLS if name in numbers]
     code = (f"NUMBERS = {numbers!r}\nDENIED = {denied!r}\n"
             f"CLONE_NEWUSER = {CLONE_NEWUSER}\nTIOCSTI = {TIOCSTI}\nFAMILIES = {FAMILIES!r}\n"
             + PROBE_CELL)
-    result = await client.thread(thread_id).run(code)
+    return code, denied
+
+
+async def test_kernel_code_cannot_reach_host_knobs(client, thread_id):
+    # The suite's gateways fork Python kernels from the zygote when root (gateway/zygote.py).
+    await probe_and_check(client.thread(thread_id))
+
+
+async def test_the_exec_launch_passes_the_same_probes(data_root):
+    """Kernels exec'd by bubblewrap (``kernel_start = exec``, and every other language)."""
+    running = await start_gateway(test_settings(data_root / "exec-launch", pool_size=1,
+                                                kernel_start="exec"))
+    try:
+        assert running.gateway.pool.start_method == "exec"
+        async with await running.client() as client:
+            await probe_and_check(client.thread("exec-launch"))
+    finally:
+        await stop_gateway(running)
+
+
+async def probe_and_check(thread) -> None:
+    code, denied = probe_code()
+    result = await thread.run(code)
     assert result.state == "complete", result.output
     report = json.loads(result.output.strip().splitlines()[-1])
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Settings
-from ..errors import KernelStartError, PoolExhausted
+from ..errors import KernelStartError, PoolExhausted, ZygoteUnavailable
 from ..kernel import Kernel
 from ..languages import PYTHON, Language
 from ..limits import LimitValues
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 REFILL_DELAY = 0.25  # seconds between a lease and the start of its replacement
 # After failed starts the pool waits 1, 2, 4, ... up to this many seconds before the next one.
 LONGEST_REFILL_BACKOFF = 30.0
+FORK_STARTS_PER_CORE = 4  # concurrent kernel starts per core when kernels are forked
 # How often the adaptive target is recomputed without a lease (so it falls back when idle).
 RETARGET_INTERVAL = 5.0
 
@@ -141,6 +142,9 @@ class KernelPool:
                              tuple(snapshot_environment(s).items()))
         self.start_method = "fork"
         self.start_method_reason = "forked from the zygote, confined before any user code"
+        # A forked start is mostly waiting (handshakes, the kernel's own short set-up), not
+        # one core's worth of imports: more of them overlap.
+        self._start_slots = asyncio.Semaphore(FORK_STARTS_PER_CORE * (os.cpu_count() or 1))
 
     def _retarget(self) -> None:
         """Ask the policy for the warm target now; trim warm kernels above it, start up to it."""
@@ -197,6 +201,13 @@ class KernelPool:
                 began = time.monotonic()
                 await kernel.start(self.settings.kernel_start_timeout)
         except KernelStartError as exc:
+            if isinstance(exc.__cause__, ZygoteUnavailable) and self.zygote is not None:
+                # A kernel image the zygote cannot preload still starts the slow way.
+                log.error("%s; Python kernels start as fresh interpreters from now on",
+                          exc.__cause__)
+                self.zygote, self.start_method = None, "exec"
+                self.start_method_reason = str(exc.__cause__)
+                return await self._start_kernel(workdir)
             self.stats.start_failures += 1
             self.stats.failing_starts += 1
             self.stats.last_start_error = str(exc)

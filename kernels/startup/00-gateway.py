@@ -4,6 +4,7 @@
 import io as _io
 import logging as _logging
 import os as _os
+import sys as _sys
 
 # exit()/quit() would stop the kernel a moment after the cell, so the death would land on a
 # later, innocent cell. Like sys.exit() (which IPython catches), they end the cell, not the
@@ -28,6 +29,8 @@ del _ZMQExitAutocall, _CellOnlyExit, _shell, _logging
 
 _os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
 
+# A kernel forked from the zygote (kernels/zygote.py) inherits all of the below already done.
+_warm = "matplotlib.backends.backend_agg" in _sys.modules
 try:
     import matplotlib as _mpl
 
@@ -41,13 +44,15 @@ try:
 
     # The first figure and the first groupby of a process load fonts, the Agg renderer and
     # pandas' compiled paths: pay for that here, while the kernel waits in the pool.
-    _figure = _plt.figure(figsize=(2, 2))
-    _figure.gca().plot([0, 1], [0, 1])
-    _figure.savefig(_io.BytesIO(), format="png")
-    _plt.close(_figure)
-    _pd.DataFrame({"k": _np.arange(100) % 3, "v": _np.arange(100)}).groupby("k").v.sum()
-    del _figure, _np, _pd, _plt, _mpl, _formats
+    if not _warm:
+        _figure = _plt.figure(figsize=(2, 2))
+        _figure.gca().plot([0, 1], [0, 1])
+        _figure.savefig(_io.BytesIO(), format="png")
+        _plt.close(_figure)
+        del _figure
+        _pd.DataFrame({"k": _np.arange(100) % 3, "v": _np.arange(100)}).groupby("k").v.sum()
+    del _np, _pd, _plt, _mpl, _formats
 except ImportError:  # a kernel image without them still works
     pass
 
-del _io, _os
+del _io, _os, _sys, _warm

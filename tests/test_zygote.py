@@ -1,0 +1,155 @@
+"""Kernels forked from the zygote: isolated from each other like exec'd ones, memory shared
+only until written, and a dead zygote replaced. (The escape, sandbox, hostile-code and limits
+suites run against forked kernels too: the suite's gateways fork Python kernels when root.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from conftest import needs_linux, start_gateway, stop_gateway, test_settings
+
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), needs_linux]
+
+
+@pytest.fixture
+def forking(running):
+    if os.geteuid() != 0:
+        pytest.skip("forked kernels need a gateway started as root")
+    assert running.gateway.pool.start_method == "fork", running.gateway.pool.start_method_reason
+    return running
+
+
+def parent_pid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+async def test_python_kernels_are_forks_of_the_pools_zygote(forking, client, thread_id):
+    thread = client.thread(thread_id)
+    assert (await thread.run("1")).state == "complete"
+    kernel = forking.gateway.threads[thread_id].kernel
+    zygote = forking.gateway.pool.zygote
+    assert zygote is not None and zygote.pid is not None
+    assert zygote.threads == 1  # forks of a multi-threaded process can inherit a held lock
+    assert parent_pid(kernel.pid) == zygote.pid
+    stats = forking.gateway.pool.snapshot()
+    assert stats["start_method"] == "fork"
+
+
+async def test_two_forked_kernels_share_no_writable_memory(forking, client, thread_id):
+    """Both start from the zygote's pages (the same objects at the same addresses); a write in
+    one, to a module object and to raw memory of an object made in the zygote, stays there."""
+    first, second = client.thread(thread_id), client.thread(thread_id + "-other")
+    where = ("import ctypes, numpy, sys\n"
+             "target = sys.modules['numpy'].__dict__\n"
+             "print(id(numpy), id(numpy.__version__))")
+    a = await first.run(where)
+    b = await second.run(where)
+    assert a.state == b.state == "complete"
+    assert a.output == b.output, "not forked from one image: the check below would prove less"
+    version_address = int(a.output.split()[1])
+    write = (f"numpy.__dict__['written_by'] = 'first'\n"
+             # Overwrite the first byte of the zygote-made version string, in place.
+             f"data = {version_address} + sys.getsizeof('') - 1\n"
+             f"ctypes.memset(data, ord('X'), 1)\n"
+             f"print(numpy.__version__[0])")
+    assert (await first.run(write)).output == "X\n"
+    seen = await second.run("print(numpy.__dict__.get('written_by'), numpy.__version__[0])")
+    assert seen.state == "complete", seen.output
+    assert seen.output.split()[0] == "None"
+    assert seen.output.split()[1] != "X"
+
+
+async def test_forked_kernels_see_none_of_each_others_files_processes_or_sockets(
+        forking, client, thread_id):
+    first, second = client.thread(thread_id), client.thread(thread_id + "-peer")
+    setup = await first.run("""
+import os, socket, subprocess
+open('/mnt/data/mine.txt', 'w').write('first')
+open('/tmp/mine.txt', 'w').write('first')
+listener = socket.socket(); listener.bind(('127.0.0.1', 0)); listener.listen()
+abstract = socket.socket(socket.AF_UNIX); abstract.bind('\\0gateway-probe'); abstract.listen()
+sleeper = subprocess.Popen(['sleep', '600'])
+print(listener.getsockname()[1], sleeper.pid, open('/proc/self/stat').read().split()[0])
+""")
+    assert setup.state == "complete", setup.output
+    port, sleeper, own_pid = (int(v) for v in setup.output.split())
+    probe = await second.run(f"""
+import json, os, socket
+report = {{}}
+report['files'] = sorted(os.listdir('/mnt/data')) + sorted(os.listdir('/tmp'))
+try:
+    socket.create_connection(('127.0.0.1', {port}), timeout=2).close(); report['tcp'] = 'open'
+except OSError as exc:
+    report['tcp'] = type(exc).__name__
+try:
+    s = socket.socket(socket.AF_UNIX); s.connect('\\0gateway-probe'); report['abstract'] = 'open'
+except OSError as exc:
+    report['abstract'] = type(exc).__name__
+report['processes'] = sorted(
+    open(f'/proc/{{p}}/cmdline').read().replace('\\0', ' ')[:60]
+    for p in os.listdir('/proc') if p.isdigit())
+print(json.dumps(report))
+""")
+    assert probe.state == "complete", probe.output
+    report = json.loads(probe.output.strip().splitlines()[-1])
+    assert "mine.txt" not in report["files"]
+    assert report["tcp"] == "ConnectionRefusedError"
+    assert report["abstract"] == "ConnectionRefusedError"
+    assert not any("sleep" in p for p in report["processes"]), report["processes"]
+    # Only its own kernel (and its pid 1): the first kernel has the same in-namespace pid.
+    assert own_pid == 2 and len(report["processes"]) <= 3, report["processes"]
+
+
+async def test_a_dead_zygote_takes_its_kernels_and_the_next_start_forks_a_new_one(data_root):
+    if os.geteuid() != 0:
+        pytest.skip("forked kernels need a gateway started as root")
+    running = await start_gateway(test_settings(data_root / "zygote-death", pool_size=1))
+    try:
+        pool = running.gateway.pool
+        async with await running.client() as client:
+            thread = client.thread("zygote-death")
+            assert (await thread.run("x = 1")).state == "complete"
+            old = pool.zygote.pid
+            os.kill(old, signal.SIGKILL)  # the zygote this test's gateway started
+            # The kernel died with its zygote: found dead at the next cell (or before it), and
+            # the thread gets a kernel forked from a new zygote, with its variables restored.
+            first = await thread.run("1")
+            if first.state != "complete":
+                assert first.state == "killed" and first.status["kernel_restarted"], first.status
+            result = await thread.run("print('x' in globals())")
+            assert result.state == "complete" and result.output == "True\n", result.status
+            for _ in range(100):
+                if pool.zygote.pid not in (None, old):
+                    break
+                await asyncio.sleep(0.1)
+            assert pool.zygote.pid not in (None, old)
+            assert pool.zygote.starts == 2
+    finally:
+        await stop_gateway(running)
+
+
+async def test_a_zygote_that_cannot_start_leaves_kernels_to_the_exec_launch(
+        data_root, tmp_path, monkeypatch):
+    if os.geteuid() != 0:
+        pytest.skip("forked kernels need a gateway started as root")
+    from gateway import zygote as zygote_module
+
+    broken = tmp_path / "zygote.py"
+    broken.write_text("import sys\nprint('cannot preload', file=sys.stderr)\nsys.exit(3)\n")
+    monkeypatch.setattr(zygote_module, "PROGRAM", broken)
+    running = await start_gateway(test_settings(data_root / "zygote-broken", pool_size=1))
+    try:
+        pool = running.gateway.pool
+        async with await running.client() as client:
+            result = await client.thread("zygote-broken").run("print(6 * 7)")
+        assert result.state == "complete" and result.output == "42\n", result.status
+        assert pool.start_method == "exec"
+        assert "zygote did not start" in pool.start_method_reason
+    finally:
+        await stop_gateway(running)
