@@ -9,6 +9,8 @@ not fit twice on a small host), alternating the order every round:
   analysis      first pandas+matplotlib cell on a new thread (pool warm)
   burst         N new threads at once over C connections, each `1+1` then more cells:
                 p50/p99 time to the first result, kernel start rate during the burst
+  at rest       after the burst, N kernels idle: PSS of one kernel's process tree (median)
+                and of everything below the gateway (the zygote included) per kernel
 
     .venv/bin/python scripts/bench_burst.py [--base 7c23192] [--threads 60] [--rounds 1]
 
@@ -32,7 +34,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench import ANALYSIS_CELL, GatewayProc, MiB, kernel_memory, percentiles  # noqa: E402
+from bench import (  # noqa: E402
+    ANALYSIS_CELL,
+    GatewayProc,
+    MiB,
+    descendants,
+    kernel_memory,
+    percentiles,
+    proc_pss,
+)
 
 BASE = "7c23192"  # main before issue 21
 # 60 threads at once must all get a kernel; a shared machine can make a start slow; a uid
@@ -103,6 +113,8 @@ async def burst(gw: GatewayProc, opts: argparse.Namespace) -> dict:
     watcher = asyncio.create_task(watch_target())
     try:
         await asyncio.gather(*(conversation(i) for i in range(opts.threads)))
+        watcher.cancel()
+        density = await asyncio.to_thread(memory_at_rest, gw)
     finally:
         watcher.cancel()
         for client in clients:
@@ -111,8 +123,18 @@ async def burst(gw: GatewayProc, opts: argparse.Namespace) -> dict:
     cold = opts.threads - before["warm"]  # kernels the burst had to start
     p50, p99 = percentiles(firsts, (50, 99))
     return {"burst_p50_s": p50, "burst_p99_s": p99, "burst_last_first_s": last_first,
-            "start_rate_per_s": cold / last_first, "warm_at_burst": before["warm"],
+            "start_rate_per_s": cold / last_first, "warm_at_burst": before["warm"], **density,
             "peak_target": peak["target"], "peak_target_reason": peak["reason"]}
+
+
+def memory_at_rest(gw: GatewayProc) -> dict:
+    """After the burst, every kernel idle: PSS of a kernel's process tree (median), and all
+    processes below the gateway (kernels, sandboxes, the zygote if any) per kernel."""
+    kernels = kernel_memory(gw)
+    below = sum(proc_pss(pid) for pid in descendants(gw.pid))
+    return {"kernels_at_rest": len(kernels),
+            "busy_pss_mib": statistics.median(k["pss"] for k in kernels) / MiB,
+            "pss_per_kernel_all_mib": below / len(kernels) / MiB}
 
 
 ROWS = (  # key, unit, what the ratio says
@@ -120,6 +142,8 @@ ROWS = (  # key, unit, what the ratio says
     ("burst_p99_s", "s", "this / base"),
     ("start_rate_per_s", "kernels/s", "this / base"),
     ("idle_pss_mib", "MiB", "this / base"),
+    ("busy_pss_mib", "MiB", "this / base"),
+    ("pss_per_kernel_all_mib", "MiB", "this / base"),
     ("warm_rtt_ms", "ms", "this / base"),
     ("analysis_ms", "ms", "this / base"),
 )

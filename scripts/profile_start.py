@@ -6,7 +6,8 @@ time so the numbers are not mixed with queueing:
   sandbox        bubblewrap launch(es) + an interpreter that does nothing (``python -c pass``)
   ipykernel      the same + ``import ipykernel.kernelapp``
   libraries      the same + ``import numpy, pandas, matplotlib.pyplot`` (the startup pre-imports)
-  launch         Kernel.start: Popen of the sandbox returned (cgroups, seccomp memfd, chown)
+  launch         Kernel.start: the sandbox launched (exec: Popen of bubblewrap returned; fork:
+                 the zygote forked and the fork joined its cgroups)
   bound          its ipc sockets exist (interpreter + ipykernel up, before the startup scripts)
   ready          kernel_info answered (startup scripts ran) and iopub connected
   warm           the warm-up cell done: the kernel is what the pool hands out
@@ -124,7 +125,8 @@ async def main() -> int:
             for name, value in (await kernel_steps(gateway)).items():
                 results.setdefault(name, []).append(value)
         await gateway.pool.close()
-    print(f"{'step':<10} {'median s':>9} {'min s':>7}   ({opts.rounds} rounds, one at a time)")
+    print(f"{'step':<10} {'median s':>9} {'min s':>7}   ({opts.rounds} rounds, one at a time; "
+          f"the probes exec'd by bubblewrap, Kernel.start {gateway.pool.start_method}ed)")
     for name in (*PROBES, "launch", "bound", "ready", "warm"):
         values = results.get(name, [])
         if values:
