@@ -51,7 +51,7 @@ CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x08000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
-PR_SET_PDEATHSIG, PR_SET_SECCOMP, PR_CAPBSET_DROP = 1, 22, 24
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_SECCOMP, PR_CAPBSET_DROP = 1, 4, 22, 24
 PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 36, 38, 47
 PR_CAP_AMBIENT_CLEAR_ALL, SECCOMP_MODE_FILTER = 4, 2
 SIOCSIFFLAGS, IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x8914, 0x1, 0x8, 0x40
@@ -274,6 +274,9 @@ def init(request, fds):
         load_seccomp(program)
         os.environ.clear()
         os.environ.update(request["env"])
+        # From here on nothing of this namespace writes to the gateway's log (the zygote's
+        # stderr): set-up errors were reported above.
+        to_dev_null()
         pid = os.fork()
         if pid == 0:
             kernel(request["argv"], request["title"])
@@ -370,13 +373,20 @@ def load_seccomp(program):
     prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog))
 
 
+def to_dev_null():
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
 def kernel(argv, title):
     try:
         set_title(title)
-        null = os.open("/dev/null", os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        os.close(null)
+        # The uid change made init and so this process non-dumpable: /proc/self would belong
+        # to root and e.g. /proc/self/environ be unreadable. An exec'd kernel is dumpable (its
+        # own uid may read its own /proc); init stays as it is, out of the kernel's reach.
+        prctl(PR_SET_DUMPABLE, 1)
         numpy = sys.modules.get("numpy")
         if numpy is not None:
             numpy.random.seed()  # its global generator was seeded once, in the zygote

@@ -91,6 +91,11 @@ try:
     s = socket.socket(socket.AF_UNIX); s.connect('\\0gateway-probe'); report['abstract'] = 'open'
 except OSError as exc:
     report['abstract'] = type(exc).__name__
+report['environ'] = len(open('/proc/self/environ').read()) > 0  # its own /proc: readable
+try:
+    report['init_fds'] = os.listdir('/proc/1/fd')  # the namespace's init: not its to read
+except OSError as exc:
+    report['init_fds'] = type(exc).__name__
 report['processes'] = sorted(
     open(f'/proc/{{p}}/cmdline').read().replace('\\0', ' ')[:60]
     for p in os.listdir('/proc') if p.isdigit())
@@ -99,6 +104,7 @@ print(json.dumps(report))
     assert probe.state == "complete", probe.output
     report = json.loads(probe.output.strip().splitlines()[-1])
     assert "mine.txt" not in report["files"]
+    assert report["environ"] is True and report["init_fds"] == "PermissionError"
     assert report["tcp"] == "ConnectionRefusedError"
     assert report["abstract"] == "ConnectionRefusedError"
     assert not any("sleep" in p for p in report["processes"]), report["processes"]
