@@ -79,6 +79,12 @@ class _PoolCollector:
         for driver in ("floor", "demand", "burst"):
             drivers.add_metric([driver], float(snapshot["target_driver"] == driver))
         yield drivers
+        method = GaugeMetricFamily("gateway_kernel_start_method",
+                                   "How Python kernels start now (1): forked or exec'd",
+                                   labels=["method"])
+        for name in ("fork", "exec"):
+            method.add_metric([name], float(snapshot["start_method"] == name))
+        yield method
         yield GaugeMetricFamily("gateway_pool_new_threads_per_minute",
                                 "Moving average of new threads (the adaptive target's input)",
                                 value=snapshot["new_threads_per_minute"])

@@ -280,6 +280,9 @@ def init(request, fds):
         pid = os.fork()
         if pid == 0:
             kernel(request["argv"], request["title"])
+        # Python's SIGINT handler would let the kernel end its own namespace with kill(1, ...)
+        # (pid 1 gets only signals it handles); like bubblewrap's init, it handles none.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         while True:  # pid 1: reap orphans; leave (killing the namespace) with the kernel
             reaped, status = os.wait()
             if reaped == pid:

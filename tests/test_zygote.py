@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import needs_linux, start_gateway, stop_gateway, test_settings
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), needs_linux]
 
@@ -39,6 +40,10 @@ async def test_python_kernels_are_forks_of_the_pools_zygote(forking, client, thr
     assert parent_pid(kernel.pid) == zygote.pid
     stats = forking.gateway.pool.snapshot()
     assert stats["start_method"] == "fork"
+    metrics = {f.name: f for f in text_string_to_metric_families(
+        forking.gateway.metrics.render().decode())}
+    methods = {s.labels["method"]: s.value for s in metrics["gateway_kernel_start_method"].samples}
+    assert methods == {"fork": 1.0, "exec": 0.0}
 
 
 async def test_two_forked_kernels_share_no_writable_memory(forking, client, thread_id):
@@ -110,6 +115,10 @@ print(json.dumps(report))
     assert not any("sleep" in p for p in report["processes"]), report["processes"]
     # Only its own kernel (and its pid 1): the first kernel has the same in-namespace pid.
     assert own_pid == 2 and len(report["processes"]) <= 3, report["processes"]
+    # Its pid 1 takes no signal from it (a handled SIGINT would end the whole namespace).
+    poke = await second.run("import signal, time\nos.kill(1, signal.SIGINT)\ntime.sleep(1)")
+    assert poke.state == "complete", poke.status
+    assert (await second.run("print('report' in globals())")).output == "True\n"
 
 
 async def test_a_dead_zygote_takes_its_kernels_and_the_next_start_forks_a_new_one(data_root):
