@@ -170,15 +170,19 @@ class Zygote:
         try:
             pid = await asyncio.wait_for(forked, READY_TIMEOUT)
         finally:
+            # A reply that comes after this start gave up is answered with "abort" (_handle).
             self._forks.pop(request_id, None)
         process = ForkedProcess(pid)
         self._running[pid] = process
         try:
             for procs in self.host.cgroups.create(spec.kernel_id, spec.limits):
                 procs.write_text(str(pid))
-        except OSError as exc:
+        except BaseException as exc:  # never a fork left waiting (cancelled start included)
             self._send({"op": "abort", "id": request_id})
-            raise KernelStartError(f"kernel {spec.kernel_id}: cgroups not joined: {exc}") from exc
+            if isinstance(exc, OSError):
+                raise KernelStartError(
+                    f"kernel {spec.kernel_id}: cgroups not joined: {exc}") from exc
+            raise
         self._send({"op": "go", "id": request_id})
         return process
 
@@ -255,6 +259,8 @@ class Zygote:
             future = self._forks.get(message["id"])
             if future is not None and not future.done():
                 future.set_result(message["pid"])
+            else:  # its start was cancelled or timed out meanwhile
+                self._send({"op": "abort", "id": message["id"]})
         elif op == "exited":
             process = self._running.pop(message["pid"], None)
             if process is not None:

@@ -54,6 +54,7 @@ MNT_DETACH = 2
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_SECCOMP, PR_CAPBSET_DROP = 1, 4, 22, 24
 PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 36, 38, 47
 PR_CAP_AMBIENT_CLEAR_ALL, SECCOMP_MODE_FILTER = 4, 2
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
 SIOCSIFFLAGS, IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x8914, 0x1, 0x8, 0x40
 MAX_FDS = 3
 SYS_MOVE_MOUNT, AT_FDCWD, MOVE_MOUNT_F_EMPTY_PATH = 429, -100, 0x4  # same number on every arch
@@ -190,8 +191,8 @@ def serve(sock):
             go_read, go_write = os.pipe2(os.O_CLOEXEC)
             pid = os.fork()
             if pid == 0:
-                os.close(go_write)
-                monitor(request, fds, go_read, sock, wake_read, wake_write)
+                sock.detach()  # closed below with every other descriptor of the zygote's
+                monitor(request, fds, go_read)
             os.close(go_read)
             for fd in fds:
                 os.close(fd)
@@ -228,12 +229,19 @@ def exit_code(status):
 
 # --- a kernel's three processes -----------------------------------------------------------
 
-def monitor(request, fds, go_read, *zygote_fds):
+def close_all_but(keep):
+    low = 3
+    for fd in sorted(fd for fd in keep if fd >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+
+
+def monitor(request, fds, go_read):
     try:
-        sock, *pipe_ends = zygote_fds
-        sock.close()
-        for fd in pipe_ends:
-            os.close(fd)
+        # The zygote's socket and pipes, and the go pipes of other starts (a copy here would
+        # keep an aborted start's monitor waiting for ever).
+        close_all_but({go_read, *fds})
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.setsid()
@@ -267,11 +275,11 @@ def init(request, fds):
         workdir_fd, runtime_fd, seccomp_fd = fds
         build_view(request, workdir_fd, runtime_fd)
         program = os.read(seccomp_fd, 1 << 20) if seccomp_fd is not None else b""
-        # Nothing the zygote had open reaches the kernel (its stdio is replaced below).
-        os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+        close_all_but(())  # nothing open reaches the kernel (its stdio is replaced below)
         drop_privileges(request["uid"])
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # cleared by the uid change
         load_seccomp(program)
+        check_confined(request["uid"])
         os.environ.clear()
         os.environ.update(request["env"])
         # From here on nothing of this namespace writes to the gateway's log (the zygote's
@@ -364,16 +372,43 @@ def drop_privileges(uid):
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
     os.setgroups([])
     os.setresgid(uid, uid, uid)
-    os.setresuid(uid, uid, uid)  # from root to another uid: every capability is cleared
+    os.setresuid(uid, uid, uid)  # from root to another uid: permitted and effective cleared
+    clear_capabilities()  # the inheritable set is not
     prctl(PR_SET_NO_NEW_PRIVS, 1)
 
 
+class CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def clear_capabilities():
+    header = CapHeader(LINUX_CAPABILITY_VERSION_3, 0)
+    data = (CapData * 2)()  # all zero: no effective, permitted or inheritable capability
+    _check(libc.capset(ctypes.byref(header), data), "capset")
+
+
 def load_seccomp(program):
-    if not program:
-        return
+    if not program or len(program) % 8:
+        raise RuntimeError(f"no usable seccomp program ({len(program)} bytes)")
     buffer = ctypes.create_string_buffer(program, len(program))
     fprog = SockFprog(len(program) // 8, ctypes.addressof(buffer))
     prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog))
+
+
+def check_confined(uid):
+    """Fail closed: the kernel is forked only when the kernel itself says it is confined."""
+    status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+    caps = [int(status[name].strip(), 16) for name in ("CapInh", "CapPrm", "CapEff", "CapBnd",
+                                                         "CapAmb")]
+    ids = {int(v) for key in ("Uid", "Gid") for v in status[key].split()}
+    if (any(caps) or ids != {uid} or status["NoNewPrivs"].strip() != "1"
+            or status["Seccomp"].strip() != "2"):
+        raise RuntimeError(f"not confined: {status}")
 
 
 def to_dev_null():

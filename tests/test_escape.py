@@ -73,7 +73,8 @@ for name, number in FAMILIES.items():
 report["sockets"] = families
 status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
 report["status"] = {k: status[k].split()[0] for k in ("Uid", "Seccomp", "NoNewPrivs",
-                                                         "CapEff", "CapBnd", "CapPrm")}
+                                                         "CapEff", "CapBnd", "CapPrm",
+                                                         "CapInh", "CapAmb")}
 print(json.dumps(report))
 """
 
@@ -122,6 +123,8 @@ async def probe_and_check(thread) -> None:
     assert int(status["CapEff"], 16) == 0
     assert int(status["CapPrm"], 16) == 0
     assert int(status["CapBnd"], 16) == 0
+    assert int(status["CapInh"], 16) == 0
+    assert int(status["CapAmb"], 16) == 0
 
     # Each denied syscall answers with the filter's errno, not the kernel's own.
     expected = {name: errno.errorcode[DENIED_SYSCALLS[name][0]] for name in denied}
