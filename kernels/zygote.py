@@ -418,6 +418,23 @@ def to_dev_null():
     os.close(null)
 
 
+def kernel_app_class():
+    import zmq
+    from ipykernel.kernelapp import IPKernelApp
+
+    class ForkedKernelApp(IPKernelApp):
+        """ipykernel's app, with iopub unbounded from its bind on (see startup/01-output.py,
+        which sets it later: a subscriber whose connection is being set up just then keeps
+        the default of 1,000 messages, and a fork is up soon enough to hit that)."""
+
+        def _bind_socket(self, s, port):
+            if s.socket_type == zmq.XPUB:
+                s.setsockopt(zmq.SNDHWM, 0)
+            return super()._bind_socket(s, port)
+
+    return ForkedKernelApp
+
+
 def kernel(argv, title):
     try:
         set_title(title)
@@ -428,9 +445,8 @@ def kernel(argv, title):
         numpy = sys.modules.get("numpy")
         if numpy is not None:
             numpy.random.seed()  # its global generator was seeded once, in the zygote
-        from ipykernel import kernelapp
         sys.argv = ["ipykernel_launcher", *argv]
-        kernelapp.launch_new_instance(argv=argv)
+        kernel_app_class().launch_instance(argv=argv)
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1

@@ -4,7 +4,9 @@
 # blocks of hundreds of lines, and a dropped "idle" would leave the cell running until its
 # timeout. Unbounded here, so a flood queues in the kernel's own memory, under its limit.
 # libzmq applies the option to pipes already connected; it is set on the iopub thread, which
-# owns the socket.
+# owns the socket. A connection still being set up at that moment keeps the default: a kernel
+# forked from the zygote is up fast enough to meet that, so there it is set before the bind
+# (kernels/zygote.py); an exec'd kernel is connected long before its startup scripts run.
 
 
 def _unbounded_iopub():
