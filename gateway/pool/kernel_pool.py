@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 REFILL_DELAY = 0.25  # seconds between a lease and the start of its replacement
 # After failed starts the pool waits 1, 2, 4, ... up to this many seconds before the next one.
 LONGEST_REFILL_BACKOFF = 30.0
+FORK_STARTS_PER_CORE = 4  # concurrent kernel starts per core when kernels are forked
 # How often the adaptive target is recomputed without a lease (so it falls back when idle).
 RETARGET_INTERVAL = 5.0
 
@@ -141,6 +142,9 @@ class KernelPool:
                              tuple(snapshot_environment(s).items()))
         self.start_method = "fork"
         self.start_method_reason = "forked from the zygote, confined before any user code"
+        # A forked start is mostly waiting (handshakes, the kernel's own short set-up), not
+        # one core's worth of imports: more of them overlap.
+        self._start_slots = asyncio.Semaphore(FORK_STARTS_PER_CORE * (os.cpu_count() or 1))
 
     def _retarget(self) -> None:
         """Ask the policy for the warm target now; trim warm kernels above it, start up to it."""
