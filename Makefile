@@ -35,6 +35,7 @@ lint: setup
 bench: setup
 	$(PY) scripts/bench.py
 	$(PY) scripts/bench_burst.py
+	$(PY) scripts/bench_start_method.py
 
 # The sdist and the wheel (which carries the kernelspec and startup as gateway.kernels).
 dist: $(VENV)/.installed
