@@ -103,17 +103,31 @@ class ForkedProcess:
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self.returncode: int | None = None
+        # Opened while the monitor waits for "go" (not reaped, so the pid is surely its own):
+        # signals through it can never reach a process that reused the pid.
+        self._pidfd: int | None = os.pidfd_open(pid)
+        self._returncode: int | None = None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._returncode
+
+    @returncode.setter
+    def returncode(self, code: int | None) -> None:
+        self._returncode = code
+        if code is not None and self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
 
     def poll(self) -> int | None:
-        return self.returncode
+        return self._returncode
 
     def wait(self, timeout: float | None = None) -> int | None:
-        return self.returncode
+        return self._returncode
 
     def send_signal(self, signum: int) -> None:
-        if self.returncode is None:  # before the zygote reaped it, its pid is still its own
-            os.kill(self.pid, signum)
+        if self._pidfd is not None:
+            signal.pidfd_send_signal(self._pidfd, signum)
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
@@ -158,21 +172,26 @@ class Zygote:
                    "env": kernel_environment(spec), "rlimits": self.host.rlimits(spec),
                    "runtime_dir": str(spec.runtime_dir), "hostname": "sandbox",
                    "title": f"{argv[0]} -m ipykernel_launcher {' '.join(argv[3:])}"}
-        fds = [detached_copy(spec.workdir), detached_copy(spec.runtime_dir),
-               self.host.seccomp.memfd()]
         forked = asyncio.get_running_loop().create_future()
         self._forks[request_id] = forked
+        fds: list[int] = []
         try:
+            fds += [detached_copy(spec.workdir), detached_copy(spec.runtime_dir),
+                    self.host.seccomp.memfd()]
             socket.send_fds(self._socket, [json.dumps(request).encode()], fds)
+            for fd in fds:
+                os.close(fd)
+            fds = []
+            pid = await asyncio.wait_for(forked, READY_TIMEOUT)
         finally:
             for fd in fds:
                 os.close(fd)
-        try:
-            pid = await asyncio.wait_for(forked, READY_TIMEOUT)
-        finally:
             # A reply that comes after this start gave up is answered with "abort" (_handle).
             self._forks.pop(request_id, None)
-        process = ForkedProcess(pid)
+        try:
+            process = ForkedProcess(pid)
+        except ProcessLookupError as exc:  # the fork failed before it could wait for "go"
+            raise KernelStartError(f"kernel {spec.kernel_id}: its fork exited at once") from exc
         self._running[pid] = process
         try:
             for procs in self.host.cgroups.create(spec.kernel_id, spec.limits):
