@@ -207,6 +207,7 @@ class KernelPool:
                           exc.__cause__)
                 self.zygote, self.start_method = None, "exec"
                 self.start_method_reason = str(exc.__cause__)
+                self._start_slots = asyncio.Semaphore(max(1, os.cpu_count() or 1))
                 return await self._start_kernel(workdir)
             self.stats.start_failures += 1
             self.stats.failing_starts += 1
