@@ -168,10 +168,9 @@ class HostSandbox:
         if self.cgroups and controllers:
             procs = self.cgroups.create(spec.kernel_id, spec.limits)
             cmd += ["/bin/sh", "-c", JOIN_CGROUPS, "gateway-sandbox", *map(str, procs), "--"]
-        dropping = self.drop_uid and spec.uid is not None
         if self.prlimit:
             cmd += [self.prlimit, *rlimit_args(spec.limits, **self._rlimit_choice(spec)), "--"]
-        if dropping:
+        if self._drops_uid(spec):
             assert self.setpriv is not None and spec.uid is not None
             return cmd + [
                 *outer_bwrap_argv(self.bwrap, spec), "--",
@@ -180,13 +179,14 @@ class HostSandbox:
         return cmd + single_bwrap_argv(self.bwrap, spec, self.disable_userns,
                                        seccomp_fd) + kernel_cmd
 
+    def _drops_uid(self, spec: SandboxSpec) -> bool:
+        return self.drop_uid and spec.uid is not None
 
     def _rlimit_choice(self, spec: SandboxSpec) -> dict[str, bool]:
         controllers = self.cgroups.controllers if self.cgroups else set()
         return {"with_memory": "memory" not in controllers,
                 # With a uid of its own, RLIMIT_NPROC counts exactly this kernel's tasks.
-                "with_nproc": (self.drop_uid and spec.uid is not None)
-                or "pids" not in controllers}
+                "with_nproc": self._drops_uid(spec) or "pids" not in controllers}
 
     def rlimits(self, spec: SandboxSpec) -> dict[str, int]:
         """The rlimits of ``spec``'s kernel, by ``resource`` name (for a forked kernel)."""

@@ -20,13 +20,14 @@ Each kernel is three processes, as under bubblewrap:
 
 Protocol (SOCK_SEQPACKET, one JSON object per message, descriptors as SCM_RIGHTS):
   gateway -> zygote  {"op": "fork", "id", "uid", "argv", "env", "rlimits", "runtime_dir",
-                      "hostname"} + [workdir, runtime dir, seccomp program] descriptors
+                      "hostname", "title"} + [workdir, runtime dir, seccomp program] descriptors
   zygote  -> gateway {"op": "forked", "id", "pid"}   (the monitor's host pid)
   gateway -> zygote  {"op": "go", "id"} once the monitor is in its cgroups, or {"op": "abort"}
   zygote  -> gateway {"op": "exited", "pid", "status"}   (the kernel's exit code, 128+signal)
 """
 
 import ctypes
+import errno
 import gc
 import json
 import os
@@ -101,7 +102,7 @@ def fresh(target, fstype, flags, data):
     try:
         umount(target)
     except OSError as exc:
-        if exc.errno != 22:  # EINVAL: nothing mounted there
+        if exc.errno != errno.EINVAL:  # nothing mounted there
             raise
     mount(fstype, target, fstype, flags, data)
 
@@ -116,11 +117,16 @@ def restrict(target, read_only=False):
     mount(None, target, None, MS_REMOUNT | MS_BIND | flags)
 
 
-def attach(tree_fd, target):
-    """Attach a detached mount the gateway cloned on the host (``open_tree``) at ``target``:
-    a directory of another mount namespace cannot be bound here by path."""
+def move_mount(tree_fd, target):
+    """Attach the detached mount ``tree_fd`` (from ``open_tree``) at ``target``."""
     _check(libc.syscall(SYS_MOVE_MOUNT, tree_fd, b"", AT_FDCWD, target.encode(),
                         MOVE_MOUNT_F_EMPTY_PATH), f"move_mount {target}")
+
+
+def attach(tree_fd, target):
+    """Attach a detached mount the gateway cloned on the host at ``target``: a directory of
+    another mount namespace cannot be bound here by path."""
+    move_mount(tree_fd, target)
     restrict(target)
 
 
@@ -360,8 +366,7 @@ def put_back(clones):
         else:
             os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
             open(path, "a").close()
-        _check(libc.syscall(SYS_MOVE_MOUNT, fd, b"", AT_FDCWD, path.encode(),
-                            MOVE_MOUNT_F_EMPTY_PATH), f"move_mount {path}")
+        move_mount(fd, path)
         os.close(fd)
 
 
