@@ -54,6 +54,9 @@ class Settings:
     typescript_pool_size: int = 0  # warm Deno kernels for TypeScript threads; 0: on demand
     r_pool_size: int = 0  # warm IRkernel kernels for R threads; 0: on demand
     max_kernels: int = 16  # leased + warm
+    # Live threads one identity may hold at once (on this node, or the cluster's registry):
+    # half the kernels, so one identity cannot take every kernel from the others.
+    max_threads_per_identity: int = 8
     lease_wait: float = 10.0  # how long a new thread waits for a kernel when the pool is full
     idle_timeout: float = 1800.0  # a thread idle this long loses its kernel (files stay)
     kernel_start_timeout: float = 30.0
@@ -99,6 +102,9 @@ class Settings:
     inline_file_limit: int = 10 * MiB  # larger generated files are announced with empty base64
     thread_file_quota: int = 1024 * MiB
     total_file_quota: int = 20 * 1024 * MiB
+    # All files of one identity's threads: a quarter of the store, so one identity that fills
+    # its share leaves room for the generated files and snapshots of at least three others.
+    identity_file_quota: int = 5 * 1024 * MiB
     file_retention: float = 30 * 86400.0  # seconds; `gateway files gc` deletes older files
 
     # Namespace snapshots (gateway/threads/): taken in the kernel on idle release, shutdown,
@@ -126,6 +132,9 @@ class Settings:
     insecure_http: bool = False
     # Browser origins allowed besides the gateway's own page ("*": any).
     allowed_origins: tuple[str, ...] = ()
+    # Host names accepted in requests besides loopback ones when the gateway listens on a
+    # loopback address (DNS rebinding: a page on evil.example resolved to 127.0.0.1); "*": any.
+    allowed_hosts: tuple[str, ...] = ()
 
     # Cluster (gateway/cluster/): all empty = one node, SQLite and local disk, no other server.
     registry_url: str = ""  # redis://host:port/db: nodes, thread ownership, file metadata
