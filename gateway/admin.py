@@ -16,6 +16,7 @@ from .threads.cells import INTERNAL_PREFIX
 if TYPE_CHECKING:
     from .app import Gateway
     from .kernel import Kernel
+    from .session import ThreadSession
 
 
 def _rss(kernel: Kernel, gateway: Gateway) -> int | None:
@@ -116,26 +117,24 @@ async def execute_admin(gateway: Gateway, command: dict[str, Any]) -> Any:
         case "thread.ls":
             return [s.describe() for s in gateway.threads.values()]
         case "thread.restart" | "thread.kill":
-            thread_id = command.get("thread_id")
-            session = gateway.threads.get(thread_id) if isinstance(thread_id, str) else None
-            if session is None:
-                raise ProtocolError(f"no thread {thread_id!r}", code="not_found")
+            session = _session(gateway, command.get("thread_id"))
             if op == "thread.restart":
                 await session.restart()
             else:
-                await gateway.close_thread(session.thread_id, session.owner)
+                await gateway.close_thread(session.client_thread_id, session.owner)
             return session.describe()
         case "thread.snapshot":
-            thread_id = command.get("thread_id")
-            session = gateway.threads.get(thread_id) if isinstance(thread_id, str) else None
-            if session is None:
-                raise ProtocolError(f"no thread {thread_id!r}", code="not_found")
-            return {"thread_id": thread_id, **await session.snapshot("requested")}
+            session = _session(gateway, command.get("thread_id"))
+            return {"thread_id": session.thread_id, **await session.snapshot("requested")}
         case "files.ls":
             # The gateway's own files of a thread (snapshots, cell records) only when asked.
             thread_id, everything = command.get("thread_id"), command.get("all") is True
+            if isinstance(thread_id, str):
+                thread_id = _scoped(gateway, thread_id)
             return [vars(f) for f in gateway.store.list(thread_id)
                     if everything or not f.name.startswith(INTERNAL_PREFIX)]
+        case "files.usage":
+            return identity_usage(gateway)
         case "files.gc":
             older = command.get("older_than", gateway.settings.file_retention)
             if not isinstance(older, int | float) or isinstance(older, bool) or older < 0:
@@ -146,5 +145,38 @@ async def execute_admin(gateway: Gateway, command: dict[str, Any]) -> Any:
     raise ProtocolError(f"unknown admin op {op!r}", code="unknown_type")
 
 
+def identity_usage(gateway: Gateway) -> list[dict[str, Any]]:
+    """Per identity: stored bytes against identity_file_quota, live threads against
+    max_threads_per_identity (every configured identity, and any that still has files)."""
+    settings = gateway.settings
+    stored = gateway.store.usage_by_owner()
+    live = gateway.live_threads_by_identity()
+    identities = sorted(set(settings.tokens.values()) | set(stored) | set(live))
+    return [{"identity": identity, "file_bytes": stored.get(identity, 0),
+             "file_quota": settings.identity_file_limit,
+             "live_threads": live.get(identity, 0),
+             "max_threads": settings.identity_thread_limit}
+            for identity in identities]
+
+
 def error_answer(exc: GatewayError) -> dict[str, Any]:
     return {"ok": False, "error": {"code": exc.code, "message": str(exc)}}
+
+
+def _scoped(gateway: Gateway, given: str) -> str:
+    """The scoped id (IDENTITY/THREAD) an operator means: as given, or a live thread's own id
+    when exactly one identity has a thread of that name."""
+    if "/" in given:
+        return given
+    matches = sorted(key for key, s in gateway.threads.items() if s.client_thread_id == given)
+    if len(matches) > 1:
+        raise ProtocolError(f"thread {given!r} is ambiguous: name one of {', '.join(matches)}",
+                            code="ambiguous")
+    return matches[0] if matches else given
+
+
+def _session(gateway: Gateway, given: object) -> ThreadSession:
+    session = gateway.threads.get(_scoped(gateway, given)) if isinstance(given, str) else None
+    if session is None:
+        raise ProtocolError(f"no thread {given!r}", code="not_found")
+    return session

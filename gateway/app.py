@@ -15,11 +15,18 @@ from pathlib import Path
 from . import auth, envelopes, languages
 from .config import Settings
 from .datadir import DataDirLock
-from .errors import KernelUnavailable, LanguageUnavailable, NotAllowed, PoolExhausted, ProtocolError
+from .errors import (
+    IdentityLimit,
+    KernelUnavailable,
+    LanguageUnavailable,
+    NotAllowed,
+    PoolExhausted,
+    ProtocolError,
+)
 from .files import FileStore, StoredFile
 from .metrics import Metrics
 from .pool import KernelPool
-from .protocol import Upload
+from .protocol import Upload, scoped_thread_id
 from .readiness import (
     LastStartFailure,
     check_kernel_setup,
@@ -91,6 +98,7 @@ class Gateway:
                                          self.cluster.placement,
                                          max_bytes=settings.result_retention_bytes)
         self.metrics.watch_results(self.results)
+        self.metrics.watch_identities(self.live_threads_by_identity, self.store.usage_by_owner)
         self.started = time.time()
         self.draining = False
         self.data_lock = DataDirLock(settings.data_dir)
@@ -211,24 +219,42 @@ class Gateway:
 
     # -- threads ----------------------------------------------------------------------------
     def thread(self, thread_id: str, identity: str, *, create: bool) -> ThreadSession:
-        session = self.threads.get(thread_id)
+        """``identity``'s thread ``thread_id`` (the client's id; threads are scoped per identity,
+        so another identity's id is simply a thread of its own)."""
+        key = scoped_thread_id(identity, thread_id)
+        session = self.threads.get(key)
         if session is None:
             if not create:
                 raise NotAllowed(f"unknown thread {thread_id!r}")
             if self.draining:
                 raise PoolExhausted("the gateway is draining: no new threads")
-            session = ThreadSession(thread_id, identity, self.settings, self.pool_for,
+            self._check_thread_limit(identity)
+            session = ThreadSession(key, identity, self.settings, self.pool_for,
                                     self.store, self.metrics, self.results)
             if self.cluster is not None:
                 session.fence = self.cluster.fence
-                if (reason := self._adoptions.pop(thread_id, None)) is not None:
+                if (reason := self._adoptions.pop(key, None)) is not None:
                     session.adopt(reason)
-            self.threads[thread_id] = session
-        elif session.owner != identity:
-            # The same answer as for an unknown thread would leak less, but creators need to
-            # know a name is taken; ids are the platform's, not guessable secrets.
-            raise NotAllowed(f"thread {thread_id!r} belongs to another identity")
+            self.threads[key] = session
         return session
+
+    def live_threads_by_identity(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for session in self.threads.values():
+            if session.live:
+                counts[session.owner] = counts.get(session.owner, 0) + 1
+        return counts
+
+    def _check_thread_limit(self, identity: str) -> None:
+        """One identity may hold at most ``max_threads_per_identity`` live threads (threads
+        with a kernel or work queued), so it cannot take every kernel from the others."""
+        limit = self.settings.identity_thread_limit
+        live = self.live_threads_by_identity().get(identity, 0)
+        if live >= limit:
+            self.metrics.identity_limit_refusals.labels("threads").inc()
+            raise IdentityLimit(f"identity {identity!r} already has {live} live threads "
+                                f"(max_threads_per_identity = {limit}): close one, or wait "
+                                "until one is idle and its kernel is released")
 
     def adopt(self, thread_id: str, reason: str) -> None:
         """Cluster: this node just claimed a thread that ran elsewhere before."""
@@ -249,15 +275,16 @@ class Gateway:
 
     def result(self, thread_id: str, call_id: str, identity: str) -> dict | None:
         """A finished call's final status envelope (None: unknown, expired or not yours)."""
-        return self.results.get(thread_id, call_id, identity)
+        return self.results.get(scoped_thread_id(identity, thread_id), call_id, identity)
 
     async def finished_call(self, thread_id: str, call_id: str,
                             identity: str) -> FinishedCall | None:
         """A finished call (None: unknown, running, expired or not yours); in a cluster also
         one that ran on another node, or on a node that is gone (then ``killed``)."""
+        key = scoped_thread_id(identity, thread_id)
         if self.cluster is not None:
-            return await self.results.lookup(thread_id, call_id, identity)
-        return self.results.finished(thread_id, call_id, identity)
+            return await self.results.lookup(key, call_id, identity)
+        return self.results.finished(key, call_id, identity)
 
     async def begin_call(self, session: ThreadSession, call_id: str) -> dict | None:
         """Cluster: before an execute is queued, mark the call running on this node (so its
@@ -289,12 +316,12 @@ class Gateway:
 
     async def close_thread(self, thread_id: str, identity: str) -> None:
         session = self.thread(thread_id, identity, create=False)
-        del self.threads[thread_id]
+        del self.threads[session.thread_id]
         await session.close()
         await session.snapshots.cleared()  # a closed thread's id, used again, starts clean
         session.emit(envelopes.status("closed"), None)
         if self.cluster is not None:
-            self.cluster.released(thread_id)
+            self.cluster.released(session.thread_id)
 
     async def upload(self, session: ThreadSession, request: Upload) -> dict:
         """Place a user file (or one part of it) in the thread's working directory."""
@@ -380,10 +407,10 @@ class Gateway:
 
     async def notebook(self, thread_id: str, identity: str) -> bytes | None:
         """The thread as an ``.ipynb`` for its owner; None for unknown, empty or not yours."""
-        session = self.threads.get(thread_id)
-        if session is not None and session.owner == identity:
+        key = scoped_thread_id(identity, thread_id)
+        if (session := self.threads.get(key)) is not None:
             await session.cells_stored()
-        return await asyncio.to_thread(notebook_bytes, self.store, thread_id, identity)
+        return await asyncio.to_thread(notebook_bytes, self.store, key, identity)
 
     async def _cull_idle(self) -> None:
         while True:
@@ -441,13 +468,15 @@ def _file_store(settings: Settings):
     """SQLite and local disk; with a registry and a store URL, the cluster's shared store."""
     if not settings.clustered:
         return FileStore(settings.data_dir / "files", settings.thread_file_quota,
-                         settings.total_file_quota)
+                         settings.total_file_quota, settings.identity_file_limit)
     if not settings.store_url:
         raise ValueError("registry_url needs store_url too: the nodes must share files")
     from .cluster.objectstore import ObjectFileStore
 
     return ObjectFileStore(settings.data_dir / "files", settings.thread_file_quota,
-                           settings.total_file_quota, registry_url=settings.registry_url,
+                           settings.total_file_quota,
+                           identity_quota=settings.identity_file_limit,
+                           registry_url=settings.registry_url,
                            store_url=settings.store_url, endpoint=settings.store_endpoint,
                            region=settings.store_region, key_id=settings.store_key_id,
                            key=settings.store_key)

@@ -375,7 +375,8 @@ def thread_ls(url: UrlOpt = DEFAULT_ADMIN_URL, admin_token: AdminTokenOpt = "",
 @thread_app.command("restart")
 def thread_restart(thread_id: str, url: UrlOpt = DEFAULT_ADMIN_URL,
                    admin_token: AdminTokenOpt = "", as_json: JsonOpt = False) -> None:
-    """Give THREAD_ID a fresh kernel (its working directory is kept)."""
+    """Give THREAD_ID (IDENTITY/THREAD, as `thread ls` lists it) a fresh kernel (its working
+    directory is kept)."""
     _print(_admin(url, admin_token, {"op": "thread.restart", "thread_id": thread_id}), as_json)
 
 
@@ -431,6 +432,14 @@ def files_ls(thread_id: Annotated[str | None, Opt("--thread")] = None,
     _print(_admin(url, admin_token, {"op": "files.ls", "thread_id": thread_id,
                                      "all": everything}), as_json,
            ["id", "thread_id", "owner", "name", "mime_type", "size"])
+
+
+@files_app.command("usage")
+def files_usage(url: UrlOpt = DEFAULT_ADMIN_URL, admin_token: AdminTokenOpt = "",
+                as_json: JsonOpt = False) -> None:
+    """Per identity: stored bytes and live threads, against their quotas."""
+    _print(_admin(url, admin_token, {"op": "files.usage"}), as_json,
+           ["identity", "file_bytes", "file_quota", "live_threads", "max_threads"])
 
 
 @files_app.command("gc")

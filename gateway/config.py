@@ -54,9 +54,10 @@ class Settings:
     typescript_pool_size: int = 0  # warm Deno kernels for TypeScript threads; 0: on demand
     r_pool_size: int = 0  # warm IRkernel kernels for R threads; 0: on demand
     max_kernels: int = 16  # leased + warm
-    # Live threads one identity may hold at once (on this node, or the cluster's registry):
-    # half the kernels, so one identity cannot take every kernel from the others.
-    max_threads_per_identity: int = 8
+    # Live threads (holding a kernel or with work queued) one identity may hold on a node.
+    # 0: half of max_kernels when several identities are configured, so no identity can take
+    # every kernel from the others; all of them when there is only one.
+    max_threads_per_identity: int = 0
     lease_wait: float = 10.0  # how long a new thread waits for a kernel when the pool is full
     idle_timeout: float = 1800.0  # a thread idle this long loses its kernel (files stay)
     kernel_start_timeout: float = 30.0
@@ -102,9 +103,10 @@ class Settings:
     inline_file_limit: int = 10 * MiB  # larger generated files are announced with empty base64
     thread_file_quota: int = 1024 * MiB
     total_file_quota: int = 20 * 1024 * MiB
-    # All files of one identity's threads: a quarter of the store, so one identity that fills
-    # its share leaves room for the generated files and snapshots of at least three others.
-    identity_file_quota: int = 5 * 1024 * MiB
+    # All files of one identity's threads. 0: a quarter of total_file_quota when several
+    # identities are configured (one that fills its share leaves room for the generated files
+    # and snapshots of at least three others); the whole store when there is only one.
+    identity_file_quota: int = 0
     file_retention: float = 30 * 86400.0  # seconds; `gateway files gc` deletes older files
 
     # Namespace snapshots (gateway/threads/): taken in the kernel on idle release, shutdown,
@@ -162,6 +164,22 @@ class Settings:
     def language_pool_size(self, language: str) -> int:
         """Warm kernels kept for ``language`` (Python's is ``pool_size``)."""
         return self.pool_size if language == "python" else getattr(self, f"{language}_pool_size")
+
+    @property
+    def identity_thread_limit(self) -> int:
+        """``max_threads_per_identity`` in force (its 0 resolved from the identities)."""
+        if self.max_threads_per_identity > 0:
+            return self.max_threads_per_identity
+        shared = len(set(self.tokens.values())) > 1
+        return max(1, self.max_kernels // 2) if shared else self.max_kernels
+
+    @property
+    def identity_file_limit(self) -> int:
+        """``identity_file_quota`` in force (its 0 resolved from the identities)."""
+        if self.identity_file_quota > 0:
+            return self.identity_file_quota
+        shared = len(set(self.tokens.values())) > 1
+        return self.total_file_quota // 4 if shared else self.total_file_quota
 
     @property
     def clustered(self) -> bool:

@@ -46,6 +46,12 @@ class NotAllowed(GatewayError):
     code = "forbidden"
 
 
+class IdentityLimit(GatewayError):
+    """One identity reached its own share (``max_threads_per_identity``): others keep theirs."""
+
+    code = "identity_limit"
+
+
 class PoolExhausted(GatewayError):
     """No kernel could be leased: the pool is at its maximum size or draining."""
 

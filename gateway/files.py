@@ -9,6 +9,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -40,6 +41,7 @@ CREATE TABLE IF NOT EXISTS files (
     created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS files_thread ON files(thread_id);
+CREATE INDEX IF NOT EXISTS files_owner ON files(owner);
 """
 
 
@@ -60,13 +62,41 @@ class StoredFile:
     created: float
 
 
+@dataclass(frozen=True)
+class Quotas:
+    """Bytes a thread, an identity (all its threads) and the whole store may hold."""
+
+    thread: int
+    total: int
+    identity: int | None = None  # None: only the total bounds an identity
+
+    def check(self, thread_id: str, owner: str, size: int,
+              used: Callable[[], tuple[int, int, int]]) -> None:
+        """Refuse ``size`` more bytes, naming whose quota is full; ``used()`` gives the bytes
+        the thread, the owner and the store hold now."""
+        used_thread, used_owner, used_total = used()
+        if used_thread + size > self.thread:
+            raise FileRejected(f"thread file quota of {_mib(self.thread)} exceeded")
+        if self.identity is not None and used_owner + size > self.identity:
+            raise FileRejected(f"identity {owner!r} has used its file quota of "
+                               f"{_mib(self.identity)} (identity_file_quota): old files "
+                               "expire after file_retention")
+        if used_total + size > self.total:
+            raise FileRejected(f"the gateway's file storage is full ({_mib(self.total)} for "
+                               "all identities)")
+
+
+def _mib(size: int) -> str:
+    return f"{size // 2**20} MiB"
+
+
 class StreamingPut:
     """``put_stream`` for both file stores (this one and ``cluster.objectstore``): the class
     supplies ``blobs`` (a local folder), ``_check_quota`` and ``_commit``."""
 
     def put_stream(self, thread_id: str, owner: str, name: str, reader: BinaryIO) -> StoredFile:
         """Store an open file by streaming copy (blocking: call it in a worker thread)."""
-        self._check_quota(thread_id, os.fstat(reader.fileno()).st_size)
+        self._check_quota(thread_id, owner, os.fstat(reader.fileno()).st_size)
         file_id = "file_" + secrets.token_hex(16)
         partial = self.blobs / (file_id + ".part")
         sha256, size = copy_hashing(reader, partial)
@@ -76,12 +106,12 @@ class StreamingPut:
 class FileStore(StreamingPut):
     """Files survive kernel death and gateway restarts; ids are 128 random bits."""
 
-    def __init__(self, root: Path, thread_quota: int, total_quota: int) -> None:
+    def __init__(self, root: Path, thread_quota: int, total_quota: int,
+                 identity_quota: int | None = None) -> None:
         self.root = root
         self.blobs = root / "blobs"
         self.blobs.mkdir(parents=True, exist_ok=True)
-        self.thread_quota = thread_quota
-        self.total_quota = total_quota
+        self.quotas = Quotas(thread_quota, total_quota, identity_quota)
         # Large files are copied in a worker thread; the lock keeps the connection's use serial.
         self.db = sqlite3.connect(root / "files.sqlite3", isolation_level=None,
                                   check_same_thread=False)
@@ -92,18 +122,23 @@ class FileStore(StreamingPut):
     def put(self, thread_id: str, owner: str, name: str, data: bytes,
             mime_type: str | None = None) -> StoredFile:
         """Store bytes already in memory (plots)."""
-        self._check_quota(thread_id, len(data))
+        self._check_quota(thread_id, owner, len(data))
         file_id = "file_" + secrets.token_hex(16)
         partial = self.blobs / (file_id + ".part")
         partial.write_bytes(data)
         return self._commit(file_id, partial, thread_id, owner, name, mime_type,
                             len(data), hashlib.sha256(data).hexdigest())
 
-    def _check_quota(self, thread_id: str, size: int) -> None:
-        if self._used("thread_id = ?", thread_id) + size > self.thread_quota:
-            raise FileRejected(f"thread file quota of {self.thread_quota // 2**20} MiB exceeded")
-        if self._used("1 = ?", 1) + size > self.total_quota:
-            raise FileRejected("the gateway's file storage is full")
+    def _check_quota(self, thread_id: str, owner: str, size: int) -> None:
+        self.quotas.check(thread_id, owner, size, lambda: (
+            self._used("thread_id = ?", thread_id), self._used("owner = ?", owner),
+            self._used("1 = ?", 1)))
+
+    def usage_by_owner(self) -> dict[str, int]:
+        """Bytes stored per identity."""
+        with self._lock:
+            rows = self.db.execute("SELECT owner, SUM(size) FROM files GROUP BY owner")
+            return {owner: int(size) for owner, size in rows.fetchall()}
 
     def _commit(self, file_id: str, partial: Path, thread_id: str, owner: str, name: str,
                 mime_type: str | None, size: int, sha256: str) -> StoredFile:

@@ -225,7 +225,7 @@ class UploadHandler:
             except Unreachable as exc:
                 log.warning("upload for thread %s: node %s unreachable (%s)",
                             elsewhere.thread_id, target, exc)
-                await node.wait_for_expiry(elsewhere.thread_id, target)
+                await node.wait_for_expiry(elsewhere.thread_id, elsewhere.identity, target)
         return 503, error_body("pool_exhausted", f"thread {elsewhere.thread_id!r}: no node "
                                "could take the upload")
 

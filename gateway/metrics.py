@@ -8,6 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .pool import KernelPool
     from .replay import CallResults
 
@@ -27,6 +29,10 @@ class Metrics:
                                     "Characters of text output sent", registry=r)
         self.connections = Gauge("gateway_websocket_connections", "Open websocket connections",
                                  registry=r)
+        self.identity_limit_refusals = Counter(
+            "gateway_identity_limit_refusals",
+            "Requests refused because their identity reached its own limit", ["limit"],
+            registry=r)
 
     def watch_pool(self, pool: KernelPool) -> None:
         """Kernel gauges and counters are read from the pool at scrape time: one source of truth."""
@@ -38,6 +44,11 @@ class Metrics:
               registry=self.registry).set_function(lambda: len(results))
         Gauge("gateway_retained_result_bytes", "Approximate bytes those statuses hold",
               registry=self.registry).set_function(lambda: results.bytes)
+
+    def watch_identities(self, live_threads: Callable[[], dict[str, int]],
+                         file_bytes: Callable[[], dict[str, int]]) -> None:
+        """Each identity's live threads and stored bytes, read at scrape time."""
+        self.registry.register(_IdentityCollector(live_threads, file_bytes))
 
     def execution_finished(self, state: str, seconds: float) -> None:
         self.executions.labels(state).inc()
@@ -91,3 +102,23 @@ class _PoolCollector:
         yield GaugeMetricFamily("gateway_kernel_failing_starts",
                                 "Consecutive failed kernel starts (0 after any success)",
                                 value=snapshot["failing_starts"])
+
+
+class _IdentityCollector:
+    def __init__(self, live_threads: Callable[[], dict[str, int]],
+                 file_bytes: Callable[[], dict[str, int]]) -> None:
+        self.live_threads = live_threads
+        self.file_bytes = file_bytes
+
+    def collect(self):
+        threads = GaugeMetricFamily("gateway_identity_live_threads",
+                                    "Live threads (with a kernel or work) per identity",
+                                    labels=["identity"])
+        for identity, count in sorted(self.live_threads().items()):
+            threads.add_metric([identity], count)
+        yield threads
+        stored = GaugeMetricFamily("gateway_identity_file_bytes",
+                                   "Bytes of stored files per identity", labels=["identity"])
+        for identity, size in sorted(self.file_bytes().items()):
+            stored.add_metric([identity], size)
+        yield stored

@@ -41,6 +41,8 @@ __all__ = [
     "parse_request",
     "validate_id",
     "validate_filename",
+    "scoped_thread_id",
+    "client_thread_id",
 ]
 
 MAX_ID_LENGTH = 128
@@ -109,6 +111,21 @@ def validate_id(value: object, field: str) -> str:
     if ".." in value:
         raise ProtocolError(f"{field}: {_clip(value)} must not contain '..'")
     return value
+
+
+def scoped_thread_id(identity: str, thread_id: str) -> str:
+    """The gateway's name for ``identity``'s thread ``thread_id``.
+
+    Thread ids are the client's, scoped per identity: alice's ``t1`` and bob's ``t1`` are two
+    threads, so no identity can learn which ids another uses or take one first. A client id
+    never holds '/', so the last '/' separates the two whatever the identity is.
+    """
+    return f"{identity}/{thread_id}"
+
+
+def client_thread_id(scoped: str) -> str:
+    """The id the client knows for a scoped thread (``scoped_thread_id``'s ``thread_id``)."""
+    return scoped.rpartition("/")[2]
 
 
 def validate_filename(name: object) -> str:

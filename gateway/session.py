@@ -16,6 +16,7 @@ from . import envelopes, languages
 from .errors import GatewayError, KernelStartError, LanguageMismatch, ProtocolError, QueueFull
 from .healing import StartBackoff, latest_versions, restore_files
 from .hotcode import HotCodeStream
+from .protocol import client_thread_id
 from .replay import CallResults, ReplayBuffer, final_state, seq_origin
 from .threads.cells import CELL_NAME, CellRecord
 from .threads.snapshot_format import restored_line
@@ -55,7 +56,8 @@ class ThreadSession:
     def __init__(self, thread_id: str, owner: str, settings: Settings,
                  pool_for: Callable[[str], KernelPool], store: FileStore, metrics: Metrics,
                  results: CallResults | None = None) -> None:
-        self.thread_id = thread_id
+        self.thread_id = thread_id  # scoped per identity (protocol.scoped_thread_id)
+        self.client_thread_id = client_thread_id(thread_id)  # what its envelopes carry
         self.owner = owner
         self.settings = settings
         self._pool_for = pool_for  # a language's pool (LanguageUnavailable if it cannot run)
@@ -111,8 +113,8 @@ class ThreadSession:
             self._pool_for(wanted)  # LanguageUnavailable now, not at the first lease
             self.language = wanted
         elif current != wanted:
-            raise LanguageMismatch(f"thread {self.thread_id!r} runs {current}, not {wanted}; "
-                                   "a thread's language is fixed by its first request")
+            raise LanguageMismatch(f"thread {self.client_thread_id!r} runs {current}, not "
+                                   f"{wanted}; a thread's language is fixed by its first request")
 
     @property
     def fence_open(self) -> str:
@@ -134,7 +136,7 @@ class ThreadSession:
         if self.settings.projectdavid_compat:
             chunks = envelopes.projectdavid_compatible(chunk, self.settings.public_url)
         for each in chunks:
-            message = self.replay.stamp(envelopes.envelope(each, self.thread_id, call_id))
+            message = self.replay.stamp(envelopes.envelope(each, self.client_thread_id, call_id))
             if call_id is not None and self.results is not None:
                 if each["type"] == "code_interpreter_stream":
                     content = each["content"]
@@ -154,7 +156,7 @@ class ThreadSession:
             first, last = replay.gap
             listener.send(envelopes.envelope(
                 {"type": "gap", "content": {"first_seq": first, "last_seq": last}},
-                self.thread_id, None))
+                self.client_thread_id, None))
             for message in replay.ended_in_gap:
                 listener.send(message)
         for message in replay.missed:
@@ -240,6 +242,11 @@ class ThreadSession:
     @property
     def busy(self) -> bool:
         return self.current is not None
+
+    @property
+    def live(self) -> bool:
+        """Holds a kernel or has work: counts against its identity's share of threads."""
+        return self.kernel is not None or self.busy or self.queued > 0
 
     async def _work(self) -> None:
         while True:

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import start_gateway, stop_gateway, test_settings  # noqa: E402
+from conftest import session_of, start_gateway, stop_gateway, test_settings  # noqa: E402
 
 from gateway.config import MiB  # noqa: E402
 from gateway.threads import snapshots  # noqa: E402
@@ -95,7 +95,7 @@ async def big_namespace(run_on, mib: int, repeats: int) -> dict:
             built = await thread.run(BUILD.format(mib=mib), wait=600)
             print("namespace:", built.output.strip())
             await cold.run("x = 1")
-            session, cold_session = on.gateway.threads["big"], off.gateway.threads["cold"]
+            session, cold_session = session_of(on.gateway, "big"), session_of(off.gateway, "cold")
             for round_number in range(repeats):
                 # A changed value each round, so every snapshot is written and stored anew.
                 await thread.run(f"arrays[0][0] = {round_number}")

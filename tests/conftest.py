@@ -18,6 +18,7 @@ import pytest_asyncio
 
 from gateway.client import GatewayClient
 from gateway.config import MiB, Settings
+from gateway.protocol import scoped_thread_id
 
 # A variable the kernels must never see (the sandbox builds their environment from nothing).
 os.environ["GATEWAY_TEST_SECRET"] = "must-not-leak"
@@ -113,6 +114,9 @@ def test_settings(data_dir: Path, **overrides) -> Settings:
         # keep 2 cores busy starting warm kernels and make start counts inexact. The adaptive
         # target has tests of its own (test_pool_demand.py, test_pool.py).
         pool_adaptive=False,
+        # Most tests are alice's on one shared gateway and open threads faster than they are
+        # closed; the per-identity share has tests of its own (test_identity_limits.py).
+        max_threads_per_identity=24,
     )
     values.update(overrides)
     return Settings(**values)
@@ -181,10 +185,25 @@ async def thread_id(request):
     yield tid
     if "running" in request.fixturenames:
         gateway = request.getfixturevalue("running").gateway
-        for other in [t for t in gateway.threads if t == tid or t.startswith(tid + "-")]:
-            session = gateway.threads.get(other)
-            if session is not None:
-                await gateway.close_thread(other, session.owner)
+        await close_threads_named(gateway, tid)
+
+
+async def close_threads_named(gateway, tid: str) -> None:
+    """Close every identity's thread ``tid`` and its ``<tid>-suffix`` threads."""
+    for session in list(gateway.threads.values()):
+        name = session.client_thread_id
+        if (name == tid or name.startswith(tid + "-")) and session.thread_id in gateway.threads:
+            await gateway.close_thread(name, session.owner)
+
+
+def thread_key(thread_id: str, identity: str = "alice") -> str:
+    """The gateway's key of ``identity``'s thread (threads are scoped per identity)."""
+    return scoped_thread_id(identity, thread_id)
+
+
+def session_of(gateway, thread_id: str, identity: str = "alice"):
+    """``identity``'s live session of ``thread_id`` on ``gateway``."""
+    return gateway.threads[thread_key(thread_id, identity)]
 
 
 # Debian's chromium for the page tests (playwright drives it; no browser download).

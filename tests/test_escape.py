@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pyseccomp
 import pytest
-from conftest import host_processes, needs_linux, start_gateway, stop_gateway, test_settings
+from conftest import (
+    host_processes,
+    needs_linux,
+    session_of,
+    start_gateway,
+    stop_gateway,
+    test_settings,
+)
 
 from gateway.seccomp import (
     ALLOWED_SOCKET_FAMILIES,
@@ -187,7 +194,7 @@ async def test_kernels_run_as_their_own_unprivileged_host_uids(running, client, 
     await first.run("open('mine.txt', 'w').write('written by the kernel')")
     await second.run("1")
     gateway = running.gateway
-    kernels = [gateway.threads[t.id].kernel for t in (first, second)]
+    kernels = [session_of(gateway, t.id).kernel for t in (first, second)]
     uids = []
     for kernel in kernels:
         pids = kernel_processes(kernel.spec.runtime_dir, gateway.settings.kernel_python)

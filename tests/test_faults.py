@@ -27,6 +27,7 @@ import pytest
 from conftest import (
     host_processes,
     needs_linux,
+    session_of,
     start_gateway,
     stop_gateway,
     swap_race_cells,
@@ -213,7 +214,7 @@ async def test_kernel_killed_from_outside_mid_execution(running, client, thread_
         await thread.run("open('kept.txt', 'w').write('kept')\nv = 1")
         call = await thread.execute("import time\nprint('started', flush=True)\ntime.sleep(300)")
         started = await first_output(client, thread.id, call)
-        kernel = running.gateway.threads[thread_id].kernel
+        kernel = session_of(running.gateway, thread_id).kernel
         tree = descendants(kernel.pid)
         if target == "sandbox_root":
             victim = kernel.pid  # the outer bwrap, the gateway's own child
@@ -231,7 +232,7 @@ async def test_kernel_killed_from_outside_mid_execution(running, client, thread_
         # v comes back from the snapshot taken after the cell that set it (test_snapshots.py)
         assert after.state == "complete" and after.output == "kept True\n", after.status
         assert after.status["restored"] == {"names": 1, "skipped": []}
-        assert running.gateway.threads[thread_id].kernel.id != kernel.id
+        assert session_of(running.gateway, thread_id).kernel.id != kernel.id
     finally:
         await thread.close()
 
@@ -243,7 +244,7 @@ async def test_frozen_kernel_times_out_and_is_replaced(running, client, thread_i
         call = await thread.execute("import time\nprint('started', flush=True)\ntime.sleep(300)",
                                     timeout=4)
         await first_output(client, thread.id, call)
-        kernel = running.gateway.threads[thread_id].kernel
+        kernel = session_of(running.gateway, thread_id).kernel
         for pid in descendants(kernel.pid):  # SIGSTOP everything: nothing answers any more
             os.kill(pid, signal.SIGSTOP)
         result = await thread.collect(call, timeout=120)
@@ -419,7 +420,7 @@ async def test_many_connects_and_disconnects_leave_no_connections(tmp_path):
         assert await wait_until(lambda: connections() == 0, 15), connections()
         status, body, _ = await http_get(running.http + "/metrics")
         assert status == 200 and metric(body.decode(), gauge) == 0
-        session = running.gateway.threads["churn"]
+        session = session_of(running.gateway, "churn")
         assert await wait_until(lambda: not session.busy and not session.queued, 60)
         assert not session.listeners
         assert session.executions == 10

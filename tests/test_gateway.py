@@ -10,6 +10,7 @@ import re
 import urllib.request
 
 import pytest
+from conftest import session_of, thread_key
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -167,17 +168,31 @@ async def test_malformed_messages_get_error_chunks_and_connection_carries_on(run
         assert envelope["chunk"]["content"]["state"] == "complete"
 
 
-async def test_other_identity_cannot_touch_a_thread(running, client, thread_id):
-    await client.thread(thread_id).run("mine = 1")
+async def test_another_identity_using_the_same_id_gets_a_thread_of_its_own(running, client,
+                                                                          thread_id):
+    """Thread ids are scoped per identity: Bob's requests for Alice's id act on Bob's own
+    thread. Nothing tells him the id is in use, and nothing he does reaches Alice's."""
+    await client.thread(thread_id).run("mine = 1\nopen('alice.txt', 'w').write('a')")
     async with await running.client("tok-bob") as bob:
-        for message in ({"type": "execute", "call_id": "x", "code": "mine"},
-                        {"type": "subscribe"}, {"type": "restart"}, {"type": "interrupt"},
-                        {"type": "close"}):
-            call_id = message.get("call_id")
-            await bob.send({**message, "thread_id": thread_id})
-            reply = await bob.next_envelope(thread_id, call_id, timeout=30)
-            assert reply["chunk"]["type"] == "error"
-            assert reply["chunk"]["content"]["code"] == "forbidden"
+        theirs = bob.thread(thread_id)
+        await bob.send({"type": "subscribe", "thread_id": thread_id})
+        subscribed = await bob.next_envelope(thread_id, None, timeout=30)
+        assert subscribed["chunk"]["type"] == "subscribed", subscribed
+        seen = await theirs.run("import os\nprint(sorted(os.listdir('.')))\nmine")
+        assert seen.output.startswith("[]\n") and seen.state == "error", seen.envelopes
+        assert "NameError" in json.dumps(seen.envelopes)
+        await theirs.restart()
+        await theirs.interrupt()
+        await theirs.close()
+        states = []
+        while "closed" not in states:  # after bob's own restart's status
+            seen = await bob.next_envelope(thread_id, None, timeout=30)
+            if seen["chunk"]["type"] == "status":
+                states.append(seen["chunk"]["content"]["state"])
+        assert states == ["restarted", "closed"], states
+    assert thread_key(thread_id, "alice") in running.gateway.threads
+    after = await client.thread(thread_id).run("print(mine, open('alice.txt').read())")
+    assert after.output == "1 a\n" and after.status["execution_count"] == 2, after.envelopes
 
 
 async def test_new_thread_gets_a_prewarmed_kernel(running, client, thread_id):
@@ -190,7 +205,7 @@ async def test_new_thread_gets_a_prewarmed_kernel(running, client, thread_id):
     starts_before = pool.stats.starts
     result = await client.thread(thread_id).run("1 + 1")
     assert result.state == "complete"
-    session = running.gateway.threads[thread_id]
+    session = session_of(running.gateway, thread_id)
     assert session.kernel.id in warm_ids, "the thread should get a kernel started ahead of time"
     # A refill may have begun, but the lease itself started nothing on the request path.
     assert pool.stats.starts - starts_before <= 1

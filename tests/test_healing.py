@@ -12,7 +12,7 @@ import subprocess
 import urllib.request
 
 import pytest
-from conftest import needs_linux
+from conftest import needs_linux, session_of
 
 from gateway.errors import KernelStartError
 from gateway.healing import StartBackoff
@@ -40,7 +40,7 @@ async def test_thread_heals_after_its_workdir_and_runtime_dir_are_removed(
     assert first.state == "complete", first.status
     deleted = await thread.run("import os\nos.remove('gone.txt')")
     assert deleted.state == "complete", deleted.status
-    session = running.gateway.threads[thread_id]
+    session = session_of(running.gateway, thread_id)
     old = session.kernel
     take_away(old.spec.workdir, old.spec.runtime_dir)
     if kernel_killed:  # as the other gateway's cgroup clean-up did

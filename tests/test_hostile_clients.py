@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from conftest import start_gateway, stop_gateway, test_settings
+from conftest import session_of, start_gateway, stop_gateway, test_settings, thread_key
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import connect
@@ -128,18 +128,23 @@ async def test_other_identity_cannot_reach_a_thread_or_its_files(running, client
                 {"type": "interrupt"},
                 {"type": "close"},
             ]
+            # The same id is Bob's own thread: each request acts there, and nothing says the
+            # id is in use by somebody else.
             for attempt in attempts:
                 await bob.send(json.dumps({**attempt, "thread_id": thread_id}))
-                reply = await recv_json(bob)
-                assert reply["chunk"]["type"] == "error", (attempt, reply)
-                assert reply["chunk"]["content"]["code"] == "forbidden", (attempt, reply)
-            # Alice works on; Bob, who asked to subscribe, hears nothing of it.
-            again = await thread.run("print(secret)")
-            assert again.state == "complete" and again.output == "alice\n"
+            heard = []
+            while not any(m["chunk"]["type"] == "status"
+                          and m["chunk"]["content"]["state"] == "closed" for m in heard):
+                heard.append(await recv_json(bob))
+            assert not [m for m in heard if m["chunk"]["type"] == "error"], heard
+            assert "alice" not in json.dumps(heard), heard  # neither her secret nor her file
+            # Alice works on, untouched; Bob hears nothing of it.
+            again = await thread.run("import os\nprint(secret, os.path.exists('evil.py'))")
+            assert again.state == "complete" and again.output == "alice False\n"
             with pytest.raises(TimeoutError):
                 leaked = await recv_json(bob, 1.0)
                 raise AssertionError(f"bob received {leaked}")
-        session = running.gateway.threads[thread_id]
+        session = session_of(running.gateway, thread_id)
         assert session.owner == "alice"
     finally:
         await thread.close()
@@ -174,7 +179,7 @@ async def test_deeply_nested_json_gets_error_chunks(running):
             assert reply["chunk"]["content"]["code"] == "bad_request"
             assert len(reply["chunk"]["content"]["message"]) < 500
         await ping(ws, "nested")
-    assert "nested" not in running.gateway.threads
+    assert thread_key("nested") not in running.gateway.threads
     assert await healthy(running)
 
 
@@ -200,7 +205,7 @@ async def test_oversized_message_is_closed_with_1009_and_the_gateway_lives(runni
         assert closed.value.rcvd.code == 1009
     finally:
         abort(ws)
-    assert "big" not in running.gateway.threads
+    assert thread_key("big") not in running.gateway.threads
     assert await healthy(running)
     async with connect(running.url, additional_headers=ALICE) as ws:
         await ping(ws, "after-oversized")
@@ -216,7 +221,7 @@ async def test_binary_frames_are_refused_and_never_executed(running):
             assert reply["chunk"]["type"] == "error"
             assert reply["chunk"]["content"]["code"] == "bad_request"
         await ping(ws, "binary")
-    assert "binary-frame" not in running.gateway.threads
+    assert thread_key("binary-frame") not in running.gateway.threads
 
 
 async def test_invalid_utf8_in_a_text_frame_closes_with_1007(running):
@@ -278,7 +283,7 @@ async def test_hostile_ids_and_filenames_get_error_chunks(running):
             assert content["code"] in {"bad_request", "bad_filename"}, (message, content)
             assert len(content["message"]) < 400, "error messages must not echo huge input"
         await ping(ws, "hostile-ids")
-    created = set(running.gateway.threads) - before - {"alive-hostile-ids"}
+    created = set(running.gateway.threads) - before - {thread_key("alive-hostile-ids")}
     assert created == set(), created
     assert await healthy(running)
 
@@ -338,7 +343,7 @@ async def test_slow_consumer_keeps_gateway_memory_bounded_and_others_served(tmp_
             while time.monotonic() < deadline:
                 await asyncio.sleep(0.5)
                 peak = max(peak, process_rss("self") - baseline)
-                session = running.gateway.threads.get("slow")
+                session = running.gateway.threads.get(thread_key("slow"))
                 if served is None and session and session.executions > 30:
                     # A well-behaved client is served while the slow one is stuck.
                     began = time.monotonic()
@@ -365,13 +370,13 @@ async def test_slow_consumer_is_disconnected_promptly(tmp_path):
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             await asyncio.sleep(0.5)
-            session = running.gateway.threads.get("slow")
+            session = running.gateway.threads.get(thread_key("slow"))
             if session and session.executions >= executions:
                 break
         # All output was produced long ago (>64 MiB): the gateway must have cut the client.
         cut = False
         for _ in range(20):  # 10 s, well under the 20 s + 20 s of websocket keepalive
-            if gauge._value.get() == 0 and not running.gateway.threads["slow"].listeners:
+            if gauge._value.get() == 0 and not session_of(running.gateway, "slow").listeners:
                 cut = True
                 break
             await asyncio.sleep(0.5)

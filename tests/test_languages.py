@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from conftest import CHROMIUM, needs_linux, start_gateway, stop_gateway, test_settings
+from conftest import (
+    CHROMIUM,
+    close_threads_named,
+    needs_linux,
+    start_gateway,
+    stop_gateway,
+    test_settings,
+)
 
 from gateway import languages
 from gateway.errors import LanguageMismatch, LanguageUnavailable, UnknownLanguage
@@ -101,11 +108,7 @@ async def tid(polyglot, thread_id):
     """A thread id; afterwards its threads (and ``<id>-suffix`` ones) on ``polyglot`` are
     closed, so their kernels go back to its budget."""
     yield thread_id
-    gateway = polyglot.gateway
-    for other in [t for t in gateway.threads if t == thread_id or t.startswith(thread_id + "-")]:
-        session = gateway.threads.get(other)
-        if session is not None:
-            await gateway.close_thread(other, session.owner)
+    await close_threads_named(polyglot.gateway, thread_id)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import start_gateway, stop_gateway, test_settings
+from conftest import session_of, start_gateway, stop_gateway, test_settings, thread_key
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -24,7 +24,7 @@ async def test_full_pool_gives_a_clear_error_not_a_crash(data_root):
             assert "kernels are in use" in refused.status["reason"]
             await first.close()
             for _ in range(100):  # closing frees a place; the next lease starts a kernel
-                if "full-0" not in running.gateway.threads:
+                if thread_key("full-0") not in running.gateway.threads:
                     break
                 await asyncio.sleep(0.05)
             assert (await third.run("3")).state == "complete"
@@ -41,7 +41,7 @@ async def test_idle_thread_loses_its_kernel_but_not_its_files(data_root):
             thread = client.thread("idle")
             made = await thread.run("x = 1\nopen('a.txt', 'w').write('a')")
             file_id = made.files[0]["file_id"]
-            session = running.gateway.threads["idle"]
+            session = session_of(running.gateway, "idle")
             for _ in range(200):
                 if session.kernel is None:
                     break

@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import TOKENS, start_gateway, stop_gateway, test_settings
+from conftest import TOKENS, session_of, start_gateway, stop_gateway, test_settings
 
 from gateway.client import GatewayClient
 
@@ -104,7 +104,7 @@ async def test_a_gap_names_what_is_lost_and_still_tells_how_calls_ended(data_roo
         runner = await running.client()
         thread = runner.thread("gappy")
         await thread.run("1")
-        seen = running.gateway.threads["gappy"].replay.last_seq
+        seen = session_of(running.gateway, "gappy").replay.last_seq
         first = await thread.run("print('x' * 3000)")
         second = await thread.run("for i in range(40): print('y' * 200)")
         assert first.state == second.state == "complete"
@@ -130,7 +130,7 @@ async def test_a_gap_names_what_is_lost_and_still_tells_how_calls_ended(data_roo
         last_missing = gap["chunk"]["content"]["last_seq"]
         held = [e["seq"] for e in tail if e["seq"] > last_missing]
         assert held == list(range(last_missing + 1, last_missing + 1 + len(held)))
-        assert tail[-1]["seq"] == running.gateway.threads["gappy"].replay.last_seq
+        assert tail[-1]["seq"] == session_of(running.gateway, "gappy").replay.last_seq
         await watcher.close()
         await runner.close()
     finally:
@@ -152,7 +152,7 @@ async def test_results_by_id_outlive_the_kernel_and_only_for_their_owner(running
     done = await thread.run("import matplotlib.pyplot as plt\nplt.plot([1, 2]); plt.show()\n"
                             "print('answer', 42)")
     assert done.state == "complete"
-    session = running.gateway.threads[thread_id]
+    session = session_of(running.gateway, thread_id)
     await session.release_kernel("released by the test")
     assert session.kernel is None
     url = f"{running.http}/threads/{thread_id}/calls/{done.call_id}"
@@ -177,10 +177,18 @@ async def test_a_foreign_identity_can_neither_resume_nor_fetch(running, client, 
     done = await thread.run("print('private')")
     bob = await GatewayClient.connect(running.url, "tok-bob")
     try:
+        # The same id is Bob's own (new, empty) thread: nothing of Alice's is replayed.
         await bob.send({"type": "subscribe", "thread_id": thread_id, "since_seq": 0})
-        refused = await bob.next_envelope(thread_id, None, timeout=30)
-        assert refused["chunk"]["type"] == "error"
-        assert refused["chunk"]["content"]["code"] == "forbidden"
+        subscribed = await bob.next_envelope(thread_id, None, timeout=30)
+        assert subscribed["chunk"]["type"] == "subscribed", subscribed
+        replayed = []
+        with pytest.raises(TimeoutError):
+            while True:  # a new thread's seqs start high: a gap before them, nothing else
+                replayed.append(await bob.next_envelope(thread_id, None, timeout=1.0))
+        assert [m["chunk"]["type"] for m in replayed] in ([], ["gap"]), replayed
+        with pytest.raises(TimeoutError):
+            replayed = await bob.next_envelope(thread_id, done.call_id, timeout=1.0)
+            raise AssertionError(f"bob was replayed {replayed}")
         await bob.send({"type": "result", "thread_id": thread_id, "call_id": done.call_id})
         unknown = await bob.next_envelope(thread_id, done.call_id, timeout=30)
         assert unknown["chunk"]["content"]["code"] == "unknown_call"

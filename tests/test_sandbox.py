@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import needs_linux
+from conftest import needs_linux, session_of
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), needs_linux]
 
@@ -34,7 +34,7 @@ print(sorted(line.split(':')[0].strip() for line in open('/proc/net/dev').readli
 async def test_host_files_and_other_threads_are_invisible(running, client, thread_id):
     other = client.thread(thread_id + "-other")
     await other.run("open('private.txt', 'w').write('other thread secret')")
-    other_dir = running.gateway.threads[other.id].kernel.spec.workdir
+    other_dir = session_of(running.gateway, other.id).kernel.spec.workdir
     assert (other_dir / "private.txt").exists()
     data_dir = running.gateway.settings.data_dir
     sentinel = Path("/root/.gateway-test-sentinel")
@@ -178,7 +178,7 @@ async def test_dead_kernels_leave_no_cgroup_behind(running, client, thread_id):
     thread = client.thread(thread_id)
     await thread.run(
         "import subprocess\nsubprocess.Popen(['sleep', '600'], start_new_session=True)")
-    old = running.gateway.threads[thread_id].kernel.id
+    old = session_of(running.gateway, thread_id).kernel.id
     dead = await thread.run("import os\nos._exit(1)")
     assert dead.state == "killed"
     paths = [cgroups._dir(c, old) for c in cgroups.controllers]

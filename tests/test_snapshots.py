@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import start_gateway, stop_gateway, test_settings
+from conftest import session_of, start_gateway, stop_gateway, test_settings
 
 from gateway.admin import execute_admin
 from gateway.client import GatewayClient
@@ -75,7 +75,7 @@ async def test_variables_survive_the_idle_release(data_root):
         async with await running.client() as client:
             thread = client.thread("idle")
             assert (await thread.run(STATE)).output == "ready\n"
-            await wait_released(running.gateway.threads["idle"])
+            await wait_released(session_of(running.gateway, "idle"))
             after = await thread.run(CHECK)
             assert after.output == EXPECTED, after.status
             assert after.status["kernel_restarted"] is True
@@ -88,7 +88,7 @@ async def test_variables_survive_the_idle_release(data_root):
             clean = await thread.run("print(sorted(n for n in ('x', 'df', 'p') "
                                      "if n in globals()))")
             assert clean.output == "[]\n" and "restored" not in clean.status
-            await wait_released(running.gateway.threads["idle"])
+            await wait_released(session_of(running.gateway, "idle"))
             later = await thread.run("print('x' in globals())")
             assert later.output == "False\n" and "restored" not in later.status
     finally:
@@ -107,7 +107,8 @@ async def test_graceful_shutdown_snapshots_and_the_next_gateway_restores(data_ro
     running = await start_gateway(settings)
     try:
         async with await running.client("tok-bob") as bob:
-            # Another identity taking over the id gets neither the variables nor the cells.
+            # Another identity's thread of the same id is its own: neither the variables nor
+            # the cells of alice's.
             taken = await bob.thread("kept").run("print('x' in globals())")
             assert taken.output == "False\n" and "restored" not in taken.status
             status, body = await http_get(running.http, "/threads/kept/notebook", "tok-bob")

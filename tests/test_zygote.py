@@ -11,7 +11,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import needs_linux, start_gateway, stop_gateway, test_settings
+from conftest import needs_linux, session_of, start_gateway, stop_gateway, test_settings
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), needs_linux]
@@ -33,7 +33,7 @@ def parent_pid(pid: int) -> int:
 async def test_python_kernels_are_forks_of_the_pools_zygote(forking, client, thread_id):
     thread = client.thread(thread_id)
     assert (await thread.run("1")).state == "complete"
-    kernel = forking.gateway.threads[thread_id].kernel
+    kernel = session_of(forking.gateway, thread_id).kernel
     zygote = forking.gateway.pool.zygote
     assert zygote is not None and zygote.pid is not None
     assert zygote.threads == 1  # forks of a multi-threaded process can inherit a held lock

@@ -19,6 +19,7 @@ import redis
 
 from .. import envelopes
 from ..errors import NotAllowed, PoolExhausted, ProtocolError
+from ..protocol import scoped_thread_id
 from . import ownership
 from .ownership import Claim
 from .registry import Registry
@@ -87,11 +88,17 @@ class ClusterNode:
     # -- placement --------------------------------------------------------------------------
     async def place(self, thread_id: str, identity: str, *, internal: bool,
                     claiming: bool = True) -> str | None:
-        """None: serve here (claimed if it was free); else the node id to relay to.
+        """None: serve ``identity``'s thread ``thread_id`` here (claimed if it was free); else
+        the node id to relay to.
 
         ``internal``: the request was relayed to us, so never relay it further. ``claiming``:
         the request starts using the thread (a free thread is claimed here; otherwise it is
         served here unclaimed: an interrupt or close of a thread nobody runs)."""
+        return await self._place(scoped_thread_id(identity, thread_id), identity,
+                                 internal=internal, claiming=claiming)
+
+    async def _place(self, thread_id: str, identity: str, *, internal: bool,
+                     claiming: bool) -> str | None:
         await self._check_identity(thread_id, identity)
         if thread_id in self.claims and time.monotonic() - self.last_renewed < self.lease:
             return None  # renewed within the lease: nobody else can hold it
@@ -166,12 +173,13 @@ class ClusterNode:
         self.live = await self.registry.live_nodes()
         return self.live, await self.registry.claim_of(thread_id)
 
-    async def wait_for_expiry(self, thread_id: str, node_id: str) -> None:
-        """A node we could not reach still holds the thread: wait (at most a lease and a bit)
-        until its claim expires or changes, then let ``place`` decide again."""
+    async def wait_for_expiry(self, thread_id: str, identity: str, node_id: str) -> None:
+        """A node we could not reach still holds ``identity``'s thread: wait (at most a lease
+        and a bit) until its claim expires or changes, then let ``place`` decide again."""
         deadline = time.monotonic() + self.lease + 2.0
+        key = scoped_thread_id(identity, thread_id)
         while time.monotonic() < deadline:
-            claim = await self.registry.claim_of(thread_id)
+            claim = await self.registry.claim_of(key)
             if claim is None or claim.node_id != node_id:
                 break
             await asyncio.sleep(min(0.2, self.lease / 10))

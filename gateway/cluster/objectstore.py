@@ -26,7 +26,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import FileRejected
-from ..files import StoredFile, StreamingPut, mime_type_of
+from ..files import Quotas, StoredFile, StreamingPut, mime_type_of
 from .registry import PREFIX
 
 log = logging.getLogger(__name__)
@@ -54,13 +54,13 @@ def _stored(record: dict[str, str]) -> StoredFile:
 class ObjectFileStore(StreamingPut):
     """Files shared by every node; ids are 128 random bits, reads are owner-only."""
 
-    def __init__(self, cache: Path, thread_quota: int, total_quota: int, *, registry_url: str,
+    def __init__(self, cache: Path, thread_quota: int, total_quota: int, *,
+                 identity_quota: int | None = None, registry_url: str,
                  store_url: str, endpoint: str = "", region: str = "us-east-1",
                  key_id: str = "", key: str = "") -> None:
         self.blobs = cache / "blobs"
         self.blobs.mkdir(parents=True, exist_ok=True)
-        self.thread_quota = thread_quota
-        self.total_quota = total_quota
+        self.quotas = Quotas(thread_quota, total_quota, identity_quota)
         self.bucket, self.prefix = parse_store_url(store_url)
         credentials = ({"aws_access_key_id": key_id, "aws_secret_access_key": key}
                        if key_id else {})
@@ -84,20 +84,28 @@ class ObjectFileStore(StreamingPut):
             mime_type: str | None = None) -> StoredFile:
         """Store bytes already in memory (plots). Called on the event loop: the upload to the
         bucket is left to the background thread, woken at once."""
-        self._check_quota(thread_id, len(data))
+        self._check_quota(thread_id, owner, len(data))
         file_id = "file_" + secrets.token_hex(16)
         partial = self.blobs / (file_id + ".part")
         partial.write_bytes(data)
         return self._commit(file_id, partial, thread_id, owner, name, mime_type, len(data),
                             hashlib.sha256(data).hexdigest(), upload_now=False)
 
-    def _check_quota(self, thread_id: str, size: int) -> None:
-        used_thread, used_total = self.redis.mget(PREFIX + "bytes:thread:" + thread_id,
-                                                  PREFIX + "bytes:total")
-        if int(used_thread or 0) + size > self.thread_quota:
-            raise FileRejected(f"thread file quota of {self.thread_quota // 2**20} MiB exceeded")
-        if int(used_total or 0) + size > self.total_quota:
-            raise FileRejected("the gateway's file storage is full")
+    def _check_quota(self, thread_id: str, owner: str, size: int) -> None:
+        def used() -> tuple[int, int, int]:
+            counters = self.redis.mget(PREFIX + "bytes:thread:" + thread_id,
+                                       PREFIX + "bytes:owner:" + owner, PREFIX + "bytes:total")
+            thread, by_owner, total = (int(value or 0) for value in counters)
+            return thread, by_owner, total
+
+        self.quotas.check(thread_id, owner, size, used)
+
+    def usage_by_owner(self) -> dict[str, int]:
+        """Bytes stored per identity, across the cluster."""
+        keys = list(self.redis.scan_iter(PREFIX + "bytes:owner:*"))
+        values = self.redis.mget(keys) if keys else []
+        start = len(PREFIX + "bytes:owner:")
+        return {key[start:]: int(value or 0) for key, value in zip(keys, values, strict=True)}
 
     def _commit(self, file_id: str, partial: Path, thread_id: str, owner: str, name: str,
                 mime_type: str | None, size: int, sha256: str,
@@ -126,6 +134,7 @@ class ObjectFileStore(StreamingPut):
             pipe.zadd(PREFIX + "files:thread:" + thread_id, {file_id: stored.created})
             pipe.zadd(PREFIX + "files", {file_id: stored.created})
             pipe.incrby(PREFIX + "bytes:thread:" + thread_id, size)
+            pipe.incrby(PREFIX + "bytes:owner:" + stored.owner, size)
             pipe.incrby(PREFIX + "bytes:total", size)
             if not uploaded:
                 pipe.hset(PREFIX + "pending", file_id, str(local))
@@ -225,6 +234,7 @@ class ObjectFileStore(StreamingPut):
                     pipe.zrem(PREFIX + "files:thread:" + record["thread_id"], file_id)
                     pipe.decrby(PREFIX + "bytes:thread:" + record["thread_id"],
                                 int(record["size"]))
+                    pipe.decrby(PREFIX + "bytes:owner:" + record["owner"], int(record["size"]))
                     pipe.decrby(PREFIX + "bytes:total", int(record["size"]))
                 pipe.execute()
             (self.blobs / file_id).unlink(missing_ok=True)

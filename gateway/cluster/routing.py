@@ -70,7 +70,7 @@ class Relays:
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
                 log.warning("node %s unreachable (%s): waiting for its claim on %s to expire",
                             target, exc, thread_id)
-                await node.wait_for_expiry(thread_id, target)
+                await node.wait_for_expiry(thread_id, client.identity, target)
                 continue
             self.routes[thread_id] = target
             return target

@@ -11,6 +11,7 @@ import urllib.parse
 import urllib.request
 
 from ..files import FileStore
+from ..protocol import client_thread_id
 from .cells import CELL_NAME
 from .notebook import build_notebook, to_bytes
 
@@ -49,7 +50,7 @@ def notebook_bytes(store: FileStore, thread_id: str, owner: str) -> bytes | None
         except OSError:
             return None
 
-    return to_bytes(build_notebook(records, read_image, thread_id))
+    return to_bytes(build_notebook(records, read_image, client_thread_id(thread_id)))
 
 
 def download_notebook(base_url: str, token: str, thread_id: str,
