@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import GatewayError, ProtocolError
+from .protocol import client_thread_id
 from .threads.cells import INTERNAL_PREFIX
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ async def kernel_rows(gateway: Gateway) -> list[dict[str, Any]]:
         rows.append({
             "kernel": kernel.id,
             "language": language,
-            "thread": session.thread_id if session else None,
+            "thread": session.client_thread_id if session else None,
             "owner": session.owner if session else None,
             "state": state,
             "pooled": pool_state == "idle" and session is None,
@@ -125,13 +126,15 @@ async def execute_admin(gateway: Gateway, command: dict[str, Any]) -> Any:
             return session.describe()
         case "thread.snapshot":
             session = _session(gateway, command.get("thread_id"))
-            return {"thread_id": session.thread_id, **await session.snapshot("requested")}
+            return {"thread_id": session.client_thread_id, "owner": session.owner,
+                    **await session.snapshot("requested")}
         case "files.ls":
             # The gateway's own files of a thread (snapshots, cell records) only when asked.
             thread_id, everything = command.get("thread_id"), command.get("all") is True
             if isinstance(thread_id, str):
                 thread_id = _scoped(gateway, thread_id)
-            return [vars(f) for f in gateway.store.list(thread_id)
+            return [{**vars(f), "thread_id": client_thread_id(f.thread_id)}
+                    for f in gateway.store.list(thread_id)
                     if everything or not f.name.startswith(INTERNAL_PREFIX)]
         case "files.usage":
             return identity_usage(gateway)
@@ -164,8 +167,8 @@ def error_answer(exc: GatewayError) -> dict[str, Any]:
 
 
 def _scoped(gateway: Gateway, given: str) -> str:
-    """The scoped id (IDENTITY/THREAD) an operator means: as given, or a live thread's own id
-    when exactly one identity has a thread of that name."""
+    """The scoped id an operator means: IDENTITY/THREAD as given, or the thread's own id when
+    exactly one identity has a live thread of that name (lists show the two as owner and id)."""
     if "/" in given:
         return given
     matches = sorted(key for key, s in gateway.threads.items() if s.client_thread_id == given)

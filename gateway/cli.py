@@ -375,8 +375,8 @@ def thread_ls(url: UrlOpt = DEFAULT_ADMIN_URL, admin_token: AdminTokenOpt = "",
 @thread_app.command("restart")
 def thread_restart(thread_id: str, url: UrlOpt = DEFAULT_ADMIN_URL,
                    admin_token: AdminTokenOpt = "", as_json: JsonOpt = False) -> None:
-    """Give THREAD_ID (IDENTITY/THREAD, as `thread ls` lists it) a fresh kernel (its working
-    directory is kept)."""
+    """Give THREAD_ID a fresh kernel (its working directory is kept); name it OWNER/THREAD_ID
+    when several identities have a thread of that id."""
     _print(_admin(url, admin_token, {"op": "thread.restart", "thread_id": thread_id}), as_json)
 
 

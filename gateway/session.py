@@ -57,7 +57,6 @@ class ThreadSession:
                  pool_for: Callable[[str], KernelPool], store: FileStore, metrics: Metrics,
                  results: CallResults | None = None) -> None:
         self.thread_id = thread_id  # scoped per identity (protocol.scoped_thread_id)
-        self.client_thread_id = client_thread_id(thread_id)  # what its envelopes carry
         self.owner = owner
         self.settings = settings
         self._pool_for = pool_for  # a language's pool (LanguageUnavailable if it cannot run)
@@ -95,6 +94,11 @@ class ThreadSession:
         # reason when not: the cell must not run here), and whether its files come back first.
         self.fence: Callable[[str], Awaitable[str | None]] | None = None
         self._adopted = False
+
+    @property
+    def client_thread_id(self) -> str:
+        """The id the owner's client knows: what the thread's envelopes carry."""
+        return client_thread_id(self.thread_id)
 
     @property
     def pool(self) -> KernelPool:
@@ -245,8 +249,9 @@ class ThreadSession:
 
     @property
     def live(self) -> bool:
-        """Holds a kernel or has work: counts against its identity's share of threads."""
-        return self.kernel is not None or self.busy or self.queued > 0
+        """Holds (or is getting) a kernel, or has work: counts against its identity's share."""
+        return (self.kernel is not None or self.busy or self.queued > 0
+                or self._kernel_lock.locked())
 
     async def _work(self) -> None:
         while True:
@@ -616,7 +621,7 @@ class ThreadSession:
 
     def describe(self) -> dict:
         return {
-            "thread_id": self.thread_id,
+            "thread_id": self.client_thread_id,
             "owner": self.owner,
             "language": self.language or languages.DEFAULT,
             "kernel": self.kernel.id if self.kernel else None,

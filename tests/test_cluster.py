@@ -186,7 +186,7 @@ async def test_http_upload_works_on_every_node(cluster, clients):
     first = await clients["n1"].thread("http-unowned").run(
         "print(open('/mnt/data/first.txt').read())", wait=WAIT)
     assert first.output == "first\n"
-    claim = await in_thread(lambda: redis_get(cluster.redis.url, "gw:claim:http-unowned"))
+    claim = await in_thread(lambda: redis_get(cluster.redis.url, "gw:claim:alice/http-unowned"))
     assert claim.startswith("n3 "), claim
 
 

@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import session_of, start_gateway, stop_gateway, test_settings
+from conftest import session_of, start_gateway, stop_gateway, test_settings, thread_key
 
 from gateway.admin import execute_admin
 from gateway.client import GatewayClient
@@ -117,9 +117,9 @@ async def test_graceful_shutdown_snapshots_and_the_next_gateway_restores(data_ro
             assert sources == ["print('x' in globals())"], "bob's own cell, none of alice's"
         status, _ = await http_get(running.http, "/threads/kept/notebook", "tok-alice")
         assert status == 200, "the owner still has the notebook"
-        stored = latest_snapshot(running.gateway.store, "kept", "alice")
+        stored = latest_snapshot(running.gateway.store, thread_key("kept"), "alice")
         assert stored is not None and stored.owner == "alice"
-        assert latest_snapshot(running.gateway.store, "kept", "bob") is None
+        assert latest_snapshot(running.gateway.store, thread_key("kept"), "bob") is None
     finally:
         await stop_gateway(running)
     running = await start_gateway(settings)
@@ -246,7 +246,7 @@ with open({KERNEL_FILE!r}, "wb") as out:
 ''', {{}})"""
     planted = await forger.run(forge)
     assert planted.state == "complete", planted.status
-    stored = latest_snapshot(gateway.store, thread_id, "alice")
+    stored = latest_snapshot(gateway.store, thread_key(thread_id), "alice")
     assert stored is not None and stored.name == SNAPSHOT_NAME
     assert not Path(marker).exists(), "the gateway never unpickles a snapshot"
     for thread in (forger, victim):  # a kernel death: no fresh snapshot replaces the forged one

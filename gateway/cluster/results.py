@@ -25,6 +25,7 @@ import orjson
 import redis
 
 from .. import envelopes
+from ..protocol import client_thread_id
 from ..replay import CallResults, FinishedCall
 from .ownership import Claim
 from .registry import PREFIX
@@ -211,7 +212,7 @@ class SharedResults(CallResults):
         if not gone:
             return None
         status = envelopes.envelope(envelopes.status("killed", reason=lost_reason(node_id)),
-                                    thread_id, call_id)
+                                    client_thread_id(thread_id), call_id)
         final = orjson.dumps({"owner": record["owner"], "status": status, "files": [],
                               "finished": time.time()}).decode()
         try:
