@@ -163,6 +163,9 @@ class Node:
             "GATEWAY_POOL_SIZE": str(pool_size),
             "GATEWAY_POOL_ADAPTIVE": "false",  # three nodes on 2 cores: fixed pools
             "GATEWAY_MAX_KERNELS": "8",
+            # The tests are alice's and keep their threads: no per-identity share below the
+            # node's kernels (test_identity_limits.py tests the share).
+            "GATEWAY_MAX_THREADS_PER_IDENTITY": "8",
             "GATEWAY_MEMORY_LIMIT": str(512 * 2**20),
             "GATEWAY_DISK_LIMIT": str(64 * 2**20),
             "GATEWAY_PIDS_LIMIT": "128",
