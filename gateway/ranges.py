@@ -12,6 +12,10 @@ from dataclasses import dataclass
 
 # One range only: several would need multipart/byteranges, which no resuming client asks for.
 SINGLE_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+# A byte position of any real file has at most 19 digits (off_t is 63 bits). Longer numbers are
+# valid syntax, so they must not reach int(), which refuses over 4,300 digits with a ValueError.
+MAX_POSITION_DIGITS = 19
+BEYOND_ANY_FILE = 10**MAX_POSITION_DIGITS
 
 
 class Unsatisfiable(ValueError):
@@ -33,6 +37,15 @@ class ByteRange:
         return f"bytes {self.start}-{self.end}/{size}"
 
 
+def _position(digits: str) -> int:
+    """A byte position, capped at ``BEYOND_ANY_FILE``: past the end of every file, the exact
+    number changes nothing (a start there is unsatisfiable, an end or suffix there means "all")."""
+    significant = digits.lstrip("0")
+    if len(significant) > MAX_POSITION_DIGITS:
+        return BEYOND_ANY_FILE
+    return int(significant or "0")
+
+
 def parse_range(header: str | None, size: int) -> ByteRange | None:
     """The range a ``Range`` header asks for in a file of ``size`` bytes.
 
@@ -49,16 +62,18 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if not first and not last:
         return None
     if not first:  # suffix: the last N bytes
-        suffix = int(last)
+        suffix = _position(last)
         if suffix == 0 or size == 0:
             raise Unsatisfiable(f"bytes=-{suffix} of a {size}-byte file")
         return ByteRange(max(0, size - suffix), size - 1)
-    start = int(first)
-    if last and int(last) < start:
+    start = _position(first)
+    # Two capped positions compare equal, so a start and an end both past any file is
+    # unsatisfiable below even when the end is the smaller: either way no byte is sent.
+    if last and _position(last) < start:
         return None  # invalid syntax per RFC 9110: ignored, not refused
     if start >= size:
         raise Unsatisfiable(f"range starts at {start} of a {size}-byte file")
-    return ByteRange(start, min(int(last), size - 1) if last else size - 1)
+    return ByteRange(start, min(_position(last), size - 1) if last else size - 1)
 
 
 def etag_of(sha256: str) -> str:

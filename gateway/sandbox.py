@@ -112,6 +112,8 @@ class HostSandbox:
         try:
             self.seccomp = build_program()
             enforced["seccomp"] = f"libseccomp filter, {len(self.seccomp.bpf) // 8} instructions"
+            if self.seccomp.skipped:  # unknown to this libseccomp and to our table of numbers
+                enforced["seccomp"] += f"; not refused here: {', '.join(self.seccomp.skipped)}"
         except (ImportError, OSError, RuntimeError, ValueError) as exc:
             missing["seccomp"] = f"libseccomp not usable: {exc}"
             if self.disable_userns:

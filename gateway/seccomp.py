@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 
 EPERM, ENOSYS, EAFNOSUPPORT = errno.EPERM, errno.ENOSYS, errno.EAFNOSUPPORT
+NR_UNKNOWN = -1  # libseccomp's __NR_SCMP_ERROR: a name it does not know on any architecture
 
 # syscall -> (errno returned, why it is refused)
 DENIED_SYSCALLS: dict[str, tuple[int, str]] = {
@@ -36,6 +37,8 @@ DENIED_SYSCALLS: dict[str, tuple[int, str]] = {
     # Large, exploit-prone kernel attack surface that analysis code never needs.
     "bpf": (EPERM, "eBPF programs"),
     "userfaultfd": (EPERM, "userfaultfd: the usual race amplifier in kernel exploits"),
+    # ENOSYS, as on hosts booted without secretmem, so callers fall back to ordinary memory.
+    "memfd_secret": (ENOSYS, "secret memory: locked pages cut out of the host's direct map"),
     "io_uring_setup": (EPERM, "io_uring"),
     "io_uring_enter": (EPERM, "io_uring"),
     "io_uring_register": (EPERM, "io_uring"),
@@ -54,6 +57,11 @@ DENIED_SYSCALLS: dict[str, tuple[int, str]] = {
     "open_tree": (EPERM, "the new mount API"),
     "move_mount": (EPERM, "the new mount API"),
     "mount_setattr": (EPERM, "the new mount API"),
+    "open_tree_attr": (EPERM, "the new mount API"),
+    # Mounts by id, other mount namespaces' included since 6.11; ENOSYS, as on kernels before
+    # 6.8, so tools fall back to /proc/self/mountinfo.
+    "listmount": (ENOSYS, "listing mounts by id"),
+    "statmount": (ENOSYS, "reading mounts by id"),
     "name_to_handle_at": (EPERM, "file handles bypass the mount namespace"),
     "open_by_handle_at": (EPERM, "file handles bypass the mount namespace"),
     # The machine itself.
@@ -81,6 +89,21 @@ DENIED_SYSCALLS: dict[str, tuple[int, str]] = {
     "lookup_dcookie": (EPERM, "obsolete profiling interface"),
     "nfsservctl": (EPERM, "obsolete NFS control"),
 }
+
+# Syscalls newer than some libseccomp releases (2.5 knows none but memfd_secret), by number.
+# Syscalls added since Linux 5.1 have one number on every architecture of the unified table;
+# only those listed here are trusted to use it (a wrong number would refuse another syscall).
+NUMBERS_OF_NEWER_SYSCALLS: dict[str, int] = {
+    "memfd_secret": 447, "statmount": 457, "listmount": 458, "open_tree_attr": 467}
+UNIFIED_NUMBERING_ARCHES = ("X86_64", "AARCH64")
+
+# personality(2): only the plain personas Docker's default profile allows. The flags fail with
+# EPERM: READ_IMPLIES_EXEC makes every mapping executable, MMAP_PAGE_ZERO maps page 0 (how a
+# NULL dereference in the host kernel is exploited), ADDR_NO_RANDOMIZE turns ASLR off.
+ALLOWED_PERSONALITIES: dict[int, str] = {
+    0x0: "PER_LINUX", 0x8: "PER_LINUX32", 0x20000: "UNAME26", 0x20008: "PER_LINUX32|UNAME26",
+    0xFFFFFFFF: "query the current persona"}
+QUERY_PERSONALITY = 0xFFFFFFFF
 
 # Namespace flags refused in clone(2) (its flags are argument 0 on x86_64 and arm64).
 CLONE_NAMESPACE_FLAGS: dict[str, int] = {
@@ -136,10 +159,19 @@ def build_program() -> SeccompProgram:
         program.set_attr(seccomp.Attr.CTL_OPTIMIZE, 2)
     skipped = []
     for name, (code, _why) in DENIED_SYSCALLS.items():
+        number = syscall_number(name)
         try:
-            program.add_rule(seccomp.ERRNO(code), name)
+            if number is None:
+                raise ValueError(f"{name} is unknown here")
+            program.add_rule(seccomp.ERRNO(code), number)
         except (OSError, ValueError, RuntimeError):
             skipped.append(name)  # not a syscall on this architecture
+    for mask, value in personality_denials():
+        program.add_rule(seccomp.ERRNO(EPERM), "personality",
+                         seccomp.Arg(0, seccomp.MASKED_EQ, mask, value))
+    # The kernel reads an unsigned int; higher bits are refused rather than reasoned about.
+    program.add_rule(seccomp.ERRNO(EPERM), "personality",
+                     seccomp.Arg(0, seccomp.GT, QUERY_PERSONALITY))
     for flag in CLONE_NAMESPACE_FLAGS.values():
         program.add_rule(seccomp.ERRNO(EPERM), "clone",
                          seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
@@ -157,6 +189,40 @@ def build_program() -> SeccompProgram:
         out.seek(0)
         bpf = out.read()
     return SeccompProgram(bpf=bpf, skipped=tuple(skipped))
+
+
+def syscall_number(name: str) -> int | None:
+    """This architecture's number for ``name``: libseccomp's (negative for a syscall only other
+    architectures have), else ours for a syscall newer than this libseccomp, else None."""
+    import pyseccomp as seccomp
+
+    number = seccomp.resolve_syscall(seccomp.Arch.NATIVE, name)
+    if number != NR_UNKNOWN:
+        return number
+    arches = {getattr(seccomp.Arch, arch) for arch in UNIFIED_NUMBERING_ARCHES}
+    return NUMBERS_OF_NEWER_SYSCALLS.get(name) if seccomp.system_arch() in arches else None
+
+
+def personality_denials() -> list[tuple[int, int]]:
+    """(mask, value) pairs for MASKED_EQ rules on personality's argument that together match
+    every 32-bit persona except ``ALLOWED_PERSONALITIES``.
+
+    libseccomp 2.5 takes one comparison per argument in a rule, so "none of these five" is
+    spelt as a union. The allowed personas other than the query are every combination of a few
+    plain bits; call the other bits flags. A persona with some flags set but not all has, going
+    round the flags, a set flag followed by a clear one (the first rules); one with every flag
+    set is the query unless a plain bit is clear (the last rules). tests/test_seccomp.py keeps
+    the table in that shape."""
+    plain = 0
+    for persona in ALLOWED_PERSONALITIES:
+        if persona != QUERY_PERSONALITY:
+            plain |= persona
+    flags = [bit for bit in range(32) if not plain >> bit & 1]
+    rules = [(1 << bit | 1 << after, 1 << bit)
+             for bit, after in zip(flags, flags[1:] + flags[:1], strict=True)]
+    every_flag = sum(1 << bit for bit in flags)
+    rules += [(every_flag | 1 << bit, every_flag) for bit in range(32) if plain >> bit & 1]
+    return rules
 
 
 def _denied_families_below(limit: int) -> list[int]:

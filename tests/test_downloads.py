@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import http.client
+import logging
 import os
 import secrets
 import socket
@@ -126,6 +127,22 @@ async def test_ranges_are_byte_exact(running, small_file):
         assert (status, headers["Content-Range"], body) == (416, f"bytes */{size}", b"")
     status, headers, body = await asyncio.to_thread(request, port, "GET", path)
     assert (status, body, headers["Accept-Ranges"]) == (200, data, "bytes")
+
+
+async def test_ranges_of_thousands_of_digits_are_answered(running, small_file, caplog):
+    """Numbers past int()'s digit limit once made a 500 and an ERROR traceback per request."""
+    data, stored = small_file
+    size, port, path = len(data), running.server.port, f"/files/{stored.id}"
+    caplog.set_level(logging.INFO)
+    huge = "9" * 5000
+    status, headers, body = await asyncio.to_thread(request, port, "GET", path,
+                                                    Range=f"bytes={huge}-")
+    assert (status, headers.get("Content-Range"), body) == (416, f"bytes */{size}", b"")
+    status, headers, body = await asyncio.to_thread(request, port, "GET", path,
+                                                    Range=f"bytes=0-{huge}")
+    assert (status, headers.get("Content-Range"), body) == (
+        206, f"bytes 0-{size - 1}/{size}", data)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_etag_if_none_match_and_head(running, small_file):

@@ -152,6 +152,55 @@ async def test_hostile_html_does_not_run_and_cannot_read_the_token(running, brow
         await context.close()
 
 
+# Links a cell could write to sign the page in as someone else; ORIGIN is set in the kernel.
+SIGN_IN_LINKS_CELL = r"""from IPython.display import HTML, Markdown, display
+display(HTML(f'''<a id="link-root" href="/?token=ATTACKER&thread=evil">root</a>
+<a id="link-absolute" href="{ORIGIN}/static/index.html?tok%65n=ATTACKER">absolute</a>
+<a id="link-relative" href="static/../?thread=x&amp;token=ATTACKER">relative</a>
+<a id="link-fragment" href="/#token=ATTACKER">fragment</a>
+<svg width="20" height="10"><a id="link-svg" href="/?token=ATTACKER"><text y="9">s</text></a>
+<a id="link-xlink" xlink:href="/?token=ATTACKER"><text x="10" y="9">x</text></a></svg>
+<a id="link-external" href="https://example.org/docs?token=theirs">external</a>
+<a id="link-own" href="/?thread=mine">own</a>'''))
+display(Markdown('[md](/?token=ATTACKER) and [site](https://example.org/)'))
+"""
+
+
+async def test_links_that_would_sign_the_page_in_lose_their_href(running, page, thread_id):  # noqa: F811
+    """Login CSRF: a cell's link back into this page with a token would open it as the link's
+    author. Such links keep their text but not their href; other links are untouched."""
+    from playwright.async_api import expect
+
+    await open_page(page, running)
+    await page.get_by_test_id("thread").fill(thread_id)
+    await page.get_by_test_id("code-input").fill(f"ORIGIN = {running.http!r}\n"
+                                                 + SIGN_IN_LINKS_CELL)
+    await page.get_by_test_id("run").click()
+    call = card(page, thread_id)
+    await expect(call).to_have_attribute("data-state", "complete", timeout=WAIT_MS)
+    displays = call.get_by_test_id("display")
+    await expect(displays).to_have_count(2)
+    for index in range(2):
+        await expect(displays.nth(index)).to_have_attribute("data-rendered", "yes")
+    html, markdown = displays.nth(0), displays.nth(1)
+
+    async def link_targets(link) -> tuple[str | None, str | None]:
+        return await link.evaluate(
+            "a => [a.getAttribute('href'), a.getAttribute('xlink:href')]")
+
+    for name in ("root", "absolute", "relative", "fragment", "svg", "xlink"):
+        link = html.locator(f"#link-{name}")
+        await expect(link).to_have_count(1)  # the link's text stays
+        assert await link_targets(link) == [None, None], name
+    assert await link_targets(html.locator("#link-external")) == [
+        "https://example.org/docs?token=theirs", None]
+    assert await link_targets(html.locator("#link-own")) == ["/?thread=mine", None]
+    assert await link_targets(markdown.locator("a", has_text="md")) == [None, None]
+    assert await link_targets(markdown.locator("a", has_text="site")) == [
+        "https://example.org/", None]
+    assert await html.locator("#link-external").get_attribute("target") == "_blank"
+
+
 @pytest.mark.parametrize(("path", "status", "content_type"), [
     ("/static/rich.js", 200, "text/javascript; charset=utf-8"),
     ("/static/vendor/katex/katex.min.js", 200, "text/javascript; charset=utf-8"),

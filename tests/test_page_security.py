@@ -101,6 +101,30 @@ async def test_page_drops_its_token_from_the_url_and_sends_no_referer(running, b
         await context.close()
 
 
+async def test_a_link_does_not_switch_a_signed_in_tab_to_another_identity(running, browser):
+    from playwright.async_api import expect
+
+    context = await browser.new_context()
+    page = await context.new_page()
+    try:
+        await page.goto(f"{running.http}/?token=tok-alice")
+        await expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "open")
+        # Someone else's link, followed in the same tab.
+        await page.goto(f"{running.http}/?tok%65n=tok-bob&thread=evil")
+        await expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "open")
+        await expect(page.get_by_test_id("event-token-ignored")).to_have_count(1)
+        assert await page.get_by_test_id("token").input_value() == "tok-alice"
+        assert await page.evaluate("sessionStorage.getItem('gateway.token')") == "tok-alice"
+        assert "token" not in page.url
+        # Typing the other token and connecting is how a tab switches, as before.
+        await page.get_by_test_id("token").fill("tok-bob")
+        await page.get_by_test_id("token").press("Enter")
+        await expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "open")
+        assert await page.evaluate("sessionStorage.getItem('gateway.token')") == "tok-bob"
+    finally:
+        await context.close()
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def tls_page_gateway(tmp_path_factory, data_root):
     pki = make_pki(tmp_path_factory.mktemp("page-pki"))

@@ -36,6 +36,26 @@ def test_unsatisfiable_ranges(header, size):
         parse_range(header, size)
 
 
+HUGE = "9" * 5000  # past int()'s 4,300-digit limit, still valid Range syntax
+
+
+@pytest.mark.parametrize("header, expected", [
+    (f"bytes=0-{HUGE}", ByteRange(0, 999)),  # an end past any file is clamped
+    (f"bytes=-{HUGE}", ByteRange(0, 999)),  # a suffix past any file is the whole file
+    (f"bytes={'0' * 5000}5-6", ByteRange(5, 6)),  # leading zeros are not digits that count
+    (f"bytes={HUGE}-5", None),  # last < first: ignored like any such range
+])
+def test_positions_of_any_length(header, expected):
+    assert parse_range(header, 1000) == expected
+
+
+@pytest.mark.parametrize("header", [f"bytes={HUGE}-", f"bytes={HUGE}-{HUGE}",
+                                    f"bytes=1{'0' * 19}-"])
+def test_positions_past_any_file_are_unsatisfiable(header):
+    with pytest.raises(Unsatisfiable):
+        parse_range(header, 1000)
+
+
 def test_etag_conditions():
     tag = ranges.etag_of("ab" * 32)
     assert tag == '"' + "ab" * 32 + '"'

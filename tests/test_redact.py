@@ -5,7 +5,11 @@ from __future__ import annotations
 import io
 import logging
 
+import pytest
+from websockets.asyncio.client import connect
+
 from gateway import redact
+from gateway.http_handler import bearer_of
 from gateway.logs import JsonFormatter
 
 
@@ -36,3 +40,77 @@ def test_installed_on_handlers_covers_tracebacks_and_json():
             logger.exception("failed")
     text = stream.getvalue()
     assert "sekrit" not in text and text.count(redact.MASK) >= 4
+
+
+def _spellings(name: str) -> list[str]:
+    """Every spelling of ``name`` with each letter bare or percent-encoded (upper hex)."""
+    spellings = [""]
+    for letter in name:
+        spellings = [s + form for s in spellings for form in (letter, f"%{ord(letter):02X}")]
+    return spellings
+
+
+@pytest.mark.parametrize("key", [*_spellings("token"), "TOKEN", "tok+en", "t%20oken"])
+def test_a_query_token_the_server_accepts_is_redacted(key):
+    """Redact what the server accepts: a key it decodes to ``token`` hides its value."""
+    target = f"/ws?thread=t1&{key}=sekrit&x=1"
+    line = redact.redact(f"< GET {target} HTTP/1.1")
+    if bearer_of({}, target) == "sekrit":
+        assert "sekrit" not in line, line
+    assert "thread=t1" in line and "x=1" in line
+
+
+@pytest.mark.parametrize("text", [
+    "{'token': 'sekrit'}", "{'token': b'sekrit'}", "{b'token': b'sekrit'}",
+    "{'token': ['sekrit']}", "[('token', 'sekrit')]", '{"token":"sekrit"}',
+    '{"message": "got {\\"token\\": \\"sekrit\\"}"}',  # a repr inside a JSON log line
+    "Settings(admin_token='sekrit', cluster_token='sekrit', store_key='sekrit')",
+    "GATEWAY_TOKENS=alice:sekrit,bob:sekrit",
+    "next=/ws?token=sekrit",  # inside another parameter's value
+    "< Authorization: Bearer sekrit", "Authorization: Basic sekrit",
+    "[(b'authorization', b'Bearer sekrit')]", "{'Authorization': 'Bearer sekrit'}",
+    '{"authorization": "Bearer sekrit"}', "< X-Gateway-Cluster-Secret: sekrit",
+    "{b'x-gateway-cluster-secret': b'sekrit'}",
+    "https://bucket.s3.amazonaws.com/k?X-Amz-Security-Token=sekrit&X-Amz-Date=1",
+])
+def test_reprs_headers_and_settings_are_redacted(text):
+    out = redact.redact(text)
+    assert "sekrit" not in out and redact.MASK in out, out
+
+
+@pytest.mark.parametrize("text", [
+    "thread t1: 3 tokens used", "GET /ws?thread=t1 HTTP/1.1", "{'max_tokens': 5}",
+    "http://127.0.0.1:8765/ws", "Bearer [redacted]",
+])
+def test_other_text_is_left_alone(text):
+    assert redact.redact(text) == text
+
+
+def test_the_cluster_secret_header_is_one_the_server_reads():
+    from gateway.cluster.relay import SECRET_HEADER
+
+    assert SECRET_HEADER.lower() in redact.SECRET_HEADERS
+
+
+async def test_a_real_handshake_with_an_encoded_token_key_is_redacted(running):
+    """The gateway signs in ``?tok%65n=T`` like ``?token=T``; websockets' debug lines of that
+    handshake (the client's and the server's request line) must not carry T."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(redact.RedactingFormatter(logging.Formatter("%(name)s %(message)s")))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    loggers = [logging.getLogger(name) for name in ("websockets.server", "websockets.client")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.DEBUG)
+    try:
+        async with connect(f"{running.url}?tok%65n=tok-alice") as connection:
+            assert connection.response.status_code == 101  # the server took the token
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+        root.removeHandler(handler)
+    text = stream.getvalue()
+    assert f"/ws?tok%65n={redact.MASK}" in text  # the request line was logged
+    assert "tok-alice" not in text

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import errno
+import json
+import os
+import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,11 +23,14 @@ from gateway.sandbox import (
     single_bwrap_argv,
 )
 from gateway.seccomp import (
+    ALLOWED_PERSONALITIES,
     ALLOWED_SOCKET_FAMILIES,
     CLONE_NAMESPACE_FLAGS,
     DENIED_IOCTLS,
     DENIED_SYSCALLS,
     build_program,
+    personality_denials,
+    syscall_number,
 )
 from gateway.uids import UidRange, UidsExhausted
 
@@ -31,14 +39,17 @@ MUST_DENY = """keyctl add_key request_key ptrace perf_event_open bpf userfaultfd
 io_uring_enter io_uring_register kexec_load kexec_file_load init_module finit_module
 delete_module mount umount2 pivot_root chroot fsopen fsconfig fsmount fspick open_tree
 move_mount unshare setns clone3 process_vm_readv process_vm_writev acct swapon reboot
-settimeofday""".split()
+settimeofday open_tree_attr listmount statmount memfd_secret""".split()
+# ENOSYS where callers must fall back as on kernels without the syscall; EPERM for the rest.
+ANSWER_ENOSYS = {"clone3", "listmount", "statmount", "memfd_secret"}
 
 
 def test_the_table_covers_the_required_syscalls():
     assert set(MUST_DENY) <= set(DENIED_SYSCALLS)
-    assert DENIED_SYSCALLS["clone3"][0] == errno.ENOSYS
+    assert {name for name, (code, _) in DENIED_SYSCALLS.items()
+            if code == errno.ENOSYS} == ANSWER_ENOSYS
     assert all(code == errno.EPERM for name, (code, _) in DENIED_SYSCALLS.items()
-               if name != "clone3")
+               if name not in ANSWER_ENOSYS)
     assert all(why for _, why in DENIED_SYSCALLS.values())
     assert {"CLONE_NEWUSER", "CLONE_NEWNS", "CLONE_NEWPID", "CLONE_NEWNET"} <= set(
         CLONE_NAMESPACE_FLAGS)
@@ -50,6 +61,71 @@ def test_the_filter_compiles_here():
     program = build_program()
     assert program.skipped == ()
     assert len(program.bpf) % 8 == 0 and len(program.bpf) > 8 * len(DENIED_SYSCALLS)
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="x86_64 numbers")
+def test_syscalls_newer_than_libseccomp_are_resolved_by_number():
+    numbers = {name: syscall_number(name) for name in
+               ("memfd_secret", "statmount", "listmount", "open_tree_attr", "personality")}
+    assert numbers == {"memfd_secret": 447, "statmount": 457, "listmount": 458,
+                       "open_tree_attr": 467, "personality": 135}
+    assert syscall_number("no_such_syscall") is None
+
+
+def _persona_denied(persona: int) -> bool:
+    return any(persona & mask == value for mask, value in personality_denials())
+
+
+def test_personality_rules_match_every_persona_but_the_plain_ones():
+    allowed = set(ALLOWED_PERSONALITIES)
+    assert allowed == {0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF}  # Docker's default profile
+    assert not any(_persona_denied(persona) for persona in allowed)
+    bits = [1 << bit for bit in range(32)]
+    samples = {*bits, *(a | b for a in bits for b in bits), *(0xFFFFFFFF ^ b for b in bits),
+               *(0xFFFFFFFF ^ (a | b) for a in bits for b in bits),
+               *(persona | b for persona in allowed for b in bits),
+               *(random.Random(7).getrandbits(32) for _ in range(20_000))}
+    let_through = [hex(p) for p in samples - allowed if not _persona_denied(p)]
+    assert let_through == []
+
+
+FILTERED_CHILD = """
+import ctypes, errno, json, sys
+libc = ctypes.CDLL(None, use_errno=True)
+class Program(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+bpf = sys.stdin.buffer.read()
+buffer = ctypes.create_string_buffer(bpf, len(bpf))
+program = Program(len(bpf) // 8, ctypes.addressof(buffer))
+PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
+assert libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+assert libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.c_ulong(ctypes.addressof(program)),
+                  0, 0) == 0
+def call(number, *args):
+    ctypes.set_errno(0)
+    result = libc.syscall(ctypes.c_long(number), *[ctypes.c_long(a) for a in args])
+    return errno.errorcode[ctypes.get_errno()] if result == -1 else "ok"
+print(json.dumps({name: call(number, *args) for name, number, args in json.loads(sys.argv[1])}))
+"""
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="x86_64 numbers")
+def test_the_compiled_filter_answers_as_the_tables_say():
+    """The program itself, loaded into a throwaway child: no sandbox, no kernel."""
+    personality = 135
+    calls = [("read_implies_exec", personality, [0x0400000]),
+             ("mmap_page_zero", personality, [0x0100000]),
+             ("high_bits", personality, [1 << 32]),
+             ("query", personality, [0xFFFFFFFF]), ("per_linux", personality, [0]),
+             ("memfd_secret", 447, [0]), ("statmount", 457, [0, 0, 0, 0]),
+             ("listmount", 458, [0, 0, 0, 0]), ("open_tree_attr", 467, [0, 0, 0, 0, 0]),
+             ("getpid", 39, [])]
+    child = subprocess.run([sys.executable, "-c", FILTERED_CHILD, json.dumps(calls)],
+                           input=build_program().bpf, capture_output=True, check=True)
+    assert json.loads(child.stdout) == {
+        "read_implies_exec": "EPERM", "mmap_page_zero": "EPERM", "high_bits": "EPERM",
+        "query": "ok", "per_linux": "ok", "memfd_secret": "ENOSYS", "statmount": "ENOSYS",
+        "listmount": "ENOSYS", "open_tree_attr": "EPERM", "getpid": "ok"}
 
 
 @pytest.mark.parametrize("text, version", [

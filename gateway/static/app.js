@@ -754,9 +754,15 @@ ui.code.addEventListener("keydown", (e) => {
 
 (function start() {
   const params = new URLSearchParams(location.search);
-  let token = params.get("token");
-  if (!token) {
-    try { token = sessionStorage.getItem(TOKEN_KEY); } catch { token = null; }
+  let held = null;
+  try { held = sessionStorage.getItem(TOKEN_KEY); } catch { held = null; }
+  const offered = params.get("token");
+  // A link never switches a signed-in tab to another identity: whoever wrote it (a message, a
+  // page) would get what this tab runs next. Switching takes entering the token in the form.
+  const token = held || offered;
+  if (held && offered && offered !== held) {
+    logEvent("the link's token was not used: this tab is signed in already "
+      + "(enter a token and connect to switch)", "warn", "event-token-ignored");
   }
   if (token) ui.token.value = token;
   if (params.has("token")) {

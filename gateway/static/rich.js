@@ -30,14 +30,42 @@ async function loadPurifier() {
   if (!purifier) {
     purifier = (await import(`${VENDOR}/dompurify/purify.es.mjs`)).default;
     purifier.addHook("afterSanitizeAttributes", (node) => {
-      // Links open elsewhere, never replacing the page (which holds the token).
-      if (node.tagName === "A") {
+      dropSignInLinks(node);
+      // Links (HTML's and SVG's) open elsewhere, never replacing the page (which holds the token).
+      if (node.localName === "a" || node.localName === "area") {
         node.setAttribute("target", "_blank");
         node.setAttribute("rel", "noopener noreferrer");
       }
     });
   }
   return purifier;
+}
+
+// The page signs in with the token in its own address (app.js, start), so a link back into
+// this origin that carries one would open the page as whoever wrote the link: their thread,
+// our code and files (login CSRF). Such a link loses its href and stays as plain text.
+const LINK_ATTRIBUTES = ["href", "xlink:href"];
+
+function dropSignInLinks(node) {
+  if (node.nodeType !== Node.ELEMENT_NODE) return;
+  for (const name of LINK_ATTRIBUTES) {
+    const value = node.getAttribute(name);
+    if (value !== null && signsIn(value)) node.removeAttribute(name);
+  }
+}
+
+// Parsed as the browser will follow it, and its query read as the page reads its own
+// (URLSearchParams decodes tok%65n to token). The page reads no fragment, but a later one
+// might: a token there counts too.
+function signsIn(href) {
+  let url;
+  try {
+    url = new URL(href, document.baseURI);
+  } catch {
+    return false;
+  }
+  if (url.origin !== location.origin) return false;
+  return [url.search, url.hash.slice(1)].some((part) => new URLSearchParams(part).has("token"));
 }
 
 function sanitize(purify, html) {
