@@ -37,6 +37,7 @@ from .workdirs import (
     give_to_directory_owner,
     open_directory,
     open_regular_file,
+    open_regular_for_writing,
 )
 
 log = logging.getLogger(__name__)
@@ -309,7 +310,12 @@ class Gateway:
     async def _persist_upload(self, session: ThreadSession, root: Path,
                               name: str) -> StoredFile:
         def store() -> StoredFile:
-            with open_regular_file(root, name) as reader:
+            try:
+                reader = open_regular_file(root, name)
+            except UnsafePath as exc:  # the kernel swapped the file for a link or a FIFO
+                raise ProtocolError(f"upload refused: {exc.strerror or exc}",
+                                    code="bad_filename") from exc
+            with reader:
                 return self.store.put_stream(session.thread_id, session.owner, name, reader)
 
         stored = await asyncio.to_thread(store)
@@ -338,10 +344,11 @@ class Gateway:
             os.close(root_fd)
 
     def _write_upload_at(self, root_fd: int, partial: str, request: Upload) -> dict:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
         if request.offset == 0:
             _unlink_at(partial, root_fd)
-        fd = os.open(partial, flags, 0o644, dir_fd=root_fd)
+        # The kernel may have made the partial file a FIFO or a link since the last part.
+        fd = open_regular_for_writing(root_fd, partial, flags)
         give_to_directory_owner(root_fd, partial)
         with os.fdopen(fd, "ab") as handle:
             size = os.fstat(fd).st_size

@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import GatewayError
-from ..workdirs import UnsafePath, give_to_directory_owner, open_directory, open_regular_file
+from ..workdirs import (
+    UnsafePath,
+    give_to_directory_owner,
+    open_directory,
+    open_regular_file,
+    open_regular_for_writing,
+)
 from .cells import INTERNAL_PREFIX
 from .snapshot_format import RESTORE_MARKER, TAKE_MARKER, empty_snapshot, parse_report
 
@@ -34,7 +40,7 @@ SNAPSHOT_NAME = INTERNAL_PREFIX + "snapshot"  # in the store, a file of the thre
 KERNEL_FILE = ".gateway-snapshot"  # where the kernel writes one (20-snapshots.py)
 RESTORE_FILE = ".gateway-restore"  # where the gateway puts one for the kernel to load
 SIZE_SLACK = 1 << 20  # the index and framing beyond snapshot_limit
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 
 
 def kernel_environment(settings: Settings) -> dict[str, str]:
@@ -194,7 +200,7 @@ class ThreadSnapshots:
                 os.unlink(RESTORE_FILE, dir_fd=root_fd)
             except FileNotFoundError:
                 pass
-            fd = os.open(RESTORE_FILE, _CREATE, 0o600, dir_fd=root_fd)
+            fd = open_regular_for_writing(root_fd, RESTORE_FILE, _CREATE, 0o600)
             give_to_directory_owner(root_fd, RESTORE_FILE)
             with os.fdopen(fd, "wb") as target, open(self.store.path(stored), "rb") as source:
                 while block := source.read(1 << 20):
