@@ -31,6 +31,7 @@ from .sandbox import HostSandbox
 from .session import Listener, ThreadSession
 from .threads.export import notebook_bytes
 from .uids import CLAIMS_DIR, UidRange
+from .workdir_io import WorkdirExecutor
 from .workdirs import (
     UnsafePath,
     Workdirs,
@@ -83,6 +84,7 @@ class Gateway:
             self.cluster = ClusterNode(settings, self)
         self._adoptions: dict[str, str] = {}  # thread -> why it comes here from another node
         self.threads: dict[str, ThreadSession] = {}
+        self.workdir_io = WorkdirExecutor()  # file work in kernel-owned dirs (workdir_io.py)
         self.results = CallResults(settings.result_retention,
                                    max_bytes=settings.result_retention_bytes)
         if self.cluster is not None:  # finished calls outlive the node that ran them
@@ -183,6 +185,7 @@ class Gateway:
         await self.snapshot_threads("shutdown")
         await asyncio.gather(*(t.close() for t in self.threads.values()), return_exceptions=True)
         self.threads.clear()
+        self.workdir_io.shutdown()
         await asyncio.gather(*(pool.close() for pool in self.pools.values()))
         await asyncio.to_thread(self.workdirs.remove_all)
         self.store.close()
@@ -219,7 +222,8 @@ class Gateway:
             if self.draining:
                 raise PoolExhausted("the gateway is draining: no new threads")
             session = ThreadSession(thread_id, identity, self.settings, self.pool_for,
-                                    self.store, self.metrics, self.results)
+                                    self.store, self.metrics, self.results,
+                                    workdir_io=self.workdir_io)
             if self.cluster is not None:
                 session.fence = self.cluster.fence
                 if (reason := self._adoptions.pop(thread_id, None)) is not None:
@@ -300,7 +304,7 @@ class Gateway:
     async def upload(self, session: ThreadSession, request: Upload) -> dict:
         """Place a user file (or one part of it) in the thread's working directory."""
         root = await session.workdir()
-        result = await asyncio.to_thread(self._write_upload, root, request)
+        result = await session.workdir_jobs.run(self._write_upload, root, request)
         if self.cluster is not None and result.get("path"):
             # Several nodes: the thread may move; its uploads must be in the shared store.
             stored = await self._persist_upload(session, root, request.filename)
@@ -318,7 +322,7 @@ class Gateway:
             with reader:
                 return self.store.put_stream(session.thread_id, session.owner, name, reader)
 
-        stored = await asyncio.to_thread(store)
+        stored = await session.workdir_jobs.run(store)
         session.note_saved(name)
         return stored
 

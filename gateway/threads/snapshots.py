@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ..config import Settings
     from ..files import FileStore, StoredFile
     from ..kernel import Kernel
+    from ..workdir_io import ThreadWorkdirJobs
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,10 @@ class ThreadSnapshots:
     """Snapshot bookkeeping of one thread session; ``pending`` means the next kernel is new
     and should get the last snapshot before its first cell."""
 
-    def __init__(self, store: FileStore, thread_id: str, owner: str, settings: Settings):
+    def __init__(self, store: FileStore, thread_id: str, owner: str, settings: Settings,
+                 workdir_jobs: ThreadWorkdirJobs):
         self.store = store
+        self.workdir_jobs = workdir_jobs  # copies into and out of the kernel's directory
         self.thread_id = thread_id
         self.owner = owner
         self.settings = settings
@@ -139,7 +142,7 @@ class ThreadSnapshots:
                 return self.store.put_stream(self.thread_id, self.owner, SNAPSHOT_NAME, reader)
 
         try:
-            stored = await asyncio.to_thread(store)
+            stored = await self.workdir_jobs.run(store)
         except (GatewayError, OSError) as exc:  # over quota; or swapped for a link meanwhile
             log.warning("thread %s: snapshot not stored: %s", self.thread_id, exc)
             return None
@@ -165,7 +168,7 @@ class ThreadSnapshots:
             return None
         workdir = kernel.spec.workdir
         try:
-            await asyncio.to_thread(self._place, stored, workdir)
+            await self.workdir_jobs.run(self._place, stored, workdir)
         except (OSError, UnsafePath) as exc:
             log.warning("thread %s: snapshot %s not placed: %s", self.thread_id, stored.id, exc)
             return {"names": 0, "skipped": [{"name": "*", "reason": f"snapshot could not be "
