@@ -38,12 +38,14 @@ from .sandbox import HostSandbox
 from .session import Listener, ThreadSession
 from .threads.export import notebook_bytes
 from .uids import CLAIMS_DIR, UidRange
+from .workdir_io import WorkdirExecutor
 from .workdirs import (
     UnsafePath,
     Workdirs,
     give_to_directory_owner,
     open_directory,
     open_regular_file,
+    open_regular_for_writing,
 )
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,7 @@ class Gateway:
             self.cluster = ClusterNode(settings, self)
         self._adoptions: dict[str, str] = {}  # thread -> why it comes here from another node
         self.threads: dict[str, ThreadSession] = {}
+        self.workdir_io = WorkdirExecutor()  # file work in kernel-owned dirs (workdir_io.py)
         self.results = CallResults(settings.result_retention,
                                    max_bytes=settings.result_retention_bytes)
         if self.cluster is not None:  # finished calls outlive the node that ran them
@@ -190,6 +193,7 @@ class Gateway:
         await self.snapshot_threads("shutdown")
         await asyncio.gather(*(t.close() for t in self.threads.values()), return_exceptions=True)
         self.threads.clear()
+        self.workdir_io.shutdown()
         await asyncio.gather(*(pool.close() for pool in self.pools.values()))
         await asyncio.to_thread(self.workdirs.remove_all)
         self.store.close()
@@ -230,7 +234,8 @@ class Gateway:
                 raise PoolExhausted("the gateway is draining: no new threads")
             self._check_thread_limit(identity)
             session = ThreadSession(key, identity, self.settings, self.pool_for,
-                                    self.store, self.metrics, self.results)
+                                    self.store, self.metrics, self.results,
+                                    workdir_io=self.workdir_io)
             if self.cluster is not None:
                 session.fence = self.cluster.fence
                 if (reason := self._adoptions.pop(key, None)) is not None:
@@ -326,7 +331,7 @@ class Gateway:
     async def upload(self, session: ThreadSession, request: Upload) -> dict:
         """Place a user file (or one part of it) in the thread's working directory."""
         root = await session.workdir()
-        result = await asyncio.to_thread(self._write_upload, root, request)
+        result = await session.workdir_jobs.run(self._write_upload, root, request)
         if self.cluster is not None and result.get("path"):
             # Several nodes: the thread may move; its uploads must be in the shared store.
             stored = await self._persist_upload(session, root, request.filename)
@@ -336,10 +341,15 @@ class Gateway:
     async def _persist_upload(self, session: ThreadSession, root: Path,
                               name: str) -> StoredFile:
         def store() -> StoredFile:
-            with open_regular_file(root, name) as reader:
+            try:
+                reader = open_regular_file(root, name)
+            except UnsafePath as exc:  # the kernel swapped the file for a link or a FIFO
+                raise ProtocolError(f"upload refused: {exc.strerror or exc}",
+                                    code="bad_filename") from exc
+            with reader:
                 return self.store.put_stream(session.thread_id, session.owner, name, reader)
 
-        stored = await asyncio.to_thread(store)
+        stored = await session.workdir_jobs.run(store)
         session.note_saved(name)
         return stored
 
@@ -365,10 +375,11 @@ class Gateway:
             os.close(root_fd)
 
     def _write_upload_at(self, root_fd: int, partial: str, request: Upload) -> dict:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
         if request.offset == 0:
             _unlink_at(partial, root_fd)
-        fd = os.open(partial, flags, 0o644, dir_fd=root_fd)
+        # The kernel may have made the partial file a FIFO or a link since the last part.
+        fd = open_regular_for_writing(root_fd, partial, flags)
         give_to_directory_owner(root_fd, partial)
         with os.fdopen(fd, "ab") as handle:
             size = os.fstat(fd).st_size

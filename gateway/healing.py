@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from .errors import KernelStartError
 from .threads.cells import INTERNAL_PREFIX
-from .workdirs import give_to_directory_owner, open_directory
+from .workdirs import give_to_directory_owner, open_directory, open_regular_for_writing
 
 if TYPE_CHECKING:
     from .files import FileStore, StoredFile
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 FIRST_RETRY_DELAY = 1.0  # seconds before a thread tries again after a failed repair
 LONGEST_RETRY_DELAY = 60.0
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 
 
 def restore_files(store: FileStore, files: list[StoredFile], workdir: Path) -> list[str]:
@@ -58,7 +58,7 @@ def _restore_one(store: FileStore, stored: StoredFile, root_fd: int) -> None:
     parent_fd = open_directory(root_fd, parents, create=True)
     try:
         with open(store.path(stored), "rb") as source:
-            fd = os.open(name, _CREATE, 0o644, dir_fd=parent_fd)
+            fd = open_regular_for_writing(parent_fd, name, _CREATE)
             give_to_directory_owner(parent_fd, name)
             with os.fdopen(fd, "wb") as target:
                 shutil.copyfileobj(source, target)

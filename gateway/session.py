@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .kernel import Kernel, RunResult
     from .metrics import Metrics
     from .pool import KernelPool
+    from .workdir_io import ThreadWorkdirJobs, WorkdirExecutor
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,8 @@ class Job:
 class ThreadSession:
     def __init__(self, thread_id: str, owner: str, settings: Settings,
                  pool_for: Callable[[str], KernelPool], store: FileStore, metrics: Metrics,
-                 results: CallResults | None = None) -> None:
+                 results: CallResults | None = None, *,
+                 workdir_io: WorkdirExecutor) -> None:
         self.thread_id = thread_id  # scoped per identity (protocol.scoped_thread_id)
         self.owner = owner
         self.settings = settings
@@ -88,7 +90,10 @@ class ThreadSession:
         # Paths of the working directory the store holds a copy of, as of the last cell: what
         # a healed thread gets back (not displayed plots, not files the code deleted).
         self._saved_paths: set[str] = set()
-        self.snapshots = ThreadSnapshots(store, thread_id, owner, settings)
+        # File work in the working directory the kernel owns: off the default executor, and
+        # at most a few jobs of this thread at a time (workdir_io.py).
+        self.workdir_jobs = workdir_io.for_thread()
+        self.snapshots = ThreadSnapshots(store, thread_id, owner, settings, self.workdir_jobs)
         self._cell_write: asyncio.Task | None = None  # the last cell's record being stored
         # Cluster mode: asked before each cell whether this node still holds the thread (a
         # reason when not: the cell must not run here), and whether its files come back first.
@@ -336,8 +341,8 @@ class ThreadSession:
     async def _restore_adopted(self, reason: str) -> str:
         """Every stored path of the thread, newest version each, into the fresh directory."""
         wanted = latest_versions(self.store, self.thread_id, None)
-        failed = await asyncio.to_thread(restore_files, self.store, wanted,
-                                         self.kernel.spec.workdir)
+        failed = await self.workdir_jobs.run(restore_files, self.store, wanted,
+                                             self.kernel.spec.workdir)
         self._saved_paths = {f.name for f in wanted} - set(failed)
         variables = ("variables come back from the thread's last snapshot, if it has one"
                      if self.settings.snapshots else "variables were lost")
@@ -373,7 +378,7 @@ class ThreadSession:
             return
         kernel = self.kernel
         workdir = kernel.spec.workdir
-        before = await _snapshot(workdir)
+        before = await _snapshot(workdir, self.workdir_jobs)
         translator = OutputTranslator(self.settings.max_output_chars, self._plot_number,
                                       self.settings.max_display_chars)
         record = CellRecord(job.code, self.settings.max_output_chars)
@@ -406,7 +411,7 @@ class ThreadSession:
         for chunk in translator.finish():
             self.emit(chunk, job.call_id)
         self._plot_number = translator.next_plot_number
-        after = await _snapshot(workdir)
+        after = await _snapshot(workdir, self.workdir_jobs)
         for name in changed_files(before, after):
             await self._announce_workdir_file(workdir, name, job.call_id, files)
         self._saved_paths &= {display_name(name) for name in after}
@@ -495,7 +500,7 @@ class ThreadSession:
                 return self.store.put_stream(self.thread_id, self.owner, shown, reader)
 
         try:
-            stored = await asyncio.to_thread(store)
+            stored = await self.workdir_jobs.run(store)
         except GatewayError as exc:
             self.emit(envelopes.output(f"[file {shown} not saved: {exc}]\n", "note"), call_id)
             return
@@ -638,12 +643,12 @@ def file_chunk(stored: StoredFile, data: bytes, inline_limit: int) -> envelopes.
     return envelopes.file(stored.name, stored.id, encoded, stored.mime_type)
 
 
-async def _snapshot(workdir: Path) -> dict[str, tuple[int, int]]:
+async def _snapshot(workdir: Path, jobs: ThreadWorkdirJobs) -> dict[str, tuple[int, int]]:
     """Scan inline while the directory is small; a big one is scanned in a worker thread."""
     found = snapshot(workdir, limit=INLINE_SNAPSHOT_FILES)
     if len(found) < INLINE_SNAPSHOT_FILES:
         return found
-    return await asyncio.to_thread(snapshot, workdir)
+    return await jobs.run(snapshot, workdir)
 
 
 def _ms(began: float) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
@@ -92,22 +93,33 @@ class Workdirs:
 
 
 def snapshot(root: Path, limit: int = 10_000) -> dict[str, tuple[int, int]]:
-    """{relative path: (mtime_ns, size)} of the visible regular files under ``root``."""
+    """{relative path: (mtime_ns, size)} of the visible regular files under ``root``.
+
+    Only stats: no file is opened, and each directory is opened from ``root`` one component at
+    a time without following links, so a subdirectory swapped for a symlink is never walked.
+    """
     found: dict[str, tuple[int, int]] = {}
-    stack = [root]
+    stack: list[list[str]] = [[]]
     while stack and len(found) < limit:
+        parts = stack.pop()
         try:
-            entries = list(os.scandir(stack.pop()))
+            directory = open_directory(root, parts)
         except OSError:
             continue
-        for entry in entries:
-            if entry.name.startswith(".") or entry.name in SKIP_NAMES:
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                stack.append(Path(entry.path))
-            elif entry.is_file(follow_symlinks=False):
-                st = entry.stat(follow_symlinks=False)
-                found[os.path.relpath(entry.path, root)] = (st.st_mtime_ns, st.st_size)
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if entry.name.startswith(".") or entry.name in SKIP_NAMES:
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append([*parts, entry.name])
+                    elif entry.is_file(follow_symlinks=False):
+                        st = entry.stat(follow_symlinks=False)
+                        found["/".join([*parts, entry.name])] = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            pass
+        finally:
+            os.close(directory)
     return found
 
 
@@ -127,7 +139,17 @@ def changed_files(
 # The kernel owns its working directory and can swap any path in it for a symlink or a FIFO at
 # any moment. The gateway (root) therefore never resolves a path there: it walks it one
 # component at a time with O_NOFOLLOW from a directory descriptor, so a race cannot lead it out.
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# And no open there may wait: O_DIRECTORY already refuses a FIFO (ENOTDIR, decided before the
+# FIFO's open could wait for a peer); O_NONBLOCK is there so that stays true whatever the entry.
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# Files: O_NONBLOCK makes a FIFO fail at once (ENXIO for a writer with no reader) or open
+# without waiting (a reader), and a file the kernel holds a lease on fail with EWOULDBLOCK
+# instead of waiting out the lease-break time (45 s); it changes nothing else for a regular
+# file. Whatever opens is then checked to be one (a FIFO with a peer opens).
+_FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# What open() answers when the entry is not a regular file: a symlink (O_NOFOLLOW), a
+# directory opened for writing, a FIFO with no reader or a socket.
+_NOT_REGULAR = {errno.ELOOP, errno.EISDIR, errno.ENXIO}
 
 
 class UnsafePath(OSError):
@@ -168,20 +190,37 @@ def give_to_directory_owner(directory_fd: int, name: str) -> None:
 
 
 def open_regular_file(root: Path, relative: str):
-    """``root/relative`` opened for reading, only if it is a regular file reached without links.
-
-    O_NONBLOCK keeps a FIFO swapped in at the last moment from blocking the reader forever.
-    """
+    """``root/relative`` opened for reading, only if it is a regular file reached without links."""
     *parents, name = relative.split("/")
     directory = open_directory(root, parents)
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                     dir_fd=directory)
+        fd = os.open(name, os.O_RDONLY | _FILE_FLAGS, dir_fd=directory)
     except OSError as exc:
         raise UnsafePath(exc.errno, f"{relative!r} is not a plain file") from exc
     finally:
         os.close(directory)
+    _check_regular(fd, relative)
+    return os.fdopen(fd, "rb")
+
+
+def open_regular_for_writing(dir_fd: int, name: str, flags: int, mode: int = 0o644) -> int:
+    """A descriptor of ``name`` in the directory, opened with ``flags`` (O_WRONLY, O_CREAT,
+    O_APPEND, O_EXCL...), only if it is a regular file: a symlink, FIFO, socket, directory or
+    leased file there raises ``UnsafePath`` at once, never followed and never waited for."""
+    try:
+        fd = os.open(name, flags | _FILE_FLAGS, mode, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in _NOT_REGULAR:
+            raise UnsafePath(exc.errno, f"{name!r} is not a regular file") from exc
+        if exc.errno == errno.EWOULDBLOCK:
+            raise UnsafePath(exc.errno, f"{name!r} is leased by another process") from exc
+        raise
+    _check_regular(fd, name)
+    return fd
+
+
+def _check_regular(fd: int, name: str) -> None:
+    """Close ``fd`` and raise ``UnsafePath`` unless it is a regular file."""
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise UnsafePath(f"{relative!r} is not a regular file")
-    return os.fdopen(fd, "rb")
+        raise UnsafePath(errno.EINVAL, f"{name!r} is not a regular file")

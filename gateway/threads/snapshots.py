@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import GatewayError
-from ..workdirs import UnsafePath, give_to_directory_owner, open_directory, open_regular_file
+from ..workdirs import (
+    UnsafePath,
+    give_to_directory_owner,
+    open_directory,
+    open_regular_file,
+    open_regular_for_writing,
+)
 from .cells import INTERNAL_PREFIX
 from .snapshot_format import RESTORE_MARKER, TAKE_MARKER, empty_snapshot, parse_report
 
@@ -27,6 +33,7 @@ if TYPE_CHECKING:
     from ..config import Settings
     from ..files import FileStore, StoredFile
     from ..kernel import Kernel
+    from ..workdir_io import ThreadWorkdirJobs
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +41,7 @@ SNAPSHOT_NAME = INTERNAL_PREFIX + "snapshot"  # in the store, a file of the thre
 KERNEL_FILE = ".gateway-snapshot"  # where the kernel writes one (20-snapshots.py)
 RESTORE_FILE = ".gateway-restore"  # where the gateway puts one for the kernel to load
 SIZE_SLACK = 1 << 20  # the index and framing beyond snapshot_limit
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 
 
 def kernel_environment(settings: Settings) -> dict[str, str]:
@@ -58,8 +65,10 @@ class ThreadSnapshots:
     """Snapshot bookkeeping of one thread session; ``pending`` means the next kernel is new
     and should get the last snapshot before its first cell."""
 
-    def __init__(self, store: FileStore, thread_id: str, owner: str, settings: Settings):
+    def __init__(self, store: FileStore, thread_id: str, owner: str, settings: Settings,
+                 workdir_jobs: ThreadWorkdirJobs):
         self.store = store
+        self.workdir_jobs = workdir_jobs  # copies into and out of the kernel's directory
         self.thread_id = thread_id
         self.owner = owner
         self.settings = settings
@@ -133,7 +142,7 @@ class ThreadSnapshots:
                 return self.store.put_stream(self.thread_id, self.owner, SNAPSHOT_NAME, reader)
 
         try:
-            stored = await asyncio.to_thread(store)
+            stored = await self.workdir_jobs.run(store)
         except (GatewayError, OSError) as exc:  # over quota; or swapped for a link meanwhile
             log.warning("thread %s: snapshot not stored: %s", self.thread_id, exc)
             return None
@@ -159,7 +168,7 @@ class ThreadSnapshots:
             return None
         workdir = kernel.spec.workdir
         try:
-            await asyncio.to_thread(self._place, stored, workdir)
+            await self.workdir_jobs.run(self._place, stored, workdir)
         except (OSError, UnsafePath) as exc:
             log.warning("thread %s: snapshot %s not placed: %s", self.thread_id, stored.id, exc)
             return {"names": 0, "skipped": [{"name": "*", "reason": f"snapshot could not be "
@@ -194,7 +203,7 @@ class ThreadSnapshots:
                 os.unlink(RESTORE_FILE, dir_fd=root_fd)
             except FileNotFoundError:
                 pass
-            fd = os.open(RESTORE_FILE, _CREATE, 0o600, dir_fd=root_fd)
+            fd = open_regular_for_writing(root_fd, RESTORE_FILE, _CREATE, 0o600)
             give_to_directory_owner(root_fd, RESTORE_FILE)
             with os.fdopen(fd, "wb") as target, open(self.store.path(stored), "rb") as source:
                 while block := source.read(1 << 20):
