@@ -128,8 +128,8 @@ def serve(
                                                       "(repeatable).")] = None,
 ) -> None:
     """Run the gateway: websocket at /ws, live page at /, health, metrics, file downloads
-    and HTTP uploads, all on one port (--set upload_port=N keeps the old upload port as an
-    alias; -1 turns it off).
+    and HTTP uploads, all on one port, the only one it opens (--set upload_port=N also opens
+    the old upload port as an alias; 0 picks a free one).
 
     Settings come from defaults, then --config, then GATEWAY_* variables, then flags.
     SIGHUP re-reads them all: tokens, admin token, origins and renewed TLS files take effect

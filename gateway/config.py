@@ -62,9 +62,10 @@ def bundled_kernels_dir() -> Path:
 class Settings:
     host: str = setting("127.0.0.1", check=_not_empty)
     port: int = setting(8765, minimum=0, maximum=65535)  # 0: any free port
-    # HTTP PUT uploads of large files (websockets' server takes no request bodies): 0 picks a
-    # free port, announced in the log and /healthz; -1 turns them off.
-    upload_port: int = setting(0, minimum=0, maximum=65535, special=((-1, "off"),))
+    # The old separate port for HTTP uploads and downloads, an alias of the main port (which
+    # serves both) kept for a release: -1 (the default) opens nothing; 0 picks a free port,
+    # announced in the log and /healthz.
+    upload_port: int = setting(-1, minimum=0, maximum=65535, special=((-1, "off"),))
     # token -> identity. A thread belongs to the identity whose token created it.
     tokens: dict[str, str] = setting(factory=dict, secret=True)
     admin_token: str = setting("", secret=True)  # for the admin API (/admin); empty disables it
