@@ -41,14 +41,14 @@ def _options(
 
 
 def _run_gateway(coroutine):
-    """asyncio.run, but a gateway that cannot start at all (no kernel, no sandboxing tool) ends
-    with its one explanatory line instead of a traceback."""
+    """asyncio.run, but a gateway that cannot start at all (no kernel, no sandboxing tool, bad
+    settings in the environment) ends with its one explanatory message instead of a traceback."""
     from .datadir import DataDirInUse
-    from .errors import KernelUnavailable, SandboxUnavailable
+    from .errors import KernelUnavailable, SandboxUnavailable, SettingsError
 
     try:
         return asyncio.run(coroutine)
-    except (KernelUnavailable, SandboxUnavailable, DataDirInUse) as exc:
+    except (KernelUnavailable, SandboxUnavailable, DataDirInUse, SettingsError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
 

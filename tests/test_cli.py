@@ -173,6 +173,15 @@ def test_serve_refuses_settings_it_cannot_mean_with_one_message(tmp_path):
     assert not (tmp_path / "data").exists(), "nothing was started"
 
 
+def test_exec_refuses_settings_it_cannot_mean_too():
+    env = {**os.environ, "GATEWAY_SANDBOX": "gvisor"}
+    result = subprocess.run([GATEWAY, "exec", "print(1)"], capture_output=True, text=True,
+                            env=env)
+    assert result.returncode == 2
+    assert result.stderr == ("error: invalid settings: sandbox: 'gvisor' is not one of 'bwrap', "
+                             "'none' [from GATEWAY_SANDBOX]\n")
+
+
 def test_exec_runs_once_in_a_fresh_sandbox():
     result = subprocess.run([GATEWAY, "exec", "import os\nprint(os.getcwd())\n6 * 7", "--json"],
                             capture_output=True, text=True, timeout=180)
