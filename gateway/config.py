@@ -258,9 +258,12 @@ def parse_tokens(spec: str) -> dict[str, str]:
     return tokens
 
 
+POOL_SIZES = ("pool_size", "bash_pool_size", "javascript_pool_size", "typescript_pool_size",
+              "r_pool_size")
+
+
 def _warm_pools(s: Settings) -> int:
-    return s.pool_size + sum(getattr(s, f"{name}_pool_size")
-                             for name in ("bash", "javascript", "typescript", "r"))
+    return sum(getattr(s, name) for name in POOL_SIZES)
 
 
 def _needs_cluster(name: str) -> Rule:
@@ -280,7 +283,7 @@ def _at_most(smaller: str, larger: str, why: str) -> Rule:
 RULES: tuple[Rule, ...] = (
     Rule(("upload_port", "port"), lambda s: s.upload_port <= 0 or s.upload_port != s.port,
          lambda s: f"{s.upload_port} is port too: the alias needs a port of its own"),
-    Rule(("pool_size", "max_kernels"), lambda s: _warm_pools(s) <= s.max_kernels,
+    Rule((*POOL_SIZES, "max_kernels"), lambda s: _warm_pools(s) <= s.max_kernels,
          lambda s: f"the warm pools of every language ({_warm_pools(s)}) are more than "
                    f"max_kernels ({s.max_kernels}), which bounds them together"),
     Rule(("execution_timeout", "max_timeout"), lambda s: s.execution_timeout <= s.max_timeout,

@@ -81,6 +81,12 @@ def test_each_field_refuses_what_it_cannot_mean(values, problem):
     assert problem in problems_of(**values)
 
 
+@pytest.mark.parametrize("name", sorted(config.FIELDS))
+def test_a_value_of_no_use_to_any_field_is_a_problem_not_a_crash(name):
+    assert [problem for problem, _ in problems_of(**{name: object()})] == [name]
+    assert [problem for problem, _ in problems_of(**{name: None})] == [name]
+
+
 @pytest.mark.parametrize(("values", "problem"), [
     (dict(tls_cert="c.pem"),
      ("tls_cert", "tls_cert and tls_key go together: set both (PEM files) or neither")),
