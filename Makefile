@@ -3,7 +3,6 @@ VENV    ?= .venv
 PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 PORT    ?= 8765
-UPLOAD_PORT ?= 8766
 DATA    ?= $(CURDIR)/.data
 TOKEN   ?= $(shell cat $(DATA)/token 2>/dev/null)
 
@@ -24,7 +23,7 @@ run: setup
 	@mkdir -p $(DATA)
 	@test -s $(DATA)/token || $(PY) -c 'import secrets; print(secrets.token_urlsafe(24))' > $(DATA)/token
 	@echo "live page: http://127.0.0.1:$(PORT)/?token=$$(cat $(DATA)/token)"
-	GATEWAY_TOKENS="$$(cat $(DATA)/token)" $(VENV)/bin/gateway serve --port $(PORT) --data-dir $(DATA) --set upload_port=$(UPLOAD_PORT)
+	GATEWAY_TOKENS="$$(cat $(DATA)/token)" $(VENV)/bin/gateway serve --port $(PORT) --data-dir $(DATA)
 
 test: setup
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)

@@ -41,37 +41,44 @@ def _options(
 
 
 def _run_gateway(coroutine):
-    """asyncio.run, but a gateway that cannot start at all (no kernel, no sandboxing tool) ends
-    with its one explanatory line instead of a traceback."""
+    """asyncio.run, but a gateway that cannot start at all (no kernel, no sandboxing tool, bad
+    settings in the environment) ends with its one explanatory message instead of a traceback."""
     from .datadir import DataDirInUse
-    from .errors import KernelUnavailable, SandboxUnavailable
+    from .errors import KernelUnavailable, SandboxUnavailable, SettingsError
 
     try:
         return asyncio.run(coroutine)
-    except (KernelUnavailable, SandboxUnavailable, DataDirInUse) as exc:
+    except (KernelUnavailable, SandboxUnavailable, DataDirInUse, SettingsError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
 
 
-def _settings(config_file: Path | None = None, assignments: list[str] | None = None,
-              **flags) -> config.Settings:
-    tokens = flags.pop("token", None)
-    if tokens:
-        flags["tokens"] = config.parse_tokens(tokens)
-    if flags.get("allowed_origins") is not None:
-        flags["allowed_origins"] = config.coerce("allowed_origins", flags["allowed_origins"])
+# Flags given as text, like --set: sizes and durations may carry a unit (512MiB, 15m).
+TEXT_FLAGS = ("token", "allowed_origins", "memory_limit", "disk_limit", "execution_timeout",
+              "idle_timeout", "shutdown_grace")
+
+
+def _read_settings(config_file: Path | None = None, assignments: list[str] | None = None,
+                   **flags) -> config.Settings:
+    """Settings from every source; raises ``SettingsError`` with every problem at once."""
+    texts = {"tokens" if name == "token" else name: flags.pop(name) for name in TEXT_FLAGS
+             if flags.get(name) is not None}
     for assignment in assignments or []:
         key, sep, value = assignment.partition("=")
         if not sep:
             raise typer.BadParameter(f"--set {assignment!r}: expected KEY=VALUE")
-        try:
-            flags[key.strip()] = config.coerce(key.strip(), value)
-        except ValueError as exc:
-            raise typer.BadParameter(f"--set {assignment!r}: {exc}") from exc
+        texts[key.strip()] = value
+    return config.from_environment(config_file=config_file, texts=texts, **flags)
+
+
+def _settings(config_file: Path | None = None, assignments: list[str] | None = None,
+              **flags) -> config.Settings:
+    """``_read_settings``, or the command ends with the problems and exit code 2."""
     try:
-        return config.from_environment(config_file=config_file, **flags)
-    except (ValueError, OSError) as exc:
-        raise typer.BadParameter(str(exc)) from exc
+        return _read_settings(config_file, assignments, **flags)
+    except config.SettingsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 def _setup_logging(settings: config.Settings) -> None:
@@ -91,18 +98,21 @@ def serve(
     data_dir: Annotated[Path | None, Opt(help="Workdirs, file store, runtime.")] = None,
     pool_size: Annotated[int | None, Opt(help="Warm kernels kept ready.")] = None,
     max_kernels: Annotated[int | None, Opt(help="Maximum kernels in total.")] = None,
-    execution_timeout: Annotated[float | None, Opt(help="Default seconds per cell.")] = None,
-    idle_timeout: Annotated[float | None, Opt(help="Idle seconds before a thread's kernel "
-                                                      "is released.")] = None,
+    execution_timeout: Annotated[str | None, Opt(help="Default time per cell: seconds, or "
+                                                      "e.g. 90s, 15m.")] = None,
+    idle_timeout: Annotated[str | None, Opt(help="Idle time before a thread's kernel is "
+                                                 "released: seconds, or e.g. 30m.")] = None,
     sandbox: Annotated[str | None, Opt(help="'bwrap' (default) or 'none' (unsafe).")] = None,
-    memory_limit: Annotated[int | None, Opt(help="Bytes of memory per kernel.")] = None,
+    memory_limit: Annotated[str | None, Opt(help="Memory per kernel: bytes, or e.g. "
+                                                 "512MiB, 1GiB.")] = None,
     pids_limit: Annotated[int | None, Opt(help="Processes/threads per kernel.")] = None,
     cpu_limit: Annotated[float | None, Opt(help="CPU cores per kernel.")] = None,
-    disk_limit: Annotated[int | None, Opt(help="Bytes of working directory per thread.")] = None,
+    disk_limit: Annotated[str | None, Opt(help="Working directory per thread: bytes, or "
+                                               "e.g. 512MiB.")] = None,
     max_output_chars: Annotated[int | None, Opt(help="Output cap per execution.")] = None,
     log_json: Annotated[bool | None, Opt(help="JSON log lines.")] = None,
-    shutdown_grace: Annotated[float | None, Opt(help="Seconds running executions get to "
-                                                     "finish on SIGTERM.")] = None,
+    shutdown_grace: Annotated[str | None, Opt(help="Time running executions get to finish "
+                                                   "on SIGTERM: seconds, or e.g. 2m.")] = None,
     tls_cert: Annotated[str | None, Opt(help="PEM certificate: serve https/wss.")] = None,
     tls_key: Annotated[str | None, Opt(help="PEM private key of --tls-cert.")] = None,
     tls_client_ca: Annotated[str | None, Opt(help="PEM CA: require client certificates "
@@ -118,8 +128,8 @@ def serve(
                                                       "(repeatable).")] = None,
 ) -> None:
     """Run the gateway: websocket at /ws, live page at /, health, metrics, file downloads
-    and HTTP uploads, all on one port (--set upload_port=N keeps the old upload port as an
-    alias; -1 turns it off).
+    and HTTP uploads, all on one port, the only one it opens (--set upload_port=N also opens
+    the old upload port as an alias; 0 picks a free one).
 
     Settings come from defaults, then --config, then GATEWAY_* variables, then flags.
     SIGHUP re-reads them all: tokens, admin token, origins and renewed TLS files take effect
@@ -140,7 +150,7 @@ def serve(
         raise typer.Exit(2) from exc
     if token and hidden_tokens.has_clear_token(token):
         _reexec_without_clear_tokens(token)
-    _run_gateway(_serve(settings, lambda: _settings(**dict(flags))))
+    _run_gateway(_serve(settings, lambda: _read_settings(**dict(flags))))
 
 
 def _reexec_without_clear_tokens(token: str) -> None:

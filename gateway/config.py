@@ -1,16 +1,47 @@
-"""One typed settings object. CLI flags and ``GATEWAY_*`` environment variables fill it."""
+"""One typed settings object. CLI flags, ``GATEWAY_*`` environment variables and a TOML file
+fill it; each field declares what it accepts (gateway/constraints.py), and settings that cannot
+mean anything are refused when they are made, every problem at once (``SettingsError``)."""
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import sys
-from dataclasses import dataclass, field
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from . import units
+from .constraints import DURATION, SIZE, Problem, Rule, constraint_of, kinds, setting
+from .errors import SettingsError
+
 MiB = 2**20
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+UID_LIMIT = 2**32 - 2  # kernel_uid_base + kernel_uid_count may reach it (gateway/uids.py)
+
+
+def _not_empty(value: str) -> str | None:
+    return None if value.strip() else "is empty"
+
+
+def _url(*schemes: str) -> Callable[[str], str | None]:
+    """A check for an optional URL: empty, or one of ``schemes`` with a host (``unix://``: a
+    socket's path)."""
+
+    def check(value: str) -> str | None:
+        parts = urllib.parse.urlsplit(value)
+        where = parts.path.strip("/") if parts.scheme == "unix" else parts.netloc
+        if not value or (parts.scheme in schemes and where):
+            return None
+        names = [f"{scheme}://" for scheme in schemes]
+        listed = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+        return f"is not a {listed} URL"
+
+    return check
 
 
 def bundled_kernels_dir() -> Path:
@@ -29,101 +60,117 @@ def bundled_kernels_dir() -> Path:
 
 @dataclass
 class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8765
-    # HTTP PUT uploads of large files (websockets' server takes no request bodies): 0 picks a
-    # free port, announced in the log and /healthz; -1 turns them off.
-    upload_port: int = 0
+    host: str = setting("127.0.0.1", check=_not_empty)
+    port: int = setting(8765, minimum=0, maximum=65535)  # 0: any free port
+    # The old separate port for HTTP uploads and downloads, an alias of the main port (which
+    # serves both) kept for a release: -1 (the default) opens nothing; 0 picks a free port,
+    # announced in the log and /healthz.
+    upload_port: int = setting(-1, minimum=0, maximum=65535, special=((-1, "off"),))
     # token -> identity. A thread belongs to the identity whose token created it.
-    tokens: dict[str, str] = field(default_factory=dict)
-    admin_token: str = ""  # for the admin API (/admin); empty disables it
+    tokens: dict[str, str] = setting(factory=dict, secret=True)
+    admin_token: str = setting("", secret=True)  # for the admin API (/admin); empty disables it
     data_dir: Path = Path("/var/lib/code-interpreter-gateway")
 
     # Pool
-    pool_size: int = 2  # warm kernels kept ready (the floor of the adaptive target)
+    # Warm kernels kept ready (the floor of the adaptive target); with the other languages'
+    # pools, at most max_kernels.
+    pool_size: int = setting(2, minimum=0)
     # Adaptive warm pool (gateway/pool/demand.py): the target rises above pool_size with the
     # rate of new threads (a moving average with this time constant, in seconds, kept warm
     # for pool_horizon seconds ahead) and with bursts (new threads in pool_burst_window s),
     # up to a ceiling from host memory, memory_limit and max_kernels.
     pool_adaptive: bool = True
-    pool_rate_window: float = 120.0
-    pool_burst_window: float = 30.0
-    pool_horizon: float = 30.0
-    bash_pool_size: int = 0  # warm bash kernels (gateway/languages); 0: started on demand
-    javascript_pool_size: int = 0  # warm Deno kernels for JavaScript threads; 0: on demand
-    typescript_pool_size: int = 0  # warm Deno kernels for TypeScript threads; 0: on demand
-    r_pool_size: int = 0  # warm IRkernel kernels for R threads; 0: on demand
-    max_kernels: int = 16  # leased + warm
+    pool_rate_window: float = setting(120.0, unit=DURATION, above=0)
+    pool_burst_window: float = setting(30.0, unit=DURATION, above=0)
+    pool_horizon: float = setting(30.0, unit=DURATION, minimum=0)
+    # Warm kernels of the other languages (gateway/languages); 0: started on demand.
+    bash_pool_size: int = setting(0, minimum=0)
+    javascript_pool_size: int = setting(0, minimum=0)  # Deno
+    typescript_pool_size: int = setting(0, minimum=0)  # Deno
+    r_pool_size: int = setting(0, minimum=0)  # IRkernel
+    max_kernels: int = setting(16, minimum=1)  # leased + warm, every language together
     # Live threads (holding a kernel or with work queued) one identity may hold on a node.
     # 0: half of max_kernels when several identities are configured, so no identity can take
     # every kernel from the others; all of them when there is only one.
-    max_threads_per_identity: int = 0
-    lease_wait: float = 10.0  # how long a new thread waits for a kernel when the pool is full
-    idle_timeout: float = 1800.0  # a thread idle this long loses its kernel (files stay)
-    kernel_start_timeout: float = 30.0
+    max_threads_per_identity: int = setting(0, minimum=0)
+    # How long a new thread waits for a kernel when the pool is full (0: not at all).
+    lease_wait: float = setting(10.0, unit=DURATION, minimum=0)
+    # A thread idle this long loses its kernel (files stay).
+    idle_timeout: float = setting(1800.0, unit=DURATION, above=0)
+    kernel_start_timeout: float = setting(30.0, unit=DURATION, above=0)
 
     # Execution
-    execution_timeout: float = 60.0
-    max_timeout: float = 3600.0
-    shutdown_grace: float = 30.0  # on SIGTERM, running executions get this long to finish
-    interrupt_grace: float = 3.0  # after an interrupt, wait this long before restarting the kernel
-    max_queued_executions: int = 16
+    execution_timeout: float = setting(60.0, unit=DURATION, above=0)  # at most max_timeout
+    max_timeout: float = setting(3600.0, unit=DURATION, above=0)
+    # On SIGTERM, running executions get this long to finish.
+    shutdown_grace: float = setting(30.0, unit=DURATION, minimum=0)
+    # After an interrupt, wait this long before restarting the kernel.
+    interrupt_grace: float = setting(3.0, unit=DURATION, minimum=0)
+    # Per thread; at least 1 (an asyncio queue of size 0 would hold any number).
+    max_queued_executions: int = setting(16, minimum=1)
     # What a reconnecting client can catch up on: each thread's recent envelopes (bytes, age)
     # and every call's final status by id (age, bytes).
-    replay_buffer_bytes: int = 8 * MiB
-    replay_buffer_seconds: float = 600.0
-    result_retention: float = 6 * 3600.0
-    result_retention_bytes: int = 64 * MiB
-    max_output_chars: int = 1_000_000
+    replay_buffer_bytes: int = setting(8 * MiB, unit=SIZE, minimum=0)
+    replay_buffer_seconds: float = setting(600.0, unit=DURATION, minimum=0)
+    result_retention: float = setting(6 * 3600.0, unit=DURATION, minimum=0)
+    result_retention_bytes: int = setting(64 * MiB, unit=SIZE, minimum=0)
+    max_output_chars: int = setting(1_000_000, minimum=1)
     # Rich display data (HTML, Markdown, JSON, SVG, ...) sent inline per execution; beyond it
     # a display names the MIME types it omits. Images travel as files and do not count.
-    max_display_chars: int = 4_000_000
+    max_display_chars: int = setting(4_000_000, minimum=0)
 
     # Sandbox
-    sandbox: str = "bwrap"  # "bwrap" or "none" (explicit, loud)
+    sandbox: str = setting("bwrap", choices=("bwrap", "none"))  # "none": explicit, loud
     # "fork": Python kernels are forked from a zygote that imported the libraries once (needs
     # root; see gateway/zygote.py); "exec": each is a fresh interpreter under bubblewrap.
-    kernel_start: str = "fork"
-    memory_limit: int = 1024 * MiB
-    pids_limit: int = 256
-    cpu_limit: float = 1.0  # in cores
-    disk_limit: int = 512 * MiB
-    file_size_limit: int = 256 * MiB
-    open_files_limit: int = 1024
+    kernel_start: str = setting("fork", choices=("fork", "exec"))
+    memory_limit: int = setting(1024 * MiB, unit=SIZE, above=0)
+    pids_limit: int = setting(256, minimum=1)
+    cpu_limit: float = setting(1.0, above=0)  # in cores
+    disk_limit: int = setting(512 * MiB, unit=SIZE, above=0)
+    file_size_limit: int = setting(256 * MiB, unit=SIZE, above=0)
+    open_files_limit: int = setting(1024, minimum=1)
     # Host uids for kernels when the gateway runs as root: one per working directory, from
     # this range (give each gateway on a host its own); 0 keeps kernels as root (reported).
-    kernel_uid_base: int = 100_000
-    kernel_uid_count: int = 10_000
-    kernel_python: str = sys.executable
-    kernels_dir: Path = field(default_factory=bundled_kernels_dir)
+    # Above the system's users, below 2**32 - 2 (gateway/uids.py).
+    kernel_uid_base: int = setting(100_000, minimum=1000, maximum=UID_LIMIT - 1,
+                                   special=((0, "kernels stay root"),))
+    kernel_uid_count: int = setting(10_000, minimum=1)
+    kernel_python: str = setting(sys.executable, check=_not_empty)
+    kernels_dir: Path = setting(factory=bundled_kernels_dir)
 
     # Files
-    max_upload_bytes: int = 50 * MiB  # per upload message
-    max_upload_total: int = 1024 * MiB  # per file sent in parts
-    inline_file_limit: int = 10 * MiB  # larger generated files are announced with empty base64
-    thread_file_quota: int = 1024 * MiB
-    total_file_quota: int = 20 * 1024 * MiB
+    max_upload_bytes: int = setting(50 * MiB, unit=SIZE, above=0)  # per upload message
+    max_upload_total: int = setting(1024 * MiB, unit=SIZE, above=0)  # per file sent in parts
+    # Larger generated files are announced with empty base64.
+    inline_file_limit: int = setting(10 * MiB, unit=SIZE, minimum=0)
+    # thread_file_quota <= identity_file_quota <= total_file_quota
+    thread_file_quota: int = setting(1024 * MiB, unit=SIZE, above=0)
+    total_file_quota: int = setting(20 * 1024 * MiB, unit=SIZE, above=0)
     # All files of one identity's threads. 0: a quarter of total_file_quota when several
     # identities are configured (one that fills its share leaves room for the generated files
     # and snapshots of at least three others); the whole store when there is only one.
-    identity_file_quota: int = 0
-    file_retention: float = 30 * 86400.0  # seconds; `gateway files gc` deletes older files
+    identity_file_quota: int = setting(0, unit=SIZE, minimum=0)
+    # `gateway files gc` deletes older files.
+    file_retention: float = setting(30 * 86400.0, unit=DURATION, above=0)
 
     # Namespace snapshots (gateway/threads/): taken in the kernel on idle release, shutdown,
     # `gateway thread snapshot`, and after a cell that changed a namespace estimated below
     # snapshot_every_cell_below bytes (0: never per cell); restored into the next new kernel.
     snapshots: bool = True
-    snapshot_limit: int = 256 * MiB  # over it the largest names are skipped (and named)
-    snapshot_every_cell_below: int = 8 * MiB
-    snapshot_timeout: float = 120.0  # for taking or loading one
+    # Over it the largest names are skipped (and named).
+    snapshot_limit: int = setting(256 * MiB, unit=SIZE, above=0)
+    snapshot_every_cell_below: int = setting(8 * MiB, unit=SIZE, minimum=0)
+    snapshot_timeout: float = setting(120.0, unit=DURATION, above=0)  # to take or load one
 
     # Clients
     projectdavid_compat: bool = False  # also emit the flat chunks the projectdavid SDK reads
-    public_url: str = ""  # e.g. https://gw.example.com; gives compat file chunks a url
+    # e.g. https://gw.example.com; gives compat file chunks a url
+    public_url: str = setting("", check=_url("http", "https"))
 
     # Websocket
-    max_message_bytes: int = 64 * MiB
-    log_level: str = "INFO"
+    max_message_bytes: int = setting(64 * MiB, unit=SIZE, above=0)
+    log_level: str = setting("INFO", choices=LOG_LEVELS, ignore_case=True)
     log_json: bool = False
 
     # Exposure: TLS, origins (see gateway/tls.py, gateway/origins.py)
@@ -139,27 +186,39 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
 
     # Cluster (gateway/cluster/): all empty = one node, SQLite and local disk, no other server.
-    registry_url: str = ""  # redis://host:port/db: nodes, thread ownership, file metadata
-    store_url: str = ""  # s3://bucket/prefix: file bytes (needs registry_url)
-    store_endpoint: str = ""  # S3 API endpoint (MinIO, Ceph, an emulator); empty: AWS
+    # Cluster settings need registry_url, and registry_url needs store_url and cluster_token.
+    # redis://host:port/db: nodes, thread ownership, file metadata
+    registry_url: str = setting("", check=_url("redis", "rediss", "unix"), secret=True)
+    store_url: str = setting("", check=_url("s3"))  # s3://bucket/prefix: file bytes
+    # S3 API endpoint (MinIO, Ceph, an emulator); empty: AWS
+    store_endpoint: str = setting("", check=_url("http", "https"))
     store_region: str = "us-east-1"
-    store_key_id: str = ""  # empty: the S3 client's usual credential chain
-    store_key: str = ""
+    store_key_id: str = ""  # with store_key; empty: the S3 client's usual credential chain
+    store_key: str = setting("", secret=True)
     node_id: str = ""  # unique per node; empty: host name and port
-    advertise_url: str = ""  # how other nodes reach this one, e.g. ws://10.0.0.5:8765
-    cluster_token: str = ""  # shared by the nodes: authenticates relayed connections
-    node_lease: float = 10.0  # seconds a node or its thread claims live without a heartbeat
+    # How other nodes reach this one, e.g. ws://10.0.0.5:8765
+    advertise_url: str = setting("", check=_url("ws", "wss"))
+    # Shared by the nodes: authenticates relayed connections.
+    cluster_token: str = setting("", secret=True)
+    # How long a node or its thread claims live without a heartbeat.
+    node_lease: float = setting(10.0, unit=DURATION, above=0)
 
     def __post_init__(self) -> None:
-        from . import auth, origins
+        from . import auth, constraints, origins
 
+        constraints.normalize(self)
+        found = constraints.problems(self, RULES)
+        if not any(name == "allowed_origins" for name, _ in found):
+            try:
+                self.allowed_origins = origins.parse_list(self.allowed_origins)
+            except ValueError as exc:
+                found.append(("allowed_origins", str(exc)))
+        if found:
+            raise SettingsError(found)
         # Clear tokens are hashed at once: the settings never hold one (gateway/auth.py).
         self.tokens = auth.hashed_tokens(self.tokens)
         if self.admin_token:
             self.admin_token = auth.stored_form(self.admin_token)
-        self.allowed_origins = origins.parse_list(self.allowed_origins)
-        if self.kernel_start not in ("fork", "exec"):
-            raise ValueError(f"kernel_start must be 'fork' or 'exec', not {self.kernel_start!r}")
 
     def language_pool_size(self, language: str) -> int:
         """Warm kernels kept for ``language`` (Python's is ``pool_size``)."""
@@ -217,55 +276,185 @@ def parse_tokens(spec: str) -> dict[str, str]:
     return tokens
 
 
+POOL_SIZES = ("pool_size", "bash_pool_size", "javascript_pool_size", "typescript_pool_size",
+              "r_pool_size")
+
+
+def _warm_pools(s: Settings) -> int:
+    return sum(getattr(s, name) for name in POOL_SIZES)
+
+
+def _needs_cluster(name: str) -> Rule:
+    return Rule((name, "registry_url"), lambda s: not getattr(s, name) or bool(s.registry_url),
+                lambda s: "needs registry_url: only several nodes (a cluster) use it")
+
+
+def _at_most(smaller: str, larger: str, why: str) -> Rule:
+    """``smaller`` <= ``larger``; a 0 in ``identity_file_quota`` is resolved later, never
+    too large or too small."""
+    def explain(s: Settings) -> str:
+        return (f"{units.describe_size(getattr(s, smaller))} is more than {larger} "
+                f"({units.describe_size(getattr(s, larger))}): {why}")
+
+    def holds(s: Settings) -> bool:
+        automatic = "identity_file_quota" in (smaller, larger) and not s.identity_file_quota
+        return automatic or getattr(s, smaller) <= getattr(s, larger)
+
+    return Rule((smaller, larger), holds, explain)
+
+
+# What no single field can say: settings that contradict each other or mean nothing together.
+RULES: tuple[Rule, ...] = (
+    Rule(("upload_port", "port"), lambda s: s.upload_port <= 0 or s.upload_port != s.port,
+         lambda s: f"{s.upload_port} is port too: the alias needs a port of its own"),
+    Rule((*POOL_SIZES, "max_kernels"), lambda s: _warm_pools(s) <= s.max_kernels,
+         lambda s: f"the warm pools of every language ({_warm_pools(s)}) are more than "
+                   f"max_kernels ({s.max_kernels}), which bounds them together"),
+    Rule(("execution_timeout", "max_timeout"), lambda s: s.execution_timeout <= s.max_timeout,
+         lambda s: f"{s.execution_timeout:g} s is more than max_timeout "
+                   f"({s.max_timeout:g} s), the longest a request may ask for"),
+    Rule(("kernel_uid_count", "kernel_uid_base"),
+         lambda s: s.kernel_uid_base == 0 or s.kernel_uid_base + s.kernel_uid_count <= UID_LIMIT,
+         lambda s: f"{s.kernel_uid_count} uids from kernel_uid_base {s.kernel_uid_base} go "
+                   f"beyond {UID_LIMIT - 1}, the last usable uid"),
+    _at_most("thread_file_quota", "identity_file_quota", "one thread's files count in its "
+             "identity's quota"),
+    _at_most("identity_file_quota", "total_file_quota", "one identity's files count in the "
+             "store's quota"),
+    _at_most("max_upload_bytes", "max_upload_total", "no file sent in one message can be "
+             "larger than a file sent in parts"),
+    Rule(("tls_cert", "tls_key"), lambda s: bool(s.tls_cert) == bool(s.tls_key),
+         lambda s: "tls_cert and tls_key go together: set both (PEM files) or neither"),
+    Rule(("tls_client_ca", "tls_cert"), lambda s: not s.tls_client_ca or bool(s.tls_cert),
+         lambda s: "mutual TLS needs tls_cert and tls_key: the gateway must serve TLS itself"),
+    Rule(("registry_url", "store_url"), lambda s: not s.registry_url or bool(s.store_url),
+         lambda s: "needs store_url too: the nodes must share files"),
+    Rule(("registry_url", "cluster_token"), lambda s: not s.registry_url or bool(s.cluster_token),
+         lambda s: "needs cluster_token: the nodes authenticate the connections they relay "
+                   "to each other with it"),
+    *(_needs_cluster(name) for name in ("store_url", "store_endpoint", "store_key_id",
+                                        "store_key", "node_id", "advertise_url",
+                                        "cluster_token")),
+    Rule(("store_key_id", "store_key"), lambda s: bool(s.store_key_id) == bool(s.store_key),
+         lambda s: "store_key_id and store_key go together: set both or neither (the S3 "
+                   "client's credential chain)"),
+)
+
 FIELDS = {f.name for f in dataclasses.fields(Settings)}
+_CONSTRAINTS = {f.name: constraint_of(f) for f in dataclasses.fields(Settings)}
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def from_environment(
-    environ: dict[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
     config_file: Path | None = None,
+    texts: Mapping[str, str] | None = None,
     **overrides: Any,
 ) -> Settings:
-    """Defaults, then a TOML file, then ``GATEWAY_<FIELD>`` variables, then explicit overrides."""
-    environ = dict(os.environ if environ is None else environ)
+    """Defaults, then a TOML file, then ``GATEWAY_<FIELD>`` variables, then ``overrides``
+    (typed values) and ``texts`` (``KEY=VALUE`` text from the command line). Whatever cannot
+    mean anything, from any source, is raised at once in one ``SettingsError`` whose problems
+    say where each value came from."""
+    environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    found: list[Problem] = []
+
+    def take(name: str, raw: Any, source: str) -> None:
+        try:
+            values[name] = coerce(name, raw)
+            sources[name] = source
+        except ValueError as exc:
+            found.append((name, f"{exc} [{source}]"))
+
     if config_file is not None:
-        values.update(read_config_file(config_file))
-    for name in FIELDS:
+        try:
+            for name, raw in _load_toml(config_file).items():
+                take(name, raw, f"in {config_file}")
+        except (OSError, ValueError) as exc:  # missing, unreadable, not TOML
+            found.append(("config", f"cannot read {config_file}: {exc}"))
+    for name in sorted(FIELDS):
         raw = environ.get(f"GATEWAY_{name.upper()}")
         if raw is not None:
-            values[name] = coerce(name, raw)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings(**values)
+            take(name, raw, f"from GATEWAY_{name.upper()}")
+    for name, value in overrides.items():
+        if value is not None:
+            values[name] = value
+            sources.pop(name, None)
+    for name, raw in (texts or {}).items():
+        take(name, raw, "on the command line")
+    try:
+        settings = Settings(**values)
+    except SettingsError as exc:
+        found += [(name, f"{message} [{sources[name]}]" if name in sources else message)
+                  for name, message in exc.problems]
+        raise SettingsError(found) from None
+    if found:
+        raise SettingsError(found)
+    return settings
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    """A TOML file of settings (top-level keys named like the fields); unknown keys are errors."""
+    """A TOML file of settings (top-level keys named like the fields), its text values
+    converted like the environment's; unknown keys and bad values are one ``SettingsError``."""
+    values: dict[str, Any] = {}
+    found: list[Problem] = []
+    for name, raw in _load_toml(path).items():
+        try:
+            values[name] = coerce(name, raw)
+        except ValueError as exc:
+            found.append((name, f"{exc} [in {path}]"))
+    if found:
+        raise SettingsError(found)
+    return values
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
     import tomllib
 
     with open(path, "rb") as handle:
-        data = tomllib.load(handle)
-    unknown = set(data) - FIELDS
-    if unknown:
-        raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
-    return {name: coerce(name, value) if isinstance(value, str) else value
-            for name, value in data.items()}
+        return tomllib.load(handle)
 
 
 def coerce(name: str, raw: Any) -> Any:
-    """A setting's value from text (environment, ``--set KEY=VALUE``), checked against its type."""
+    """A setting's value from text (environment, ``--set KEY=VALUE``, a TOML string): a size
+    or a duration may carry a unit (``512MiB``, ``15m``), a bool is one of true/false, yes/no,
+    on/off, 1/0. Other values (a TOML number, a table) pass as they are: ``Settings`` checks
+    their types. Raises ValueError saying what is allowed."""
     if name not in FIELDS:
-        raise ValueError(f"unknown setting {name!r}")
-    default = getattr(Settings(), name)
+        close = difflib.get_close_matches(name, FIELDS, n=1)
+        raise ValueError("no such setting" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    if not isinstance(raw, str):
+        return raw
+    kind, unit = kinds(Settings)[name], _CONSTRAINTS[name].unit
     if name == "tokens":
-        return parse_tokens(raw) if isinstance(raw, str) else dict(raw)
-    if isinstance(default, bool):
-        return raw.lower() in {"1", "true", "yes", "on"}
-    if isinstance(default, int):
-        return int(raw)
-    if isinstance(default, float):
-        return float(raw)
-    if isinstance(default, Path):
+        return parse_tokens(raw)
+    if unit == SIZE:
+        return units.parse_size(raw)
+    if unit == DURATION:
+        return units.parse_duration(raw)
+    if kind is bool:
+        return parse_bool(raw)
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a whole number") from None
+    if kind is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a number") from None
+    if kind is Path:
         return Path(raw)
-    if isinstance(default, tuple):  # comma-separated list
+    if kind is tuple:  # comma-separated list
         return tuple(item.strip() for item in raw.split(",") if item.strip())
-    return str(raw)
+    return raw
+
+
+def parse_bool(raw: str) -> bool:
+    """Strictly: anything but true/false, yes/no, on/off, 1/0 (any case) is an error."""
+    word = raw.strip().lower()
+    if word in TRUE or word in FALSE:
+        return word in TRUE
+    raise ValueError(f"{raw!r} is not a bool: use true/false, yes/no, on/off or 1/0")

@@ -1,5 +1,9 @@
 """The gateway's exception hierarchy: callers catch ``GatewayError`` or a precise leaf."""
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+
 
 class GatewayError(Exception):
     """Base class of every error the gateway raises on purpose.
@@ -96,3 +100,21 @@ class FileRejected(GatewayError):
     """An upload or stored file was refused: bad name, too large, or over quota."""
 
     code = "file_rejected"
+
+
+class SettingsError(GatewayError, ValueError):
+    """Settings that cannot mean anything: a value of the wrong type, outside its choices or
+    range, or contradicting another setting. Raised when settings are made (at start-up; a
+    reload that meets one keeps the running settings), with every problem at once, each as
+    ``(setting, message)``: the message names the value given (never a secret) and what is
+    allowed. Also a ``ValueError``, which is what bad settings raised before it existed."""
+
+    code = "bad_settings"
+
+    def __init__(self, problems: Iterable[tuple[str, str]]) -> None:
+        self.problems = list(problems)
+        lines = [f"{name}: {message}" for name, message in self.problems]
+        if len(lines) == 1:
+            super().__init__(f"invalid settings: {lines[0]}")
+        else:
+            super().__init__("invalid settings:" + "".join(f"\n  {line}" for line in lines))

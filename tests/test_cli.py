@@ -148,6 +148,40 @@ def test_config_show_masks_secrets(tmp_path):
     assert "secret" not in result.stdout.replace('"***"', "")
 
 
+def test_serve_refuses_settings_it_cannot_mean_with_one_message(tmp_path):
+    env = {**os.environ, "GATEWAY_TOKENS": "alice:tok-alice", "GATEWAY_SNAPSHOTS": "banana"}
+    errors = tmp_path / "stderr"
+    with open(errors, "w") as sink:
+        process = subprocess.Popen(
+            [GATEWAY, "serve", "--port", "0", "--data-dir", str(tmp_path / "data"),
+             "--pool-size", "0", "--set", "sandbox=banana", "--idle-timeout", "-5s"],
+            stdout=subprocess.PIPE, stderr=sink, env=env, text=True)
+    try:
+        first = process.stdout.readline()  # the listening line, had it started
+        assert first == "", f"the gateway started: {first!r}"
+        assert process.wait() == 2
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    message = errors.read_text()
+    assert message.startswith("error: invalid settings:\n"), message
+    assert "sandbox: 'banana' is not one of 'bwrap', 'none' [on the command line]" in message
+    assert "idle_timeout: '-5s' is not a duration" in message
+    assert "snapshots: 'banana' is not a bool" in message and "GATEWAY_SNAPSHOTS" in message
+    assert "Traceback" not in message and message.count("error:") == 1
+    assert not (tmp_path / "data").exists(), "nothing was started"
+
+
+def test_exec_refuses_settings_it_cannot_mean_too():
+    env = {**os.environ, "GATEWAY_SANDBOX": "gvisor"}
+    result = subprocess.run([GATEWAY, "exec", "print(1)"], capture_output=True, text=True,
+                            env=env)
+    assert result.returncode == 2
+    assert result.stderr == ("error: invalid settings: sandbox: 'gvisor' is not one of 'bwrap', "
+                             "'none' [from GATEWAY_SANDBOX]\n")
+
+
 def test_exec_runs_once_in_a_fresh_sandbox():
     result = subprocess.run([GATEWAY, "exec", "import os\nprint(os.getcwd())\n6 * 7", "--json"],
                             capture_output=True, text=True, timeout=180)

@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
@@ -112,6 +113,25 @@ def test_token_new_prints_the_token_once_and_its_hashed_entry():
     assert line == auth.config_line("carol", token) and token not in line
     assert auth.identity_for(Settings(tokens={line.split(":", 1)[1]: "carol"}).tokens,
                              token) == "carol"
+
+
+def test_a_default_gateway_listens_on_one_port_only(tmp_path):
+    """Nothing listens that the operator did not ask for: the old upload port stays closed."""
+    env = {**_clean_env(), "GATEWAY_TOKENS": "alice:" + auth.digest("t")}
+    with open(tmp_path / "stderr", "w") as errors:
+        process = subprocess.Popen(
+            [GATEWAY, "serve", "--port", "0", "--data-dir", str(tmp_path / "data"),
+             "--pool-size", "0"], stdout=subprocess.PIPE, stderr=errors, env=env, text=True)
+    try:
+        line = process.stdout.readline()  # printed once every listener is bound
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert match, (line, (tmp_path / "stderr").read_text())
+        listening = {tuple(c.laddr) for c in psutil.Process(process.pid).net_connections("inet")
+                     if c.status == psutil.CONN_LISTEN}
+        assert listening == {("127.0.0.1", int(match.group(1)))}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait()
 
 
 # -- rotation by SIGHUP in a real `gateway serve`, logs captured at DEBUG ------------------------

@@ -1,4 +1,5 @@
-"""HTTP PUT uploads on their own port: streamed into the thread's directory, refused cleanly."""
+"""HTTP PUT uploads, also on the old upload port (an alias of the main one, opened only when
+asked for): streamed into the thread's directory, refused cleanly."""
 
 from __future__ import annotations
 
@@ -8,10 +9,22 @@ import http.client
 import os
 
 import pytest
+import pytest_asyncio
+from conftest import start_gateway, stop_gateway, test_settings
 
 from gateway.client import UploadError
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def running(data_root):
+    """This module's gateway (in place of the shared one): it asks for the old upload port,
+    which a default gateway does not open."""
+    running = await start_gateway(test_settings(data_root / "upload-port", pool_size=1,
+                                                upload_port=0))
+    yield running
+    await stop_gateway(running)
 
 
 def put(port: int, path: str, body: bytes = b"", token: str | None = "tok-alice",
