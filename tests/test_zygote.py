@@ -14,7 +14,8 @@ import pytest
 from conftest import needs_linux, start_gateway, stop_gateway, test_settings
 from prometheus_client.parser import text_string_to_metric_families
 
-pytestmark = [pytest.mark.asyncio(loop_scope="session"), needs_linux]
+pytestmark = needs_linux
+on_loop = pytest.mark.asyncio(loop_scope="session")
 
 
 @pytest.fixture
@@ -25,11 +26,31 @@ def forking(running):
     return running
 
 
+def test_the_zygotes_view_of_its_files_lies_outside_every_host_path_it_binds(tmp_path):
+    """bubblewrap makes the mount points of the zygote's program and startup scripts, which it
+    cannot do inside a read-only bind of the host: the view must be outside every Python
+    prefix, wherever the gateway is installed (README: a venv at /opt/gateway)."""
+    from gateway.zygote import VIEW_DIR, zygote_argv
+
+    for prefix in ("/opt/gateway", "/usr/local", "/root/.venv", "/srv/gateway/venv",
+                   str(tmp_path / "venv")):
+        argv = zygote_argv("bwrap", f"{prefix}/bin/python", Path("/pkg/zygote.py"),
+                           Path("/pkg/startup"), None, tmp_path / "runtime",
+                           (Path(prefix), Path("/usr")), {}, 3)
+        targets = [argv[i + 2] for i, arg in enumerate(argv) if arg in ("--ro-bind", "--bind")]
+        ours = [t for t in targets if t.startswith(VIEW_DIR + "/")]
+        assert ours == [f"{VIEW_DIR}/startup", f"{VIEW_DIR}/zygote.py"]
+        host = [t for t in targets if t not in ours]
+        inside = [(t, h) for t in ours for h in host if t.startswith(h.rstrip("/") + "/")]
+        assert not inside, f"installed at {prefix}: mount points inside host binds: {inside}"
+
+
 def parent_pid(pid: int) -> int:
     stat = Path(f"/proc/{pid}/stat").read_text()
     return int(stat.rsplit(")", 1)[1].split()[1])
 
 
+@on_loop
 async def test_python_kernels_are_forks_of_the_pools_zygote(forking, client, thread_id):
     thread = client.thread(thread_id)
     assert (await thread.run("1")).state == "complete"
@@ -46,6 +67,7 @@ async def test_python_kernels_are_forks_of_the_pools_zygote(forking, client, thr
     assert methods == {"fork": 1.0, "exec": 0.0}
 
 
+@on_loop
 async def test_two_forked_kernels_share_no_writable_memory(forking, client, thread_id):
     """Both start from the zygote's pages (the same objects at the same addresses); a write in
     one, to a module object and to raw memory of an object made in the zygote, stays there."""
@@ -70,6 +92,7 @@ async def test_two_forked_kernels_share_no_writable_memory(forking, client, thre
     assert seen.output.split()[1] != "X"
 
 
+@on_loop
 async def test_forked_kernels_see_none_of_each_others_files_processes_or_sockets(
         forking, client, thread_id):
     first, second = client.thread(thread_id), client.thread(thread_id + "-peer")
@@ -121,6 +144,7 @@ print(json.dumps(report))
     assert (await second.run("print('report' in globals())")).output == "True\n"
 
 
+@on_loop
 async def test_a_dead_zygote_takes_its_kernels_and_the_next_start_forks_a_new_one(data_root):
     if os.geteuid() != 0:
         pytest.skip("forked kernels need a gateway started as root")
@@ -149,6 +173,7 @@ async def test_a_dead_zygote_takes_its_kernels_and_the_next_start_forks_a_new_on
         await stop_gateway(running)
 
 
+@on_loop
 async def test_a_zygote_that_cannot_start_leaves_kernels_to_the_exec_launch(
         data_root, tmp_path, monkeypatch):
     if os.geteuid() != 0:
