@@ -23,6 +23,7 @@ from .protocol import Upload
 from .readiness import (
     LastStartFailure,
     check_kernel_setup,
+    degraded_reason,
     fill_pool_or_give_up,
     not_ready_reason,
 )
@@ -413,14 +414,16 @@ class Gateway:
         return {"ready": reason is None, "reason": reason, "pool": snapshot}
 
     def health(self) -> dict:
-        failing = self.pool.stats.failing_starts >= FAILING_STARTS_REPORTED
+        pool = self.pool.snapshot()
+        # Alive, but not hiding kernel starts that keep failing nor a fallback from forking.
+        degraded = degraded_reason(pool, FAILING_STARTS_REPORTED)
         return {
-            # Alive, but not hiding kernel starts that keep failing (see /readyz for why).
-            "status": "degraded" if failing else "ok",
+            "status": "degraded" if degraded else "ok",
+            "reason": degraded,
             "sandbox": "bubblewrap" if self.host.enabled else "DISABLED",
             "limits": {"enforced": self.host.report.enforced,
                        "not_enforced": self.host.report.missing},
-            "pool": self.pool.snapshot(),
+            "pool": pool,
             "languages": self.languages(),
             "threads": len(self.threads),
             "upload_port": self.upload_port,

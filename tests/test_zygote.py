@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import signal
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -178,7 +179,8 @@ async def test_a_dead_zygote_takes_its_kernels_and_the_next_start_forks_a_new_on
 async def test_a_zygote_that_cannot_start_leaves_kernels_to_the_exec_launch_and_says_so(
         data_root, tmp_path, monkeypatch, caplog):
     """Every Python kernel exec'd works, but costs memory and burst speed: a WARNING at
-    start-up says so. Both warm starts waited for the same zygote: neither fails."""
+    start-up says so and /healthz is degraded with the cause (/readyz stays ready: new
+    threads still get kernels). Both warm starts waited for the same zygote: neither fails."""
     if os.geteuid() != 0:
         pytest.skip("forked kernels need a gateway started as root")
     from gateway import zygote as zygote_module
@@ -201,5 +203,16 @@ async def test_a_zygote_that_cannot_start_leaves_kernels_to_the_exec_launch_and_
         assert len(warnings) == 1, warnings
         assert "not forked" in warnings[0] and "zygote did not start" in warnings[0]
         assert "3x the memory per kernel" in warnings[0] and "10x slower" in warnings[0]
+
+        health = await asyncio.to_thread(http_json, running.http + "/healthz")
+        assert health["status"] == "degraded", health
+        assert "not forked" in health["reason"] and "3x the memory" in health["reason"]
+        assert "zygote did not start" in health["reason"]
+        assert (await asyncio.to_thread(http_json, running.http + "/readyz"))["ready"] is True
     finally:
         await stop_gateway(running)
+
+
+def http_json(url: str) -> dict:
+    with urllib.request.urlopen(url) as response:
+        return json.load(response)
