@@ -147,7 +147,8 @@ class Gateway:
             if reason is not None:
                 self.unavailable_languages[pool.language.name] = reason
                 pool.target = 0
-                log.warning("language %s unavailable: %s", pool.language.name, reason)
+                # Not a warning: nobody asked for it yet. A request for it gets the reason.
+                log.debug("language %s unavailable: %s", pool.language.name, reason)
         await asyncio.gather(*(pool.start() for pool in others
                                if pool.language.name not in self.unavailable_languages))
 
