@@ -30,6 +30,7 @@ from .protocol import Upload, scoped_thread_id
 from .readiness import (
     LastStartFailure,
     check_kernel_setup,
+    degraded_reason,
     fill_pool_or_give_up,
     not_ready_reason,
 )
@@ -157,7 +158,8 @@ class Gateway:
             if reason is not None:
                 self.unavailable_languages[pool.language.name] = reason
                 pool.target = 0
-                log.warning("language %s unavailable: %s", pool.language.name, reason)
+                # Not a warning: nobody asked for it yet. A request for it gets the reason.
+                log.debug("language %s unavailable: %s", pool.language.name, reason)
         await asyncio.gather(*(pool.start() for pool in others
                                if pool.language.name not in self.unavailable_languages))
 
@@ -451,14 +453,16 @@ class Gateway:
         return {"ready": reason is None, "reason": reason, "pool": snapshot}
 
     def health(self) -> dict:
-        failing = self.pool.stats.failing_starts >= FAILING_STARTS_REPORTED
+        pool = self.pool.snapshot()
+        # Alive, but not hiding kernel starts that keep failing nor a fallback from forking.
+        degraded = degraded_reason(pool, FAILING_STARTS_REPORTED)
         return {
-            # Alive, but not hiding kernel starts that keep failing (see /readyz for why).
-            "status": "degraded" if failing else "ok",
+            "status": "degraded" if degraded else "ok",
+            "reason": degraded,
             "sandbox": "bubblewrap" if self.host.enabled else "DISABLED",
             "limits": {"enforced": self.host.report.enforced,
                        "not_enforced": self.host.report.missing},
-            "pool": self.pool.snapshot(),
+            "pool": pool,
             "languages": self.languages(),
             "threads": len(self.threads),
             "upload_port": self.upload_port,

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from .envelopes import FENCE_CLOSE
+
 console = Console()
 
 
@@ -68,7 +70,10 @@ def print_envelope(envelope: dict, as_json: bool) -> None:
     chunk = envelope["chunk"]
     kind, content = chunk["type"], chunk["content"]
     if kind == "hot_code":
-        console.print(content, end="", style="cyan", markup=False, highlight=False)
+        # The closing fence is a chunk of its own and ends without a newline: output that
+        # follows it goes on the next line.
+        end = "\n" if content == FENCE_CLOSE else ""
+        console.print(content, end=end, style="cyan", markup=False, highlight=False)
     elif kind == "hot_code_output":
         console.print(content, end="", markup=False, highlight=False)
     elif kind == "code_interpreter_stream":

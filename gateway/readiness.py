@@ -4,7 +4,8 @@ A broken installation (no kernelspec, a kernel interpreter without ipykernel, an
 provisioner) used to show up as one failed kernel start after another, forever. The start-up
 check turns it into one error that says what is missing and how to fix it; when kernels fail
 for a reason only a launch reveals, start-up gives up after a few attempts instead of retrying
-forever; and ``not_ready_reason`` tells /readyz why a new thread would have to wait.
+forever; ``not_ready_reason`` tells /readyz why a new thread would have to wait, and
+``degraded_reason`` tells /healthz what works worse than it should.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from .errors import KernelUnavailable
 from .kernelspec import KERNEL_NAME
+from .zygote import EXEC_COST
 
 if TYPE_CHECKING:
     from .pool import KernelPool
@@ -135,3 +137,17 @@ def not_ready_reason(pool: dict, last_start_failure: str | None) -> str | None:
     if pool["start_failures"] and last_start_failure:
         reason += f"; the last failed kernel start: {last_start_failure}"
     return reason
+
+
+def degraded_reason(pool: dict, failing_starts_reported: int) -> str | None:
+    """Why the gateway works worse than it should (None: it does not), from a pool snapshot:
+    kernel starts that keep failing, or Python kernels exec'd because the zygote cannot start
+    (as confined as forked ones, and still ready for new threads, but at a cost)."""
+    reasons = []
+    if pool["failing_starts"] >= failing_starts_reported:
+        reasons.append(f"kernel starts keep failing: {pool['failing_starts']} in a row, the "
+                       f"last with: {pool['last_start_error']}")
+    if pool["start_method_fallback"]:
+        reasons.append(f"Python kernels are started as fresh interpreters, not forked "
+                       f"({EXEC_COST}): {pool['start_method_fallback']}")
+    return "; ".join(reasons) or None

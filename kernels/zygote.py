@@ -41,8 +41,10 @@ import sys
 import threading
 import traceback
 
-STARTUP_IN_VIEW = "/opt/gateway/startup"  # the IPython startup scripts, bound here read-only
-PROGRAM_IN_VIEW = "/opt/gateway/zygote.py"
+# The gateway binds this program and the IPython startup scripts (read-only) into one directory
+# of the view (gateway/zygote.py VIEW_DIR), and runs the program by that path.
+PROGRAM_IN_VIEW = os.path.abspath(__file__)
+STARTUP_IN_VIEW = os.path.join(os.path.dirname(PROGRAM_IN_VIEW), "startup")
 STARTUP_IN_KERNEL = "/tmp/ipython/profile_default/startup"
 WORKDIR = "/mnt/data"
 PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus")

@@ -196,6 +196,13 @@ def test_exec_runs_once_in_a_fresh_sandbox():
     assert "pretty" in pretty.stdout and "[complete]" in pretty.stdout
 
 
+def test_exec_prints_the_output_below_the_closing_fence():
+    result = subprocess.run([GATEWAY, "exec", "print(42)"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[:4] == ["```python", "print(42)", "```", "42"], (
+        result.stdout)
+
+
 @pytest.mark.asyncio(loop_scope="session")
 async def test_sigterm_finishes_running_work_and_leaves_no_process(server):
     assert host_processes(str(server.data_dir).encode()), "kernels run under the data dir"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import shutil
 import urllib.request
 from pathlib import Path
@@ -82,6 +83,32 @@ async def test_a_missing_runtime_is_reported_and_refused(tmp_path):
         assert session.language is None  # still free to be a Python thread
     finally:
         gateway.store.close()
+
+
+@on_loop
+async def test_a_missing_runtime_is_no_warning_at_start_up_and_a_request_learns_why(
+        data_root, tmp_path, caplog):
+    """Nobody asked for bash yet: start-up (e.g. every ``gateway exec``) says nothing about it
+    above DEBUG; the thread that asks for it gets the whole reason."""
+    kernels = tmp_path / "kernels"
+    shutil.copytree(KERNELS, kernels, ignore=shutil.ignore_patterns("bash"))
+    running = await start_gateway(test_settings(data_root / "languages-missing", pool_size=1,
+                                                kernels_dir=kernels))
+    try:
+        loud = [r.getMessage() for r in caplog.records
+                if r.levelno >= logging.WARNING and "bash" in r.getMessage()]
+        assert not loud, loud
+        client = await running.client()
+        try:
+            refused = await client.thread("t-no-bash", language="bash").run("echo hi")
+        finally:
+            await client.close()
+        assert refused.error["code"] == "language_unavailable", refused.error
+        message = refused.error["message"]
+        assert "language 'bash' is not available on this gateway" in message
+        assert f"its kernelspec {kernels / 'bash' / 'kernel.json'} is missing" in message
+    finally:
+        await stop_gateway(running)
 
 
 def test_probe_names_a_missing_module(tmp_path):

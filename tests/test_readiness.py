@@ -20,7 +20,7 @@ import gateway
 from gateway.app import Gateway
 from gateway.config import bundled_kernels_dir
 from gateway.errors import KernelUnavailable
-from gateway.readiness import check_kernel_setup, not_ready_reason
+from gateway.readiness import check_kernel_setup, degraded_reason, not_ready_reason
 
 GATEWAY = str(Path(sys.executable).parent / "gateway")
 SPEC = json.loads((bundled_kernels_dir() / "python3" / "kernel.json").read_text())
@@ -88,6 +88,21 @@ def test_not_ready_reasons():
     failed = not_ready_reason({**pool, "start_failures": 5}, "kernel k1 failed to start: boom")
     assert failed.endswith("the last failed kernel start: kernel k1 failed to start: boom")
     assert not_ready_reason({**pool, "warm": 1, "draining": True}, None).startswith("draining")
+
+
+def test_degraded_reasons():
+    pool = {"failing_starts": 0, "last_start_error": None, "start_method_fallback": None}
+    assert degraded_reason(pool, 3) is None
+    assert degraded_reason({**pool, "failing_starts": 2}, 3) is None
+    failing = degraded_reason({**pool, "failing_starts": 3, "last_start_error": "boom"}, 3)
+    assert failing == "kernel starts keep failing: 3 in a row, the last with: boom"
+    exec_d = degraded_reason({**pool, "start_method_fallback": "the zygote did not start"}, 3)
+    assert exec_d.startswith("Python kernels are started as fresh interpreters, not forked (")
+    assert "3x the memory per kernel" in exec_d
+    assert exec_d.endswith("10x slower): the zygote did not start")
+    both = degraded_reason({**pool, "failing_starts": 4, "last_start_error": "boom",
+                            "start_method_fallback": "the zygote did not start"}, 3)
+    assert both.startswith("kernel starts keep failing") and "; Python kernels" in both
 
 
 @pytest.mark.asyncio(loop_scope="session")

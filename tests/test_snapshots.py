@@ -169,6 +169,22 @@ async def test_sigterm_and_restart_of_the_gateway_process(tmp_path):
             process.kill()
 
 
+def test_the_readme_says_a_lost_or_drained_node_brings_back_the_last_snapshot():
+    """Both "What survives what" tables of the README, held to what the code does (a new
+    session restores the thread's last stored snapshot wherever it runs; test_faults.py and
+    test_cluster.py show it after a SIGKILLed gateway and a SIGKILLed node)."""
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    variables = {}  # event -> the variables column (the third, in both tables)
+    for line in readme.read_text().splitlines():
+        if line.startswith("| ") and line.count("|") >= 5:
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            variables[cells[0]] = cells[2]
+    for event in ("gateway SIGKILL / crash", "the owning node lost (several nodes)",
+                  "node SIGKILLed / host lost", "node drained"):
+        assert "last" in variables[event] and "snapshot" in variables[event], (
+            event, variables[event])
+
+
 async def http_get(http: str, path: str, token: str) -> tuple[int, bytes]:
     import urllib.error
     import urllib.request

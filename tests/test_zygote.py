@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
+import urllib.request
 from pathlib import Path
 
 import pytest
 from conftest import needs_linux, session_of, start_gateway, stop_gateway, test_settings
 from prometheus_client.parser import text_string_to_metric_families
 
-pytestmark = [pytest.mark.asyncio(loop_scope="session"), needs_linux]
+pytestmark = needs_linux
+on_loop = pytest.mark.asyncio(loop_scope="session")
 
 
 @pytest.fixture
@@ -25,11 +28,31 @@ def forking(running):
     return running
 
 
+def test_the_zygotes_view_of_its_files_lies_outside_every_host_path_it_binds(tmp_path):
+    """bubblewrap makes the mount points of the zygote's program and startup scripts, which it
+    cannot do inside a read-only bind of the host: the view must be outside every Python
+    prefix, wherever the gateway is installed (README: a venv at /opt/gateway)."""
+    from gateway.zygote import VIEW_DIR, zygote_argv
+
+    for prefix in ("/opt/gateway", "/usr/local", "/root/.venv", "/srv/gateway/venv",
+                   str(tmp_path / "venv")):
+        argv = zygote_argv("bwrap", f"{prefix}/bin/python", Path("/pkg/zygote.py"),
+                           Path("/pkg/startup"), None, tmp_path / "runtime",
+                           (Path(prefix), Path("/usr")), {}, 3)
+        targets = [argv[i + 2] for i, arg in enumerate(argv) if arg in ("--ro-bind", "--bind")]
+        ours = [t for t in targets if t.startswith(VIEW_DIR + "/")]
+        assert ours == [f"{VIEW_DIR}/startup", f"{VIEW_DIR}/zygote.py"]
+        host = [t for t in targets if t not in ours]
+        inside = [(t, h) for t in ours for h in host if t.startswith(h.rstrip("/") + "/")]
+        assert not inside, f"installed at {prefix}: mount points inside host binds: {inside}"
+
+
 def parent_pid(pid: int) -> int:
     stat = Path(f"/proc/{pid}/stat").read_text()
     return int(stat.rsplit(")", 1)[1].split()[1])
 
 
+@on_loop
 async def test_python_kernels_are_forks_of_the_pools_zygote(forking, client, thread_id):
     thread = client.thread(thread_id)
     assert (await thread.run("1")).state == "complete"
@@ -46,6 +69,7 @@ async def test_python_kernels_are_forks_of_the_pools_zygote(forking, client, thr
     assert methods == {"fork": 1.0, "exec": 0.0}
 
 
+@on_loop
 async def test_two_forked_kernels_share_no_writable_memory(forking, client, thread_id):
     """Both start from the zygote's pages (the same objects at the same addresses); a write in
     one, to a module object and to raw memory of an object made in the zygote, stays there."""
@@ -70,6 +94,7 @@ async def test_two_forked_kernels_share_no_writable_memory(forking, client, thre
     assert seen.output.split()[1] != "X"
 
 
+@on_loop
 async def test_forked_kernels_see_none_of_each_others_files_processes_or_sockets(
         forking, client, thread_id):
     first, second = client.thread(thread_id), client.thread(thread_id + "-peer")
@@ -121,6 +146,7 @@ print(json.dumps(report))
     assert (await second.run("print('report' in globals())")).output == "True\n"
 
 
+@on_loop
 async def test_a_dead_zygote_takes_its_kernels_and_the_next_start_forks_a_new_one(data_root):
     if os.geteuid() != 0:
         pytest.skip("forked kernels need a gateway started as root")
@@ -149,8 +175,12 @@ async def test_a_dead_zygote_takes_its_kernels_and_the_next_start_forks_a_new_on
         await stop_gateway(running)
 
 
-async def test_a_zygote_that_cannot_start_leaves_kernels_to_the_exec_launch(
-        data_root, tmp_path, monkeypatch):
+@on_loop
+async def test_a_zygote_that_cannot_start_leaves_kernels_to_the_exec_launch_and_says_so(
+        data_root, tmp_path, monkeypatch, caplog):
+    """Every Python kernel exec'd works, but costs memory and burst speed: a WARNING at
+    start-up says so and /healthz is degraded with the cause (/readyz stays ready: new
+    threads still get kernels). Both warm starts waited for the same zygote: neither fails."""
     if os.geteuid() != 0:
         pytest.skip("forked kernels need a gateway started as root")
     from gateway import zygote as zygote_module
@@ -158,7 +188,7 @@ async def test_a_zygote_that_cannot_start_leaves_kernels_to_the_exec_launch(
     broken = tmp_path / "zygote.py"
     broken.write_text("import sys\nprint('cannot preload', file=sys.stderr)\nsys.exit(3)\n")
     monkeypatch.setattr(zygote_module, "PROGRAM", broken)
-    running = await start_gateway(test_settings(data_root / "zygote-broken", pool_size=1))
+    running = await start_gateway(test_settings(data_root / "zygote-broken", pool_size=2))
     try:
         pool = running.gateway.pool
         async with await running.client() as client:
@@ -166,5 +196,23 @@ async def test_a_zygote_that_cannot_start_leaves_kernels_to_the_exec_launch(
         assert result.state == "complete" and result.output == "42\n", result.status
         assert pool.start_method == "exec"
         assert "zygote did not start" in pool.start_method_reason
+        assert pool.stats.start_failures == 0, pool.stats.last_start_error
+
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+                    and r.name == "gateway.pool.kernel_pool"]
+        assert len(warnings) == 1, warnings
+        assert "not forked" in warnings[0] and "zygote did not start" in warnings[0]
+        assert "3x the memory per kernel" in warnings[0] and "10x slower" in warnings[0]
+
+        health = await asyncio.to_thread(http_json, running.http + "/healthz")
+        assert health["status"] == "degraded", health
+        assert "not forked" in health["reason"] and "3x the memory" in health["reason"]
+        assert "zygote did not start" in health["reason"]
+        assert (await asyncio.to_thread(http_json, running.http + "/readyz"))["ready"] is True
     finally:
         await stop_gateway(running)
+
+
+def http_json(url: str) -> dict:
+    with urllib.request.urlopen(url) as response:
+        return json.load(response)

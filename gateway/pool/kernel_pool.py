@@ -26,7 +26,7 @@ from ..limits import LimitValues
 from ..sandbox import HostSandbox, SandboxSpec, prepare_matplotlib_cache
 from ..threads.snapshots import kernel_environment as snapshot_environment
 from ..workdirs import Workdirs
-from ..zygote import Zygote
+from ..zygote import EXEC_COST, Zygote
 from .demand import Decision, WarmTarget, memory_ceiling
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,8 @@ class KernelPool:
         self.zygote: Zygote | None = None  # Python kernels are forked from it (gateway/zygote.py)
         self.start_method = "exec"
         self.start_method_reason = "not a Python pool"
+        # Why Python kernels are exec'd though the zygote was to fork them (None: they are not).
+        self.start_method_fallback: str | None = None
         # Kernel starts are CPU-bound (fork, bwrap, imports): at most one per core at a time, so
         # a burst makes kernels ready one after another instead of all at the very end.
         self._start_slots = asyncio.Semaphore(max(1, os.cpu_count() or 1))
@@ -134,8 +136,8 @@ class KernelPool:
         if problem is not None:
             self.start_method_reason = problem
             if s.kernel_start == "fork":
-                log.warning("Python kernels start as fresh interpreters, not forked: %s",
-                            problem)
+                log.warning("Python kernels start as fresh interpreters, not forked (%s): %s",
+                            EXEC_COST, problem)
             return
         self.zygote = Zygote(self.host, s.kernel_python, s.kernels_dir / "startup",
                              self._mpl_cache, s.runtime_dir, self._python_roots,
@@ -145,6 +147,13 @@ class KernelPool:
         # A forked start is mostly waiting (handshakes, the kernel's own short set-up), not
         # one core's worth of imports: more of them overlap.
         self._start_slots = asyncio.Semaphore(FORK_STARTS_PER_CORE * (os.cpu_count() or 1))
+
+    def _fall_back_to_exec(self, cause: str) -> None:
+        log.warning("Python kernels start as fresh interpreters from now on, not forked (%s): "
+                    "%s", EXEC_COST, cause)
+        self.zygote, self.start_method = None, "exec"
+        self.start_method_reason = self.start_method_fallback = cause
+        self._start_slots = asyncio.Semaphore(max(1, os.cpu_count() or 1))
 
     def _retarget(self) -> None:
         """Ask the policy for the warm target now; trim warm kernels above it, start up to it."""
@@ -201,13 +210,11 @@ class KernelPool:
                 began = time.monotonic()
                 await kernel.start(self.settings.kernel_start_timeout)
         except KernelStartError as exc:
-            if isinstance(exc.__cause__, ZygoteUnavailable) and self.zygote is not None:
-                # A kernel image the zygote cannot preload still starts the slow way.
-                log.error("%s; Python kernels start as fresh interpreters from now on",
-                          exc.__cause__)
-                self.zygote, self.start_method = None, "exec"
-                self.start_method_reason = str(exc.__cause__)
-                self._start_slots = asyncio.Semaphore(max(1, os.cpu_count() or 1))
+            if isinstance(exc.__cause__, ZygoteUnavailable):
+                # A kernel image the zygote cannot preload still starts the slow way. Starts
+                # that waited for the same zygote learn it too: the first one switches the pool.
+                if self.zygote is not None:
+                    self._fall_back_to_exec(str(exc.__cause__))
                 return await self._start_kernel(workdir)
             self.stats.start_failures += 1
             self.stats.failing_starts += 1
@@ -432,6 +439,7 @@ class KernelPool:
             "median_start_seconds": starts[len(starts) // 2] if starts else None,
             "start_method": self.start_method,
             "start_method_reason": self.start_method_reason,
+            "start_method_fallback": self.start_method_fallback,
             "draining": self.draining,
         }
 
