@@ -108,7 +108,7 @@ def test_a_value_of_no_use_to_any_field_is_a_problem_not_a_crash(name):
     (dict(store_key="s", **CLUSTER),
      ("store_key_id", "store_key_id and store_key go together: set both or neither (the S3 "
                       "client's credential chain)")),
-    (dict(thread_file_quota=6 * GiB),
+    (dict(thread_file_quota=6 * GiB, identity_file_quota=5 * GiB),
      ("thread_file_quota", "6 GiB is more than identity_file_quota (5 GiB): one thread's files "
                            "count in its identity's quota")),
     (dict(identity_file_quota=30 * GiB),

@@ -7,6 +7,7 @@ import asyncio
 import threading
 
 import pytest
+from conftest import session_of
 
 from gateway.workdir_io import PER_THREAD, WorkdirExecutor
 
@@ -92,7 +93,7 @@ async def test_a_stuck_thread_of_the_gateway_slows_no_other_thread(running, clie
     thread_a, thread_b = client.thread(f"{thread_id}-a"), client.thread(f"{thread_id}-b")
     for thread in (thread_a, thread_b):
         assert (await thread.run("1")).state == "complete"
-    session_a = gateway.threads[thread_a.id]
+    session_a = session_of(gateway, thread_a.id)
     blocker = Blocker()
     try:
         stuck = [asyncio.create_task(session_a.workdir_jobs.run(blocker.job, n))
