@@ -124,7 +124,7 @@ class Settings:
     log_level: str = "INFO"
     log_json: bool = False
 
-    # Exposure: TLS, origins (see gateway/tls.py, gateway/origins.py)
+    # Exposure: TLS, origins, hosts (see gateway/tls.py, gateway/origins.py, gateway/hosts.py)
     tls_cert: str = ""  # PEM certificate (chain) for the websocket/HTTP and upload listeners
     tls_key: str = ""  # PEM private key of tls_cert
     tls_client_ca: str = ""  # PEM CA bundle: clients must present a certificate it signed
@@ -132,8 +132,9 @@ class Settings:
     insecure_http: bool = False
     # Browser origins allowed besides the gateway's own page ("*": any).
     allowed_origins: tuple[str, ...] = ()
-    # Host names accepted in requests besides loopback ones when the gateway listens on a
-    # loopback address (DNS rebinding: a page on evil.example resolved to 127.0.0.1); "*": any.
+    # Host names accepted in requests besides loopback ones (and those of public_url and
+    # advertise_url): checked when the gateway listens on a loopback address (DNS rebinding: a
+    # page on evil.example resolved to 127.0.0.1), and on any address once set; "*": any.
     allowed_hosts: tuple[str, ...] = ()
 
     # Cluster (gateway/cluster/): all empty = one node, SQLite and local disk, no other server.
@@ -149,13 +150,14 @@ class Settings:
     node_lease: float = 10.0  # seconds a node or its thread claims live without a heartbeat
 
     def __post_init__(self) -> None:
-        from . import auth, origins
+        from . import auth, hosts, origins
 
         # Clear tokens are hashed at once: the settings never hold one (gateway/auth.py).
         self.tokens = auth.hashed_tokens(self.tokens)
         if self.admin_token:
             self.admin_token = auth.stored_form(self.admin_token)
         self.allowed_origins = origins.parse_list(self.allowed_origins)
+        self.allowed_hosts = hosts.parse_list(self.allowed_hosts)
         if self.kernel_start not in ("fork", "exec"):
             raise ValueError(f"kernel_start must be 'fork' or 'exec', not {self.kernel_start!r}")
 
