@@ -58,8 +58,9 @@ def _settings(config_file: Path | None = None, assignments: list[str] | None = N
     tokens = flags.pop("token", None)
     if tokens:
         flags["tokens"] = config.parse_tokens(tokens)
-    if flags.get("allowed_origins") is not None:
-        flags["allowed_origins"] = config.coerce("allowed_origins", flags["allowed_origins"])
+    for listed in ("allowed_origins", "allowed_hosts"):
+        if flags.get(listed) is not None:
+            flags[listed] = config.coerce(listed, flags[listed])
     for assignment in assignments or []:
         key, sep, value = assignment.partition("=")
         if not sep:
@@ -113,6 +114,9 @@ def serve(
     allowed_origins: Annotated[str | None, Opt(help="Browser origins allowed besides the "
                                                     "gateway's own page, comma-separated; "
                                                     "'*' for any.")] = None,
+    allowed_hosts: Annotated[str | None, Opt(help="Host names served besides local ones "
+                                                  "(DNS rebinding defence), comma-separated; "
+                                                  "'*' for any.")] = None,
     config_file: Annotated[Path | None, Opt("--config", help="TOML file of settings.")] = None,
     assignments: Annotated[list[str] | None, Opt("--set", help="Any setting: KEY=VALUE "
                                                       "(repeatable).")] = None,
@@ -122,8 +126,8 @@ def serve(
     alias; -1 turns it off).
 
     Settings come from defaults, then --config, then GATEWAY_* variables, then flags.
-    SIGHUP re-reads them all: tokens, admin token, origins and renewed TLS files take effect
-    without a restart.
+    SIGHUP re-reads them all: tokens, admin token, origins, hosts and renewed TLS files take
+    effect without a restart.
     """
     from . import tls
 
