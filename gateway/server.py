@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
-from . import auth, envelopes, hosts, origins, protocol, tls
+from . import auth, envelopes, hosts, origins, probes, protocol, tls
 from .admin import error_answer, execute_admin
 from .app import Gateway
 from .cluster.routing import Relays
@@ -272,11 +272,16 @@ class GatewayServer:
         if match := CALL_PATH.fullmatch(path):
             return self._call_result(request, *match.groups())
         if path == "/healthz":
-            return _json(200, gw.health())
+            detailed = probes.may_see_details(gw.settings, _bearer(request))
+            return _json(200, probes.health(gw.health(), detailed))
         if path == "/readyz":
             readiness = gw.readiness()
-            return _json(200 if readiness["ready"] else 503, readiness)
+            detailed = probes.may_see_details(gw.settings, _bearer(request))
+            return _json(200 if readiness["ready"] else 503,
+                         probes.readiness(readiness, detailed))
         if path == "/metrics":
+            if not probes.may_see_details(gw.settings, _bearer(request)):
+                return _json(401, probes.TOKEN_NEEDED)
             return _response(200, gw.metrics.render(), "text/plain; version=0.0.4")
         # GET /files/... never gets here: the front gives it to the HTTP handler.
         if path == "/":
