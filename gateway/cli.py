@@ -54,8 +54,8 @@ def _run_gateway(coroutine):
 
 
 # Flags given as text, like --set: sizes and durations may carry a unit (512MiB, 15m).
-TEXT_FLAGS = ("token", "allowed_origins", "memory_limit", "disk_limit", "execution_timeout",
-              "idle_timeout", "shutdown_grace")
+TEXT_FLAGS = ("token", "allowed_origins", "allowed_hosts", "memory_limit", "disk_limit",
+              "execution_timeout", "idle_timeout", "shutdown_grace")
 
 
 def _read_settings(config_file: Path | None = None, assignments: list[str] | None = None,
@@ -123,6 +123,9 @@ def serve(
     allowed_origins: Annotated[str | None, Opt(help="Browser origins allowed besides the "
                                                     "gateway's own page, comma-separated; "
                                                     "'*' for any.")] = None,
+    allowed_hosts: Annotated[str | None, Opt(help="Host names served besides local ones "
+                                                  "(DNS rebinding defence), comma-separated; "
+                                                  "'*' for any.")] = None,
     config_file: Annotated[Path | None, Opt("--config", help="TOML file of settings.")] = None,
     assignments: Annotated[list[str] | None, Opt("--set", help="Any setting: KEY=VALUE "
                                                       "(repeatable).")] = None,
@@ -132,8 +135,8 @@ def serve(
     the old upload port as an alias; 0 picks a free one).
 
     Settings come from defaults, then --config, then GATEWAY_* variables, then flags.
-    SIGHUP re-reads them all: tokens, admin token, origins and renewed TLS files take effect
-    without a restart.
+    SIGHUP re-reads them all: tokens, admin token, origins, hosts and renewed TLS files take
+    effect without a restart.
     """
     from . import tls
 

@@ -173,7 +173,7 @@ class Settings:
     log_level: str = setting("INFO", choices=LOG_LEVELS, ignore_case=True)
     log_json: bool = False
 
-    # Exposure: TLS, origins (see gateway/tls.py, gateway/origins.py)
+    # Exposure: TLS, origins, hosts (see gateway/tls.py, gateway/origins.py, gateway/hosts.py)
     tls_cert: str = ""  # PEM certificate (chain) for the websocket/HTTP and upload listeners
     tls_key: str = ""  # PEM private key of tls_cert
     tls_client_ca: str = ""  # PEM CA bundle: clients must present a certificate it signed
@@ -181,8 +181,9 @@ class Settings:
     insecure_http: bool = False
     # Browser origins allowed besides the gateway's own page ("*": any).
     allowed_origins: tuple[str, ...] = ()
-    # Host names accepted in requests besides loopback ones when the gateway listens on a
-    # loopback address (DNS rebinding: a page on evil.example resolved to 127.0.0.1); "*": any.
+    # Host names accepted in requests besides loopback ones (and those of public_url and
+    # advertise_url): checked when the gateway listens on a loopback address (DNS rebinding: a
+    # page on evil.example resolved to 127.0.0.1), and on any address once set; "*": any.
     allowed_hosts: tuple[str, ...] = ()
 
     # Cluster (gateway/cluster/): all empty = one node, SQLite and local disk, no other server.
@@ -204,15 +205,17 @@ class Settings:
     node_lease: float = setting(10.0, unit=DURATION, above=0)
 
     def __post_init__(self) -> None:
-        from . import auth, constraints, origins
+        from . import auth, constraints, hosts, origins
 
         constraints.normalize(self)
         found = constraints.problems(self, RULES)
-        if not any(name == "allowed_origins" for name, _ in found):
-            try:
-                self.allowed_origins = origins.parse_list(self.allowed_origins)
-            except ValueError as exc:
-                found.append(("allowed_origins", str(exc)))
+        for name, parse in (("allowed_origins", origins.parse_list),
+                            ("allowed_hosts", hosts.parse_list)):
+            if not any(problem == name for problem, _ in found):
+                try:
+                    setattr(self, name, parse(getattr(self, name)))
+                except ValueError as exc:
+                    found.append((name, str(exc)))
         if found:
             raise SettingsError(found)
         # Clear tokens are hashed at once: the settings never hold one (gateway/auth.py).

@@ -18,7 +18,7 @@ import urllib.parse
 
 import h11
 
-from . import auth, downloads, http11
+from . import auth, downloads, hosts, http11, tls
 from .app import Gateway
 from .http_upload import UploadHandler, error_body
 
@@ -43,6 +43,14 @@ class HttpHandler:
         self.uploads = UploadHandler(gateway)
         self._downloads = asyncio.Semaphore(MAX_DOWNLOADS)
         self._writers: set[asyncio.StreamWriter] = set()
+        # Which Host headers are answered depends on it (gateway/hosts.py); the address is
+        # fixed for the life of the server.
+        self.loopback = tls.is_loopback(gateway.settings.host)
+
+    def host_allowed(self, host_headers: list[str]) -> bool:
+        """May a request with these Host headers be answered (DNS rebinding)? The websocket
+        side asks this too, so both halves of the port follow one rule."""
+        return hosts.request_allowed(host_headers, self.gateway.settings, loopback=self.loopback)
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Answer the one request on this connection, then close it."""
@@ -73,6 +81,12 @@ class HttpHandler:
                      reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         target = request.target.decode("ascii", "replace")
         path = urllib.parse.urlsplit(target).path
+        host_headers = [value.decode("ascii", "replace") for name, value in request.headers
+                        if name == b"host"]
+        if not self.host_allowed(host_headers):
+            await self._answer(conn, writer, hosts.REFUSAL_STATUS, hosts.REFUSAL,
+                               head=request.method == b"HEAD")
+            return
         if path.startswith("/files/"):
             await self._download(conn, request, target, path, writer)
             return

@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
-from . import auth, envelopes, origins, protocol, tls
+from . import auth, envelopes, hosts, origins, probes, protocol, tls
 from .admin import error_answer, execute_admin
 from .app import Gateway
 from .cluster.routing import Relays
@@ -51,7 +51,8 @@ PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
             "frame-ancestors 'none'")
 OUTBOUND_BUFFER_BYTES = 64 * 2**20  # a client that reads slower than this is disconnected
 # What a SIGHUP reload changes in a running gateway; everything else needs a restart.
-RELOADABLE = ("tokens", "admin_token", "allowed_origins", "tls_cert", "tls_key", "tls_client_ca")
+RELOADABLE = ("tokens", "admin_token", "allowed_origins", "allowed_hosts", "tls_cert", "tls_key",
+              "tls_client_ca")
 CLOSE_TOKEN_REVOKED = 1008  # policy violation: the token this connection opened with is gone
 
 
@@ -241,6 +242,9 @@ class GatewayServer:
                          request: Request) -> Response | Awaitable[Response] | None:
         path = urllib.parse.urlsplit(request.path).path
         gw = self.gateway
+        if not self.http.host_allowed(request.headers.get_all("Host")):
+            # First of all: a page that rebound its name to this address gets nothing.
+            return _json(hosts.REFUSAL_STATUS, hosts.REFUSAL)
         if path in ("/ws", "/admin") and not self._origin_allowed(request):
             # Before the token is looked at: a hijacking page learns nothing about it.
             return _json(403, {"error": "origin not allowed"})
@@ -268,11 +272,16 @@ class GatewayServer:
         if match := CALL_PATH.fullmatch(path):
             return self._call_result(request, *match.groups())
         if path == "/healthz":
-            return _json(200, gw.health())
+            detailed = probes.may_see_details(gw.settings, _bearer(request))
+            return _json(200, probes.health(gw.health(), detailed))
         if path == "/readyz":
             readiness = gw.readiness()
-            return _json(200 if readiness["ready"] else 503, readiness)
+            detailed = probes.may_see_details(gw.settings, _bearer(request))
+            return _json(200 if readiness["ready"] else 503,
+                         probes.readiness(readiness, detailed))
         if path == "/metrics":
+            if not probes.may_see_details(gw.settings, _bearer(request)):
+                return _json(401, probes.TOKEN_NEEDED)
             return _response(200, gw.metrics.render(), "text/plain; version=0.0.4")
         # GET /files/... never gets here: the front gives it to the HTTP handler.
         if path == "/":

@@ -151,9 +151,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http_json(url: str, data: bytes | None = None, method: str | None = None) -> dict:
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+def http_json(url: str, data: bytes | None = None, method: str | None = None,
+              token: str | None = None) -> dict:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
@@ -258,7 +261,8 @@ class GatewayProc:
         return ""
 
     async def health(self) -> dict:
-        return await asyncio.to_thread(http_json, self.http + "/healthz")
+        # The pool figures are details: they need a token (gateway/probes.py).
+        return await asyncio.to_thread(http_json, self.http + "/healthz", token=TOKEN)
 
     async def wait_warm(self, timeout: float = 120, settle: float = 0.0) -> float:
         """Wait until the pool is full again (warm == target, nothing starting); seconds waited."""

@@ -181,7 +181,7 @@ async def measure(served: Served, source: Path) -> dict:
 def _get(port: int, path: str) -> bytes:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
-        connection.request("GET", path)
+        connection.request("GET", path, headers={"Authorization": f"Bearer {TOKEN}"})
         return connection.getresponse().read()
     finally:
         connection.close()

@@ -147,25 +147,26 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
-def http_get(url: str, timeout: float = 10) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
+def http_get(url: str, token: str, timeout: float = 10) -> bytes:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return response.read()
 
 
-def retained_result_bytes(http: str) -> float | None:
+def retained_result_bytes(http: str, token: str) -> float | None:
     """What the finished calls' statuses kept for reconnecting clients hold: part of the RSS
     that grows with the number of calls until ``result_retention_bytes``."""
     try:
-        text = http_get(http + "/metrics").decode()
+        text = http_get(http + "/metrics", token).decode()
     except OSError:
         return None
     found = re.search(r"^gateway_retained_result_bytes (\S+)$", text, re.MULTILINE)
     return float(found.group(1)) if found else None
 
 
-def kernel_events(http: str) -> dict[str, float]:
+def kernel_events(http: str, token: str) -> dict[str, float]:
     try:
-        text = http_get(http + "/metrics").decode()
+        text = http_get(http + "/metrics", token).decode()
     except OSError:
         return {}
     return {m.group(1): float(m.group(2)) for m in re.finditer(
@@ -262,7 +263,7 @@ class Soak:
                         for _ in range(self.args.connections)]
         rss_start = process_rss(self.pid)
         self.stats.rss_samples.append((0.0, rss_start))
-        self.events_start = kernel_events(self.http)
+        self.events_start = kernel_events(self.http, self.token)
         workers = [asyncio.create_task(self.worker(i)) for i in range(self.args.threads)]
         side = [asyncio.create_task(self.churn()), asyncio.create_task(self.sample())]
         await asyncio.gather(*workers)
@@ -271,7 +272,7 @@ class Soak:
         await asyncio.sleep(1.0)  # a duplicate final would have arrived by now
         self.find_duplicates()
         await self.close_threads()
-        self.events_end = kernel_events(self.http)
+        self.events_end = kernel_events(self.http, self.token)
         self.rss_end = process_rss(self.pid)
         for client in self.clients:
             with contextlib.suppress(Exception):
@@ -391,7 +392,7 @@ class Soak:
             await asyncio.sleep(5)
             at = round(time.monotonic() - self.stats.started, 1)
             self.stats.rss_samples.append((at, process_rss(self.pid)))
-            held = await asyncio.to_thread(retained_result_bytes, self.http)
+            held = await asyncio.to_thread(retained_result_bytes, self.http, self.token)
             if held is not None:
                 self.stats.result_samples.append((at, held))
 

@@ -195,7 +195,9 @@ class Node:
         wait_until(ready, START_TIMEOUT, f"node {self.name} ready", interval=0.3)
 
     def health(self) -> dict:
-        with urllib.request.urlopen(self.http + "/healthz", timeout=10) as response:
+        request = urllib.request.Request(self.http + "/healthz",
+                                         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
             return json.load(response)
 
     def kill(self) -> None:

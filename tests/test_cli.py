@@ -50,7 +50,9 @@ class ServerProcess:
         return json.loads(self.cli(*args, "--json").stdout)
 
     def http(self, path: str) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=30) as r:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}",
+                                         headers={"Authorization": "Bearer tok-alice"})
+        with urllib.request.urlopen(request, timeout=30) as r:
             return r.read().decode()
 
 

@@ -196,7 +196,7 @@ async def test_slow_reader_does_not_grow_memory(running, big_file):
     def slow_read() -> int:
         with socket.create_connection(("127.0.0.1", running.server.port)) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-            sock.sendall(f"GET /files/{big_file.id} HTTP/1.1\r\nHost: x\r\n"
+            sock.sendall(f"GET /files/{big_file.id} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                          "Authorization: Bearer tok-alice\r\n\r\n".encode())
             received = 0
             for _ in range(100):

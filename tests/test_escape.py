@@ -279,7 +279,9 @@ worker = threading.Thread(target=print, args=("thread ok",)); worker.start(); wo
 
 async def test_health_says_what_the_sandbox_enforces(running):
     def get():
-        with urllib.request.urlopen(running.http + "/healthz", timeout=30) as response:
+        request = urllib.request.Request(running.http + "/healthz",
+                                         headers={"Authorization": "Bearer tok-alice"})
+        with urllib.request.urlopen(request, timeout=30) as response:
             return json.load(response)
 
     health = await asyncio.to_thread(get)

@@ -418,7 +418,7 @@ async def test_many_connects_and_disconnects_leave_no_connections(tmp_path):
             return metric(running.gateway.metrics.render().decode(), gauge)
 
         assert await wait_until(lambda: connections() == 0, 15), connections()
-        status, body, _ = await http_get(running.http + "/metrics")
+        status, body, _ = await http_get(running.http + "/metrics", token="tok-alice")
         assert status == 200 and metric(body.decode(), gauge) == 0
         session = session_of(running.gateway, "churn")
         assert await wait_until(lambda: not session.busy and not session.queued, 60)

@@ -221,7 +221,9 @@ async def test_pool_warm_up_cell_leaves_no_trace(client, thread_id):
 
 async def test_healthz_reports_pool_and_sandbox(running):
     def get():
-        with urllib.request.urlopen(running.http + "/healthz", timeout=10) as response:
+        request = urllib.request.Request(running.http + "/healthz",
+                                         headers={"Authorization": "Bearer tok-alice"})
+        with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
     health = await asyncio.to_thread(get)

@@ -94,8 +94,10 @@ async def test_failing_starts_show_on_readyz_healthz_and_metrics(running):
     saved = stats.failing_starts, stats.last_start_error
 
     def get(path: str):
+        request = urllib.request.Request(running.http + path,
+                                         headers={"Authorization": "Bearer tok-alice"})
         try:
-            with urllib.request.urlopen(running.http + path, timeout=30) as response:
+            with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()

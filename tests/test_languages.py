@@ -150,7 +150,9 @@ async def test_health_lists_the_languages(polyglot):
     def get() -> dict:
         import json
 
-        with urllib.request.urlopen(f"{polyglot.http}/healthz", timeout=60) as response:
+        request = urllib.request.Request(f"{polyglot.http}/healthz",
+                                         headers={"Authorization": "Bearer tok-alice"})
+        with urllib.request.urlopen(request, timeout=60) as response:
             return json.load(response)
 
     health = await asyncio.to_thread(get)

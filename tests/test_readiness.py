@@ -149,7 +149,9 @@ def test_version():
 async def readyz(running) -> tuple[int, dict]:
     def get() -> tuple[int, dict]:
         try:
-            with urllib.request.urlopen(f"{running.http}/readyz", timeout=30) as response:
+            request = urllib.request.Request(f"{running.http}/readyz",
+                                             headers={"Authorization": "Bearer tok-alice"})
+            with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
