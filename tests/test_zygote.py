@@ -213,6 +213,8 @@ async def test_a_zygote_that_cannot_start_leaves_kernels_to_the_exec_launch_and_
         await stop_gateway(running)
 
 
-def http_json(url: str) -> dict:
-    with urllib.request.urlopen(url) as response:
+def http_json(url: str, token: str = "tok-alice") -> dict:
+    """A GET with a client token (health details are for callers with one)."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request) as response:
         return json.load(response)
