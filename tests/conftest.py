@@ -13,6 +13,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+# Imported at collection, at a shallow stack: hypothesis' pytest plugin imports it lazily in
+# the terminal summary otherwise, deep in pluggy's frames, where CPython 3.11.7's ast.parse
+# (pytest rewrites the plugin's modules) fails with "AST constructor recursion depth mismatch"
+# and the run exits 1 after every test passed.
+import hypothesis  # noqa: F401
 import pytest
 import pytest_asyncio
 
