@@ -74,7 +74,8 @@ async def forward_upload(advertise_url: str, target: bytes, content_length: byte
         raise Unreachable(str(exc) or type(exc).__name__) from exc
     try:
         owner = h11.Connection(h11.CLIENT, max_incomplete_event_size=http11.MAX_HEADER_BYTES)
-        headers = [("Host", f"{host}:{port}"), ("Expect", "100-continue"),
+        named = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
+        headers = [("Host", f"{named}:{port}"), ("Expect", "100-continue"),
                    (SECRET_HEADER, secret), (IDENTITY_HEADER, identity),
                    (NODE_HEADER, from_node), ("Connection", "close")]
         if content_length is not None:
