@@ -46,20 +46,28 @@ display(Markdown(f'md <img src="missing.png" onerror="{steal}"> [x](javascript:{
 """
 
 
-async def test_page_renders_tables_markdown_latex_json_and_svg(running, page, thread_id):  # noqa: F811
+async def run_rendered(page, running, thread_id: str, code: str, count: int):  # noqa: F811
+    """Run ``code`` from the page; its card and its ``count`` displays, each rendered."""
     from playwright.async_api import expect
 
     await open_page(page, running)
-    await page.set_viewport_size({"width": 1280, "height": 1300})
     await page.get_by_test_id("thread").fill(thread_id)
-    await page.get_by_test_id("code-input").fill(RICH_CELL)
+    await page.get_by_test_id("code-input").fill(code)
     await page.get_by_test_id("run").click()
     call = card(page, thread_id)
     await expect(call).to_have_attribute("data-state", "complete", timeout=WAIT_MS)
     displays = call.get_by_test_id("display")
-    await expect(displays).to_have_count(4)
-    for index in range(4):
+    await expect(displays).to_have_count(count)
+    for index in range(count):
         await expect(displays.nth(index)).to_have_attribute("data-rendered", "yes")
+    return call, displays
+
+
+async def test_page_renders_tables_markdown_latex_json_and_svg(running, page, thread_id):  # noqa: F811
+    from playwright.async_api import expect
+
+    await page.set_viewport_size({"width": 1280, "height": 1300})
+    call, displays = await run_rendered(page, running, thread_id, RICH_CELL, 4)
     markdown, latex, json_tree, table = (displays.nth(i) for i in range(4))
 
     await expect(markdown.locator("h1")).to_have_text("Quarterly summary")
@@ -121,16 +129,7 @@ async def test_hostile_html_does_not_run_and_cannot_read_the_token(running, brow
     page.on("request", lambda request: requests.append(request.url))
     page.on("pageerror", lambda error: errors.append(str(error)))
     try:
-        await open_page(page, running)
-        await page.get_by_test_id("thread").fill(thread_id)
-        await page.get_by_test_id("code-input").fill(HOSTILE_CELL)
-        await page.get_by_test_id("run").click()
-        call = card(page, thread_id)
-        await expect(call).to_have_attribute("data-state", "complete", timeout=WAIT_MS)
-        displays = call.get_by_test_id("display")
-        await expect(displays).to_have_count(2)
-        for index in range(2):
-            await expect(displays.nth(index)).to_have_attribute("data-rendered", "yes")
+        call, displays = await run_rendered(page, running, thread_id, HOSTILE_CELL, 2)
         html = displays.nth(0)
         await expect(html.locator("#bait")).to_have_text("hostile table")
         # What could run is gone; the harmless rest stays.
@@ -171,17 +170,8 @@ async def test_links_that_would_sign_the_page_in_lose_their_href(running, page, 
     author. Such links keep their text but not their href; other links are untouched."""
     from playwright.async_api import expect
 
-    await open_page(page, running)
-    await page.get_by_test_id("thread").fill(thread_id)
-    await page.get_by_test_id("code-input").fill(f"ORIGIN = {running.http!r}\n"
-                                                 + SIGN_IN_LINKS_CELL)
-    await page.get_by_test_id("run").click()
-    call = card(page, thread_id)
-    await expect(call).to_have_attribute("data-state", "complete", timeout=WAIT_MS)
-    displays = call.get_by_test_id("display")
-    await expect(displays).to_have_count(2)
-    for index in range(2):
-        await expect(displays.nth(index)).to_have_attribute("data-rendered", "yes")
+    _, displays = await run_rendered(
+        page, running, thread_id, f"ORIGIN = {running.http!r}\n" + SIGN_IN_LINKS_CELL, 2)
     html, markdown = displays.nth(0), displays.nth(1)
 
     async def link_targets(link) -> tuple[str | None, str | None]:
