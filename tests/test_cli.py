@@ -61,8 +61,14 @@ def server(tmp_path_factory):
     server = ServerProcess(tmp_path_factory.mktemp("cli") / "data")
     yield server
     if server.process.poll() is None:
-        server.process.kill()
-        server.process.wait()
+        # SIGTERM: the gateway drains and unmounts its workdirs (a SIGKILL left their tmpfs
+        # mounts behind under the test's temporary directory).
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=120)  # a guard against a hang, not a timing limit
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
 
 
 async def run_cells(server: ServerProcess, thread_id: str, cells: list[str]) -> list:
