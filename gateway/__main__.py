@@ -1,5 +1,5 @@
 """``python -m gateway``: the same as the ``gateway`` command."""
 
-from .cli import main
+from .cli.main import main
 
 main()

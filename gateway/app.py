@@ -12,9 +12,7 @@ import secrets
 import time
 from pathlib import Path
 
-from . import auth, envelopes, languages
 from .config import Settings
-from .datadir import DataDirLock
 from .errors import (
     IdentityLimit,
     KernelUnavailable,
@@ -23,24 +21,22 @@ from .errors import (
     PoolExhausted,
     ProtocolError,
 )
-from .files import FileStore, StoredFile
-from .metrics import Metrics
-from .pool import KernelPool
-from .protocol import Upload, scoped_thread_id
-from .readiness import (
+from .execution import languages
+from .execution.pool import KernelPool
+from .execution.readiness import (
     LastStartFailure,
     check_kernel_setup,
     degraded_reason,
     fill_pool_or_give_up,
     not_ready_reason,
 )
-from .replay import CallResults, FinishedCall
-from .sandbox import HostSandbox
-from .session import Listener, ThreadSession
-from .threads.export import notebook_bytes
-from .uids import CLAIMS_DIR, UidRange
-from .workdir_io import WorkdirExecutor
-from .workdirs import (
+from .net import auth
+from .ops.datadir import DataDirLock
+from .ops.metrics import Metrics
+from .sandbox.launch import HostSandbox
+from .sandbox.uids import CLAIMS_DIR, UidRange
+from .sandbox.workdir_io import WorkdirExecutor
+from .sandbox.workdirs import (
     UnsafePath,
     Workdirs,
     give_to_directory_owner,
@@ -48,6 +44,12 @@ from .workdirs import (
     open_regular_file,
     open_regular_for_writing,
 )
+from .threads.export import notebook_bytes
+from .threads.files import FileStore, StoredFile
+from .threads.session import Listener, ThreadSession
+from .wire import envelopes
+from .wire.protocol import Upload, scoped_thread_id
+from .wire.replay import CallResults, FinishedCall
 
 log = logging.getLogger(__name__)
 

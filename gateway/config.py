@@ -21,7 +21,7 @@ from .errors import SettingsError
 
 MiB = 2**20
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-UID_LIMIT = 2**32 - 2  # kernel_uid_base + kernel_uid_count may reach it (gateway/uids.py)
+UID_LIMIT = 2**32 - 2  # kernel_uid_base + kernel_uid_count may reach it (gateway/sandbox/uids.py)
 
 
 def _not_empty(value: str) -> str | None:
@@ -122,7 +122,8 @@ class Settings:
     # Sandbox
     sandbox: str = setting("bwrap", choices=("bwrap", "none"))  # "none": explicit, loud
     # "fork": Python kernels are forked from a zygote that imported the libraries once (needs
-    # root; see gateway/zygote.py); "exec": each is a fresh interpreter under bubblewrap.
+    # root; see gateway/sandbox/forkserver.py); "exec": each is a fresh interpreter under
+    # bubblewrap.
     kernel_start: str = setting("fork", choices=("fork", "exec"))
     memory_limit: int = setting(1024 * MiB, unit=SIZE, above=0)
     pids_limit: int = setting(256, minimum=1)
@@ -132,7 +133,7 @@ class Settings:
     open_files_limit: int = setting(1024, minimum=1)
     # Host uids for kernels when the gateway runs as root: one per working directory, from
     # this range (give each gateway on a host its own); 0 keeps kernels as root (reported).
-    # Above the system's users, below 2**32 - 2 (gateway/uids.py).
+    # Above the system's users, below 2**32 - 2 (gateway/sandbox/uids.py).
     kernel_uid_base: int = setting(100_000, minimum=1000, maximum=UID_LIMIT - 1,
                                    special=((0, "kernels stay root"),))
     kernel_uid_count: int = setting(10_000, minimum=1)
@@ -173,7 +174,7 @@ class Settings:
     log_level: str = setting("INFO", choices=LOG_LEVELS, ignore_case=True)
     log_json: bool = False
 
-    # Exposure: TLS, origins, hosts (see gateway/tls.py, gateway/origins.py, gateway/hosts.py)
+    # Exposure: TLS, origins, hosts (gateway/net/tls.py, origins.py, hosts.py)
     tls_cert: str = ""  # PEM certificate (chain) for the websocket/HTTP and upload listeners
     tls_key: str = ""  # PEM private key of tls_cert
     tls_client_ca: str = ""  # PEM CA bundle: clients must present a certificate it signed
@@ -205,7 +206,8 @@ class Settings:
     node_lease: float = setting(10.0, unit=DURATION, above=0)
 
     def __post_init__(self) -> None:
-        from . import auth, constraints, hosts, origins
+        from . import constraints
+        from .net import auth, hosts, origins
 
         constraints.normalize(self)
         found = constraints.problems(self, RULES)
@@ -218,7 +220,7 @@ class Settings:
                     found.append((name, str(exc)))
         if found:
             raise SettingsError(found)
-        # Clear tokens are hashed at once: the settings never hold one (gateway/auth.py).
+        # Clear tokens are hashed at once: the settings never hold one (gateway/net/auth.py).
         self.tokens = auth.hashed_tokens(self.tokens)
         if self.admin_token:
             self.admin_token = auth.stored_form(self.admin_token)

@@ -42,7 +42,7 @@ import threading
 import traceback
 
 # The gateway binds this program and the IPython startup scripts (read-only) into one directory
-# of the view (gateway/zygote.py VIEW_DIR), and runs the program by that path.
+# of the view (gateway/sandbox/forkserver.py VIEW_DIR), and runs the program by that path.
 PROGRAM_IN_VIEW = os.path.abspath(__file__)
 STARTUP_IN_VIEW = os.path.join(os.path.dirname(PROGRAM_IN_VIEW), "startup")
 STARTUP_IN_KERNEL = "/tmp/ipython/profile_default/startup"

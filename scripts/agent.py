@@ -28,8 +28,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 import websockets  # noqa: E402
 from demo import default_token, page_url, sales_csv  # noqa: E402
 
+from gateway.cli.display import print_envelope  # noqa: E402
 from gateway.client import GatewayClient, Thread  # noqa: E402
-from gateway.display import print_envelope  # noqa: E402
 from gateway.integrations.adapters import (  # noqa: E402
     AnthropicAdapter,
     OpenAIChatAdapter,

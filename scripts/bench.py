@@ -54,8 +54,8 @@ import orjson  # noqa: E402
 from jupyter_client.manager import AsyncKernelManager  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 
-from gateway.admin import process_rss  # noqa: E402
 from gateway.client import GatewayClient, Result  # noqa: E402
+from gateway.net.admin import process_rss  # noqa: E402
 
 BIN = Path(sys.executable).parent  # .venv/bin when run as `.venv/bin/python scripts/bench.py`
 GATEWAY_SRC: Path | None = None  # --gateway-src: run `gateway serve` from another source tree
@@ -261,7 +261,7 @@ class GatewayProc:
         return ""
 
     async def health(self) -> dict:
-        # The pool figures are details: they need a token (gateway/probes.py).
+        # The pool figures are details: they need a token (gateway/net/probes.py).
         return await asyncio.to_thread(http_json, self.http + "/healthz", token=TOKEN)
 
     async def wait_warm(self, timeout: float = 120, settle: float = 0.0) -> float:

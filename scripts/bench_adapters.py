@@ -29,8 +29,6 @@ import openai  # noqa: E402
 import sse_replay as replay  # noqa: E402
 
 from gateway.client import GatewayClient  # noqa: E402
-from gateway.envelopes import FENCE_CLOSE, FENCE_OPEN  # noqa: E402
-from gateway.hotcode import CodeExtractor  # noqa: E402
 from gateway.integrations.adapters import (  # noqa: E402
     AnthropicAdapter,
     OpenAIChatAdapter,
@@ -38,6 +36,8 @@ from gateway.integrations.adapters import (  # noqa: E402
     RawCodeAdapter,
 )
 from gateway.integrations.mcp_server.backend import embedded_gateway  # noqa: E402
+from gateway.wire.envelopes import FENCE_CLOSE, FENCE_OPEN  # noqa: E402
+from gateway.wire.hotcode import CodeExtractor  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from demo import CALLS  # noqa: E402

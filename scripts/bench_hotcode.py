@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.hotcode import CodeExtractor, HotCodeStream  # noqa: E402
+from gateway.wire.hotcode import CodeExtractor, HotCodeStream
 
 SNIPPET = '''\
 import pandas as pd

@@ -25,9 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from gateway.kernel import Kernel
-from gateway.limits import LimitValues
-from gateway.sandbox import HostSandbox, SandboxSpec, prepare_matplotlib_cache
+from gateway.execution.kernel import Kernel
+from gateway.sandbox.launch import HostSandbox, SandboxSpec, prepare_matplotlib_cache
+from gateway.sandbox.limits import LimitValues
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import descendants  # noqa: E402  (one process-tree walker for every benchmark)

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from gateway.app import Gateway  # noqa: E402
 from gateway.client import GatewayClient  # noqa: E402
 from gateway.config import Settings  # noqa: E402
-from gateway.server import GatewayServer  # noqa: E402
+from gateway.net.server import GatewayServer  # noqa: E402
 
 WARM_CELL = {"python": "1+1", "bash": "echo 2"}
 FRAME = ("import pandas as pd, numpy as np\n"

@@ -29,9 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from gateway.cli.display import print_envelope  # noqa: E402
 from gateway.client import GatewayClient, is_final  # noqa: E402
-from gateway.display import print_envelope  # noqa: E402
-from gateway.envelopes import FENCE_CLOSE  # noqa: E402
+from gateway.wire.envelopes import FENCE_CLOSE  # noqa: E402
 
 STREAM_FILE = Path(__file__).with_name("demo_stream.json")
 CSV_NAME = "sales.csv"

@@ -31,9 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway import kernel as kernel_module  # noqa: E402
 from gateway.app import Gateway  # noqa: E402
 from gateway.config import Settings  # noqa: E402
+from gateway.execution import kernel as kernel_module  # noqa: E402
 
 PROBES = {
     "sandbox": "pass",
@@ -51,7 +51,7 @@ async def probe(gateway: Gateway, code: str) -> float:
     seccomp_fd = host.seccomp.memfd() if host.seccomp else None
     try:
         if spec.uid is not None and host.drop_uid:
-            from gateway.sandbox import give_to_uid
+            from gateway.sandbox.launch import give_to_uid
             give_to_uid(spec.runtime_dir, spec.uid)
         argv = host.launch_command(spec, [gateway.settings.kernel_python, "-c", code],
                                    seccomp_fd)

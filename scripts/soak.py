@@ -45,8 +45,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway.admin import process_rss  # noqa: E402
 from gateway.client import GatewayClient, is_final  # noqa: E402
+from gateway.net.admin import process_rss  # noqa: E402
 
 
 # -- the job mix -----------------------------------------------------------------------------

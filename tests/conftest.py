@@ -23,7 +23,7 @@ import pytest_asyncio
 
 from gateway.client import GatewayClient
 from gateway.config import MiB, Settings
-from gateway.protocol import scoped_thread_id
+from gateway.wire.protocol import scoped_thread_id
 
 # A variable the kernels must never see (the sandbox builds their environment from nothing).
 os.environ["GATEWAY_TEST_SECRET"] = "must-not-leak"
@@ -145,7 +145,7 @@ class Running:
 
 async def start_gateway(settings: Settings) -> Running:
     from gateway.app import Gateway
-    from gateway.server import GatewayServer
+    from gateway.net.server import GatewayServer
 
     gateway = Gateway(settings)
     await gateway.start()

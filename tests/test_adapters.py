@@ -25,13 +25,13 @@ from sse_replay import (
     responses_stream,
 )
 
-from gateway.envelopes import FENCE_CLOSE, FENCE_OPEN
 from gateway.integrations.adapters import (
     AnthropicAdapter,
     OpenAIChatAdapter,
     OpenAIResponsesAdapter,
     RawCodeAdapter,
 )
+from gateway.wire.envelopes import FENCE_CLOSE, FENCE_OPEN
 
 openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic")

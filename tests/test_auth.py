@@ -6,8 +6,9 @@ import hashlib
 
 import pytest
 
-from gateway import auth, config
+from gateway import config
 from gateway.config import Settings
+from gateway.net import auth
 
 
 def test_digest_is_sha256_hex():

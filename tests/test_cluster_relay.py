@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import orjson
 
-from gateway import envelopes
 from gateway.cluster.relay import RelayLink
+from gateway.wire import envelopes
 
 
 def link() -> tuple[RelayLink, list[str]]:

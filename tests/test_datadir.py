@@ -1,4 +1,4 @@
-"""One owner per data directory (gateway/datadir.py): a second gateway refuses to start and
+"""One owner per data directory (gateway/ops/datadir.py): a second gateway refuses to start and
 leaves the first one's threads alone; a SIGKILLed owner's lock is taken over with its leftovers."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from test_faults import (
 )
 
 from gateway.client import GatewayClient
-from gateway.datadir import DataDirInUse, DataDirLock, read_owner
+from gateway.ops.datadir import DataDirInUse, DataDirLock, read_owner
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), needs_linux]
 

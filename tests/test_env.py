@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from gateway.errors import ProtocolError
-from gateway.protocol import Execute, parse_request, validate_env
+from gateway.wire.protocol import Execute, parse_request, validate_env
 
 on_loop = pytest.mark.asyncio(loop_scope="session")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from gateway import envelopes
+from gateway.wire import envelopes
 
 
 def test_hot_code_chunk():

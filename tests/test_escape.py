@@ -23,7 +23,7 @@ from conftest import (
     test_settings,
 )
 
-from gateway.seccomp import (
+from gateway.sandbox.seccomp import (
     ALLOWED_SOCKET_FAMILIES,
     DENIED_SYSCALLS,
     NETLINK_ERRNO,
@@ -118,7 +118,8 @@ def probe_code(denied: list[str] | None = None) -> tuple[str, list[str]]:
 
 
 async def test_kernel_code_cannot_reach_host_knobs(client, thread_id):
-    # The suite's gateways fork Python kernels from the zygote when root (gateway/zygote.py).
+    # The suite's gateways fork Python kernels from the zygote when root
+    # (gateway/sandbox/forkserver.py).
     await probe_and_check(client.thread(thread_id))
 
 

@@ -19,9 +19,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from gateway import auth, tls
 from gateway.client import GatewayClient
 from gateway.config import Settings
+from gateway.net import auth, tls
 
 GATEWAY = str(Path(sys.executable).parent / "gateway")
 
@@ -275,7 +275,7 @@ async def test_a_clear_token_on_the_command_line_leaves_the_process_list(tmp_pat
 
 
 def test_argv_without_the_token_option():
-    from gateway import hidden_tokens
+    from gateway.net import hidden_tokens
 
     args = ["serve", "--token", "a:T", "--port", "1", "--token=b:U", "--host", "h"]
     assert hidden_tokens.without_token_option(args) == ["serve", "--port", "1", "--host", "h"]

@@ -1,5 +1,6 @@
 """A thread heals when its surroundings are taken away, start failures are reported, and a user
-interrupt is re-sent and then enforced (gateway/healing.py, KernelPool.rebuild, Kernel.run)."""
+interrupt is re-sent and then enforced (gateway/threads/healing.py, KernelPool.rebuild,
+Kernel.run)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from conftest import needs_linux, session_of
 
 from gateway.errors import KernelStartError
-from gateway.healing import StartBackoff
+from gateway.threads.healing import StartBackoff
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), needs_linux]
 

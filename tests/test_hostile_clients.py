@@ -23,10 +23,11 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from gateway import protocol, server
-from gateway.admin import process_rss
 from gateway.client import FINAL_STATES
 from gateway.errors import ProtocolError
+from gateway.net import server
+from gateway.net.admin import process_rss
+from gateway.wire import protocol
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -25,8 +25,8 @@ import pytest_asyncio
 from conftest import download, host_processes, needs_linux, swap_race_cells
 from websockets.asyncio.client import connect
 
-from gateway.admin import process_rss
 from gateway.client import FINAL_STATES
+from gateway.net.admin import process_rss
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), needs_linux]
 

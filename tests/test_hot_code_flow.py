@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gateway.envelopes import FENCE_CLOSE, FENCE_OPEN
+from gateway.wire.envelopes import FENCE_CLOSE, FENCE_OPEN
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

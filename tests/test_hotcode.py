@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from gateway.envelopes import FENCE_CLOSE, FENCE_OPEN
 from gateway.errors import ProtocolError
-from gateway.hotcode import CodeExtractor, HotCodeStream
+from gateway.wire.envelopes import FENCE_CLOSE, FENCE_OPEN
+from gateway.wire.hotcode import CodeExtractor, HotCodeStream
 
 SETTINGS = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -6,11 +6,11 @@ import pytest
 from conftest import start_gateway, stop_gateway, test_settings
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.admin import execute_admin
 from gateway.config import MiB, Settings
 from gateway.errors import FileRejected
-from gateway.files import FileStore
-from gateway.protocol import client_thread_id, scoped_thread_id
+from gateway.net.admin import execute_admin
+from gateway.threads.files import FileStore
+from gateway.wire.protocol import client_thread_id, scoped_thread_id
 
 KiB = 1024
 

@@ -1,6 +1,6 @@
 """When an interrupt is sent again: pure timing policy, no kernel."""
 
-from gateway.kernel import INTERRUPT_RESEND_AFTER, _resend_time, interrupt_target
+from gateway.execution.kernel import INTERRUPT_RESEND_AFTER, _resend_time, interrupt_target
 
 
 def test_resent_a_while_after_the_kernel_answered():

@@ -9,7 +9,7 @@ import pytest
 from jupyter_client.kernelspec import NoSuchKernel
 
 from gateway.config import Settings, bundled_kernels_dir
-from gateway.kernelspec import KERNEL_NAME, PinnedKernelSpecs
+from gateway.sandbox.kernelspec import KERNEL_NAME, PinnedKernelSpecs
 
 CHECKOUT_KERNELS = Path(__file__).resolve().parent.parent / "kernels"
 

@@ -22,8 +22,8 @@ from conftest import (
     test_settings,
 )
 
-from gateway import languages
 from gateway.errors import LanguageMismatch, LanguageUnavailable, UnknownLanguage
+from gateway.execution import languages
 
 pytestmark = needs_linux
 on_loop = pytest.mark.asyncio(loop_scope="session")
@@ -49,7 +49,7 @@ def test_find_knows_python_and_bash_and_names_them_when_refusing():
 
 
 def test_the_request_validates_its_language():
-    from gateway.protocol import parse_request
+    from gateway.wire.protocol import parse_request
 
     execute = parse_request('{"type": "execute", "thread_id": "t", "call_id": "c", '
                             '"code": "ls", "language": "bash"}')
@@ -244,7 +244,7 @@ async def test_a_thread_keeps_its_language(polyglot, tid):
 
 
 def test_the_session_refuses_a_switch():
-    from gateway.session import ThreadSession
+    from gateway.threads.session import ThreadSession
 
     session = ThreadSession.__new__(ThreadSession)
     session.thread_id, session.kernel, session.language = "t", object(), None
@@ -268,7 +268,7 @@ cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\0' ' ' | grep -c 'py[t]est' || true
 
 @on_loop
 async def test_pool_ls_shows_each_kernels_language(polyglot, bash):
-    from gateway.admin import execute_admin
+    from gateway.net.admin import execute_admin
 
     ran = await bash.run("true")
     assert ran.state == "complete", (ran.status, ran.error)

@@ -5,11 +5,11 @@ import logging
 
 import pytest
 
-from gateway.logs import JsonFormatter
+from gateway.ops.logs import JsonFormatter
 
 
 def test_json_lines_carry_ids_and_no_code():
-    record = logging.LogRecord("gateway.session", logging.INFO, __file__, 1,
+    record = logging.LogRecord("gateway.threads.session", logging.INFO, __file__, 1,
                                "thread %s call %s: %s", ("t1", "c1", "complete"), None)
     record.thread_id, record.call_id, record.state = "t1", "c1", "complete"
     line = json.loads(JsonFormatter().format(record))

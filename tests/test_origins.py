@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway import origins
+from gateway.net import origins
 
 
 @pytest.mark.parametrize(("origin", "host", "tls", "ok"), [

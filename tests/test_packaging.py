@@ -163,8 +163,8 @@ def test_the_wheel_holds_the_kernels_inside_the_package(dists):
         metadata = next(wheel.read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
     assert {"gateway/kernels/python3/kernel.json", "gateway/kernels/bash/kernel.json",
             "gateway/kernels/deno/kernel.json", "gateway/kernels/ir/kernel.json",
-            "gateway/languages/tcp_bridge.py",
-            "gateway/languages/registry.py", "gateway/kernels/startup/00-gateway.py",
+            "gateway/execution/languages/tcp_bridge.py",
+            "gateway/execution/languages/registry.py", "gateway/kernels/startup/00-gateway.py",
             "gateway/static/index.html", "gateway/py.typed"} <= names
     # The live page's vendored renderers (scripts/vendor-static.sh): no CDN, so they must ship.
     assert {"gateway/static/rich.js", "gateway/static/vendor/VERSIONS",

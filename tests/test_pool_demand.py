@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.config import MiB
-from gateway.pool import WarmTarget, memory_ceiling
+from gateway.execution.pool import WarmTarget, memory_ceiling
 
 GiB = 1024 * MiB
 

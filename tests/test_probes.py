@@ -9,8 +9,8 @@ import urllib.request
 
 import pytest
 
-from gateway import auth, probes
 from gateway.config import Settings
+from gateway.net import auth, probes
 
 ADMIN = "probe-admin-token"
 

@@ -28,8 +28,8 @@ import json
 import pytest
 import pytest_asyncio
 
-from gateway import envelopes
 from gateway.errors import GatewayError
+from gateway.wire import envelopes
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

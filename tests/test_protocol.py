@@ -1,4 +1,4 @@
-"""Inbound message parsing (gateway/protocol.py): pure, fast, no I/O."""
+"""Inbound message parsing (gateway/wire/protocol.py): pure, fast, no I/O."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import ProtocolError
-from gateway.protocol import (
+from gateway.wire.protocol import (
     ID_PATTERN,
     MAX_ID_LENGTH,
     REQUEST_TYPES,
@@ -440,7 +440,7 @@ def test_round_trip(pair: tuple[dict, Request], extra: dict, as_bytes: bool) -> 
 
 
 def test_subscribe_may_resume_from_a_seq() -> None:
-    from gateway.protocol import Result, Subscribe
+    from gateway.wire.protocol import Result, Subscribe
 
     assert parse_request('{"type": "subscribe", "thread_id": "t"}') == Subscribe("t")
     assert parse_request('{"type": "subscribe", "thread_id": "t", "since_seq": 41}') == \

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway import downloads, front, ranges
-from gateway.files import StoredFile
-from gateway.ranges import ByteRange, Unsatisfiable, parse_range
+from gateway.net import downloads, front, ranges
+from gateway.net.ranges import ByteRange, Unsatisfiable, parse_range
+from gateway.threads.files import StoredFile
 
 
 @pytest.mark.parametrize("header, expected", [

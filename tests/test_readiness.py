@@ -20,7 +20,7 @@ import gateway
 from gateway.app import Gateway
 from gateway.config import bundled_kernels_dir
 from gateway.errors import KernelUnavailable
-from gateway.readiness import check_kernel_setup, degraded_reason, not_ready_reason
+from gateway.execution.readiness import check_kernel_setup, degraded_reason, not_ready_reason
 
 GATEWAY = str(Path(sys.executable).parent / "gateway")
 SPEC = json.loads((bundled_kernels_dir() / "python3" / "kernel.json").read_text())

@@ -8,9 +8,9 @@ import logging
 import pytest
 from websockets.asyncio.client import connect
 
-from gateway import redact
-from gateway.http_handler import bearer_of
-from gateway.logs import JsonFormatter
+from gateway.net.http_handler import bearer_of
+from gateway.ops import redact
+from gateway.ops.logs import JsonFormatter
 
 
 def test_redact_patterns():

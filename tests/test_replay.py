@@ -7,7 +7,7 @@ import time
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.replay import CallResults, ReplayBuffer, approximate_size, final_state
+from gateway.wire.replay import CallResults, ReplayBuffer, approximate_size, final_state
 
 
 class Clock:
@@ -150,7 +150,7 @@ def test_results_are_bounded_in_bytes_oldest_first():
 
 
 def test_a_reused_thread_id_continues_above_its_earlier_seqs():
-    from gateway.replay import seq_origin
+    from gateway.wire.replay import seq_origin
 
     earlier = ReplayBuffer(1_000, 60, start_after=seq_origin())
     last = [earlier.stamp(output(str(i)))["seq"] for i in range(3)][-1]

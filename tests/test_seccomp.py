@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.limits import LimitValues
-from gateway.sandbox import (
+from gateway.sandbox.launch import (
     PROC_READ_ONLY,
     SandboxSpec,
     inner_argv,
@@ -22,7 +21,8 @@ from gateway.sandbox import (
     parse_bwrap_version,
     single_bwrap_argv,
 )
-from gateway.seccomp import (
+from gateway.sandbox.limits import LimitValues
+from gateway.sandbox.seccomp import (
     ALLOWED_PERSONALITIES,
     ALLOWED_SOCKET_FAMILIES,
     CLONE_NAMESPACE_FLAGS,
@@ -32,7 +32,7 @@ from gateway.seccomp import (
     personality_denials,
     syscall_number,
 )
-from gateway.uids import UidRange, UidsExhausted
+from gateway.sandbox.uids import UidRange, UidsExhausted
 
 # What the issue (Docker's and Flatpak's defaults) asks the filter to refuse, at the least.
 MUST_DENY = """keyctl add_key request_key ptrace perf_event_open bpf userfaultfd io_uring_setup

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import session_of, start_gateway, stop_gateway, test_settings, thread_key
 
-from gateway.admin import execute_admin
 from gateway.client import GatewayClient
+from gateway.net.admin import execute_admin
 from gateway.threads.snapshots import KERNEL_FILE, SNAPSHOT_NAME, latest_snapshot
 
 pytestmark = pytest.mark.kernel

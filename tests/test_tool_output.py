@@ -1,6 +1,6 @@
 """tool_output: what the model reads back, condensed, without a kernel."""
 
-from gateway.tool_output import condense, tool_output
+from gateway.wire.tool_output import condense, tool_output
 
 
 def test_short_output_is_kept_whole():

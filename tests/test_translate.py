@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import envelopes
-from gateway.translate import TRACEBACK_LIMIT, Display, DisplayedFile, OutputTranslator, clean
+from gateway.wire import envelopes
+from gateway.wire.translate import TRACEBACK_LIMIT, Display, DisplayedFile, OutputTranslator, clean
 
 _ids = itertools.count(1)
 PARENT = "exec-msg-id-1"

@@ -9,7 +9,7 @@ import threading
 import pytest
 from conftest import session_of
 
-from gateway.workdir_io import PER_THREAD, WorkdirExecutor
+from gateway.sandbox.workdir_io import PER_THREAD, WorkdirExecutor
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.workdirs import (
+from gateway.sandbox.workdirs import (
     UnsafePath,
     open_directory,
     open_regular_file,

@@ -32,7 +32,7 @@ def test_the_zygotes_view_of_its_files_lies_outside_every_host_path_it_binds(tmp
     """bubblewrap makes the mount points of the zygote's program and startup scripts, which it
     cannot do inside a read-only bind of the host: the view must be outside every Python
     prefix, wherever the gateway is installed (README: a venv at /opt/gateway)."""
-    from gateway.zygote import VIEW_DIR, zygote_argv
+    from gateway.sandbox.forkserver import VIEW_DIR, zygote_argv
 
     for prefix in ("/opt/gateway", "/usr/local", "/root/.venv", "/srv/gateway/venv",
                    str(tmp_path / "venv")):
@@ -183,7 +183,7 @@ async def test_a_zygote_that_cannot_start_leaves_kernels_to_the_exec_launch_and_
     threads still get kernels). Both warm starts waited for the same zygote: neither fails."""
     if os.geteuid() != 0:
         pytest.skip("forked kernels need a gateway started as root")
-    from gateway import zygote as zygote_module
+    from gateway.sandbox import forkserver as zygote_module
 
     broken = tmp_path / "zygote.py"
     broken.write_text("import sys\nprint('cannot preload', file=sys.stderr)\nsys.exit(3)\n")
@@ -199,7 +199,7 @@ async def test_a_zygote_that_cannot_start_leaves_kernels_to_the_exec_launch_and_
         assert pool.stats.start_failures == 0, pool.stats.last_start_error
 
         warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
-                    and r.name == "gateway.pool.kernel_pool"]
+                    and r.name == "gateway.execution.pool.kernel_pool"]
         assert len(warnings) == 1, warnings
         assert "not forked" in warnings[0] and "zygote did not start" in warnings[0]
         assert "3x the memory per kernel" in warnings[0] and "10x slower" in warnings[0]

@@ -19,7 +19,7 @@ import urllib.parse
 import h11
 import orjson
 
-from .. import http11
+from ..net import http11
 from .relay import IDENTITY_HEADER, NODE_HEADER, SECRET_HEADER
 
 CONNECT_TIMEOUT = 3.0

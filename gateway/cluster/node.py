@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from .. import envelopes
 from ..errors import NotAllowed, PoolExhausted, ProtocolError
-from ..protocol import scoped_thread_id
+from ..wire import envelopes
+from ..wire.protocol import scoped_thread_id
 from . import ownership
 from .ownership import Claim
 from .registry import Registry

@@ -26,7 +26,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import FileRejected
-from ..files import Quotas, StoredFile, StreamingPut, mime_type_of
+from ..threads.files import Quotas, StoredFile, StreamingPut, mime_type_of
 from .registry import PREFIX
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from .. import envelopes
-from ..replay import final_state
+from ..wire import envelopes
+from ..wire.replay import final_state
 
 log = logging.getLogger(__name__)
 

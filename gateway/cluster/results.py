@@ -24,9 +24,9 @@ from collections.abc import Awaitable, Callable
 import orjson
 import redis
 
-from .. import envelopes
-from ..protocol import client_thread_id
-from ..replay import CallResults, FinishedCall
+from ..wire import envelopes
+from ..wire.protocol import client_thread_id
+from ..wire.replay import CallResults, FinishedCall
 from .ownership import Claim
 from .registry import PREFIX
 from .relay import lost_reason

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from .. import protocol
 from ..errors import PoolExhausted
+from ..wire import protocol
 from .relay import RelayLink, lost_reason
 
 if TYPE_CHECKING:

@@ -10,9 +10,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from ..files import FileStore
-from ..protocol import client_thread_id
+from ..wire.protocol import client_thread_id
 from .cells import CELL_NAME
+from .files import FileStore
 from .notebook import build_notebook, to_bytes
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import GatewayError
-from ..workdirs import (
+from ..sandbox.workdirs import (
     UnsafePath,
     give_to_directory_owner,
     open_directory,
@@ -31,9 +31,9 @@ from .snapshot_format import RESTORE_MARKER, TAKE_MARKER, empty_snapshot, parse_
 
 if TYPE_CHECKING:
     from ..config import Settings
-    from ..files import FileStore, StoredFile
-    from ..kernel import Kernel
-    from ..workdir_io import ThreadWorkdirJobs
+    from ..execution.kernel import Kernel
+    from ..sandbox.workdir_io import ThreadWorkdirJobs
+    from .files import FileStore, StoredFile
 
 log = logging.getLogger(__name__)
 

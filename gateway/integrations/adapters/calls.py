@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from gateway.protocol import ID_PATTERN
+from ...wire.protocol import ID_PATTERN
 
 DEFAULT_TOOL_NAMES = frozenset({"code_interpreter", "python", "run_code", "execute_python"})
 

@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass
 
 from gateway.client import Result, Thread
-from gateway.hotcode import Format
-from gateway.tool_output import tool_output
 
+from ...wire.hotcode import Format
+from ...wire.tool_output import tool_output
 from .calls import Action, ArgumentsDelta, CallClosed
 
 

@@ -77,7 +77,8 @@ async def embedded_gateway(data_dir: Path | None = None, **settings) -> AsyncIte
     ``(ws_url, token)``. Settings come from the environment (``GATEWAY_*``) and ``settings``."""
     from gateway.app import Gateway
     from gateway.config import from_environment
-    from gateway.server import GatewayServer
+
+    from ...net.server import GatewayServer
 
     token = secrets.token_urlsafe(32)
     with contextlib.ExitStack() as stack:

@@ -24,8 +24,9 @@ from mcp.types import (
 )
 
 from gateway.client import Result
-from gateway.files import mime_type_of
-from gateway.tool_output import tool_output
+
+from ...threads.files import mime_type_of
+from ...wire.tool_output import tool_output
 
 # Image types the common model APIs accept as images.
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})

@@ -1,0 +1,129 @@
+"""Terminal output for the CLI: rich tables and progress on a TTY, plain lines otherwise."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from rich.console import Console
+
+from ..wire.envelopes import FENCE_CLOSE
+
+console = Console()
+
+
+def _human(key: str, value: object) -> str:
+    if value is None:
+        return "-"
+    if key.endswith("bytes") or key == "size":
+        size = float(value)  # type: ignore[arg-type]
+        for unit in ("B", "KiB", "MiB", "GiB"):
+            if size < 1024 or unit == "GiB":
+                return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+            size /= 1024
+    if key.endswith("seconds") and isinstance(value, int | float):
+        return f"{value:.1f}s"
+    return str(value)
+
+
+def print_result(result: object, as_json: bool, columns: list[str] | None = None) -> None:
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+        return
+    from rich.table import Table
+
+    if isinstance(result, list):
+        rows = result
+        columns = columns or (sorted(rows[0]) if rows else [])
+        table = Table(*[c.replace("_seconds", "").replace("_bytes", "") for c in columns])
+        for row in rows:
+            table.add_row(*[_human(c, row.get(c)) for c in columns])
+        console.print(table if rows else "(none)")
+    elif isinstance(result, dict):
+        table = Table("key", "value", show_header=False)
+        for key, value in result.items():
+            table.add_row(key, _human(key, value))
+        console.print(table)
+    else:
+        print(result)
+
+
+@contextlib.contextmanager
+def progress(what: str) -> Iterator[None]:
+    if console.is_terminal:
+        with console.status(what + "..."):
+            yield
+    else:
+        print(what + "...", file=sys.stderr, flush=True)
+        yield
+        print(what + ": done", file=sys.stderr, flush=True)
+
+
+def print_envelope(envelope: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(envelope), flush=True)
+        return
+    chunk = envelope["chunk"]
+    kind, content = chunk["type"], chunk["content"]
+    if kind == "hot_code":
+        # The closing fence is a chunk of its own and ends without a newline: output that
+        # follows it goes on the next line.
+        end = "\n" if content == FENCE_CLOSE else ""
+        console.print(content, end=end, style="cyan", markup=False, highlight=False)
+    elif kind == "hot_code_output":
+        console.print(content, end="", markup=False, highlight=False)
+    elif kind == "code_interpreter_stream":
+        console.print(f"[file] {content['filename']} ({content['mime_type']}, "
+                      f"id {content['file_id']})", style="green", markup=False)
+    elif kind == "status":
+        details = ", ".join(f"{k}={v}" for k, v in content.items() if k != "state")
+        console.print(f"\n[{content['state']}] {details}", style="bold", markup=False)
+    elif kind == "error":
+        console.print(f"[error] {content['code']}: {content['message']}", style="red",
+                      markup=False)
+
+
+async def run_exec(code: str, url: str | None, token: str | None, timeout: float,
+                   as_json: bool) -> str | None:
+    """Run one cell, on a running gateway or on a throwaway one, streaming its envelopes."""
+    from ..client import GatewayClient, is_final
+
+    async def run(client: GatewayClient) -> str | None:
+        thread = client.thread("exec-" + next(tempfile._get_candidate_names()))
+        call_id = await thread.execute(code, timeout=timeout)
+        state = None
+        async for envelope in thread.stream(call_id):
+            print_envelope(envelope, as_json)
+            if is_final(envelope):
+                chunk = envelope["chunk"]
+                state = chunk["content"].get("state") if chunk["type"] == "status" else None
+        if not as_json:
+            print()
+        return state
+
+    if url:
+        async with await GatewayClient.connect(url, token or "") as client:
+            return await run(client)
+    from ..app import Gateway
+    from ..config import from_environment
+    from ..net.server import GatewayServer
+
+    with tempfile.TemporaryDirectory(prefix="gateway-exec-") as data_dir:
+        settings = from_environment(data_dir=Path(data_dir), port=0, host="127.0.0.1",
+                                    pool_size=1, max_kernels=2, tokens={"exec": "exec"})
+        gateway = Gateway(settings)
+        with progress("starting a sandboxed kernel"):
+            await gateway.start()
+        server = GatewayServer(gateway)
+        await server.start()
+        try:
+            async with await GatewayClient.connect(
+                    f"ws://127.0.0.1:{server.port}/ws", "exec") as client:
+                return await run(client)
+        finally:
+            await server.close()
+            await gateway.close()

@@ -1,0 +1,1 @@
+"""Operating a gateway: logs and their redaction, metrics, the data directory's lock."""

@@ -1,0 +1,124 @@
+"""Prometheus metrics, one registry per gateway (tests run several gateways in one process)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..execution.pool import KernelPool
+    from ..wire.replay import CallResults
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.executions = Counter("gateway_executions", "Executions by final state",
+                                  ["state"], registry=r)
+        self.duration = Histogram(
+            "gateway_execution_seconds", "Execution duration (queue excluded)", registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+        self.pool_wait = Histogram("gateway_pool_wait_seconds", "Time to lease a kernel",
+                                   registry=r)
+        self.output_bytes = Counter("gateway_output_characters",
+                                    "Characters of text output sent", registry=r)
+        self.connections = Gauge("gateway_websocket_connections", "Open websocket connections",
+                                 registry=r)
+        self.identity_limit_refusals = Counter(
+            "gateway_identity_limit_refusals",
+            "Requests refused because their identity reached its own limit", ["limit"],
+            registry=r)
+
+    def watch_pool(self, pool: KernelPool) -> None:
+        """Kernel gauges and counters are read from the pool at scrape time: one source of truth."""
+        self.registry.register(_PoolCollector(pool))
+
+    def watch_results(self, results: CallResults) -> None:
+        """What the finished calls kept for reconnecting clients hold, read at scrape time."""
+        Gauge("gateway_retained_results", "Finished calls whose final status is kept",
+              registry=self.registry).set_function(lambda: len(results))
+        Gauge("gateway_retained_result_bytes", "Approximate bytes those statuses hold",
+              registry=self.registry).set_function(lambda: results.bytes)
+
+    def watch_identities(self, live_threads: Callable[[], dict[str, int]],
+                         file_bytes: Callable[[], dict[str, int]]) -> None:
+        """Each identity's live threads and stored bytes, read at scrape time."""
+        self.registry.register(_IdentityCollector(live_threads, file_bytes))
+
+    def execution_finished(self, state: str, seconds: float) -> None:
+        self.executions.labels(state).inc()
+        self.duration.observe(seconds)
+
+    def bytes_out(self, count: int) -> None:
+        self.output_bytes.inc(count)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _PoolCollector:
+    def __init__(self, pool: KernelPool) -> None:
+        self.pool = pool
+
+    def collect(self):
+        snapshot = self.pool.snapshot()
+        kernels = GaugeMetricFamily("gateway_kernels", "Kernels by state", labels=["state"])
+        for state in ("warm", "starting", "leased"):
+            kernels.add_metric([state], snapshot[state])
+        yield kernels
+        events = CounterMetricFamily("gateway_kernel_events", "Kernel starts, restarts, deaths",
+                                     labels=["event"])
+        for event in ("starts", "start_failures", "restarts", "deaths", "heals"):
+            events.add_metric([event], snapshot[event])
+        yield events
+        yield GaugeMetricFamily("gateway_pool_target", "Warm kernels the pool aims to keep",
+                                value=snapshot["target"])
+        bounds = GaugeMetricFamily("gateway_pool_target_bound",
+                                   "Floor (pool_size) and memory ceiling of the warm target",
+                                   labels=["bound"])
+        for bound in ("floor", "ceiling"):
+            bounds.add_metric([bound], snapshot[bound])
+        yield bounds
+        drivers = GaugeMetricFamily("gateway_pool_target_driver",
+                                    "What sets the warm target now (1) and what does not (0)",
+                                    labels=["driver"])
+        for driver in ("floor", "demand", "burst"):
+            drivers.add_metric([driver], float(snapshot["target_driver"] == driver))
+        yield drivers
+        method = GaugeMetricFamily("gateway_kernel_start_method",
+                                   "How Python kernels start now (1): forked or exec'd",
+                                   labels=["method"])
+        for name in ("fork", "exec"):
+            method.add_metric([name], float(snapshot["start_method"] == name))
+        yield method
+        yield GaugeMetricFamily("gateway_pool_new_threads_per_minute",
+                                "Moving average of new threads (the adaptive target's input)",
+                                value=snapshot["new_threads_per_minute"])
+        yield GaugeMetricFamily("gateway_kernel_failing_starts",
+                                "Consecutive failed kernel starts (0 after any success)",
+                                value=snapshot["failing_starts"])
+
+
+class _IdentityCollector:
+    def __init__(self, live_threads: Callable[[], dict[str, int]],
+                 file_bytes: Callable[[], dict[str, int]]) -> None:
+        self.live_threads = live_threads
+        self.file_bytes = file_bytes
+
+    def collect(self):
+        threads = GaugeMetricFamily("gateway_identity_live_threads",
+                                    "Live threads (with a kernel or work) per identity",
+                                    labels=["identity"])
+        for identity, count in sorted(self.live_threads().items()):
+            threads.add_metric([identity], count)
+        yield threads
+        stored = GaugeMetricFamily("gateway_identity_file_bytes",
+                                   "Bytes of stored files per identity", labels=["identity"])
+        for identity, size in sorted(self.file_bytes().items()):
+            stored.add_metric([identity], size)
+        yield stored

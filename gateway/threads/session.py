@@ -1,0 +1,656 @@
+"""One chat thread: its kernel, its ordered execution queue, its listeners and its files."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from ..errors import GatewayError, KernelStartError, LanguageMismatch, ProtocolError, QueueFull
+from ..execution import languages
+from ..sandbox.workdirs import changed_files, display_name, open_regular_file, snapshot
+from ..wire import envelopes
+from ..wire.hotcode import HotCodeStream
+from ..wire.protocol import client_thread_id
+from ..wire.replay import CallResults, ReplayBuffer, final_state, seq_origin
+from ..wire.tool_output import tool_output
+from ..wire.translate import Display, DisplayedFile, OutputTranslator
+from .cells import CELL_NAME, CellRecord
+from .healing import StartBackoff, latest_versions, restore_files
+from .snapshot_format import restored_line
+from .snapshots import ThreadSnapshots
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..execution.kernel import Kernel, RunResult
+    from ..execution.pool import KernelPool
+    from ..ops.metrics import Metrics
+    from ..sandbox.workdir_io import ThreadWorkdirJobs, WorkdirExecutor
+    from .files import FileStore, StoredFile
+
+log = logging.getLogger(__name__)
+
+REMEMBERED_CALLS = 1024  # executed call ids kept to refuse late deltas
+INLINE_SNAPSHOT_FILES = 64  # a workdir this small is scanned inline (~20 us), not in a thread
+
+
+class Listener(Protocol):
+    """A connection that receives a thread's envelopes (its creator and its subscribers)."""
+
+    def send(self, message: dict) -> None: ...
+
+
+@dataclass
+class Job:
+    call_id: str
+    code: str
+    timeout: float
+    env: dict[str, str] | None = field(default=None, repr=False)  # this cell's alone
+
+
+class ThreadSession:
+    def __init__(self, thread_id: str, owner: str, settings: Settings,
+                 pool_for: Callable[[str], KernelPool], store: FileStore, metrics: Metrics,
+                 results: CallResults | None = None, *,
+                 workdir_io: WorkdirExecutor) -> None:
+        self.thread_id = thread_id  # scoped per identity (protocol.scoped_thread_id)
+        self.owner = owner
+        self.settings = settings
+        self._pool_for = pool_for  # a language's pool (LanguageUnavailable if it cannot run)
+        self.language: str | None = None  # fixed by the first request naming one, or the lease
+        self.store = store
+        self.metrics = metrics
+        self.results = results
+        self.replay = ReplayBuffer(settings.replay_buffer_bytes, settings.replay_buffer_seconds,
+                                   start_after=seq_origin())
+        self._call_files: dict[str, list[dict]] = {}  # files announced by calls still running
+        self.kernel: Kernel | None = None
+        self.listeners: set[Listener] = set()
+        self.created = time.monotonic()
+        self.last_active = time.monotonic()
+        self.executions = 0
+        self.current: Job | None = None
+        self.closed = False
+        self._calls: dict[str, HotCodeStream] = {}
+        self._executed: OrderedDict[str, None] = OrderedDict()
+        self._queue: asyncio.Queue[Job] = asyncio.Queue(settings.max_queued_executions)
+        self._worker: asyncio.Task | None = None
+        self._plot_number = 1
+        self._stop_reason: str | None = None  # set when restart/close kills a running cell
+        self._user_interrupted = False
+        self._kernel_lock = asyncio.Lock()
+        self._lost_kernel_reason: str | None = None
+        self._unreported_restart: str | None = None  # a heal the next status must mention
+        self._start_backoff = StartBackoff()
+        # Paths of the working directory the store holds a copy of, as of the last cell: what
+        # a healed thread gets back (not displayed plots, not files the code deleted).
+        self._saved_paths: set[str] = set()
+        # File work in the working directory the kernel owns: off the default executor, and
+        # at most a few jobs of this thread at a time (workdir_io.py).
+        self.workdir_jobs = workdir_io.for_thread()
+        self.snapshots = ThreadSnapshots(store, thread_id, owner, settings, self.workdir_jobs)
+        self._cell_write: asyncio.Task | None = None  # the last cell's record being stored
+        # Cluster mode: asked before each cell whether this node still holds the thread (a
+        # reason when not: the cell must not run here), and whether its files come back first.
+        self.fence: Callable[[str], Awaitable[str | None]] | None = None
+        self._adopted = False
+
+    @property
+    def client_thread_id(self) -> str:
+        """The id the owner's client knows: what the thread's envelopes carry."""
+        return client_thread_id(self.thread_id)
+
+    @property
+    def pool(self) -> KernelPool:
+        return self._pool_for(self.language or languages.DEFAULT)
+
+    def choose_language(self, name: str | None) -> None:
+        """An execute or code delta named ``name`` (None: it named none). The thread's first
+        one fixes its language (none named: Python); a thread whose kernel already runs (an
+        upload came first: Python) cannot switch. Later requests may leave it out."""
+        current = self.language or (languages.DEFAULT if self.kernel is not None else None)
+        if name is None:
+            self.language = current or languages.DEFAULT
+            return
+        wanted = languages.find(name).name
+        if current is None:
+            self._pool_for(wanted)  # LanguageUnavailable now, not at the first lease
+            self.language = wanted
+        elif current != wanted:
+            raise LanguageMismatch(f"thread {self.client_thread_id!r} runs {current}, not "
+                                   f"{wanted}; a thread's language is fixed by its first request")
+
+    @property
+    def fence_open(self) -> str:
+        return languages.LANGUAGES[self.language or languages.DEFAULT].fence_open
+
+    def adopt(self, reason: str) -> None:
+        """The thread ran on another node before: its first kernel here gets the thread's
+        stored files, and the first cell's status says why the kernel is new."""
+        self._adopted = True
+        self._lost_kernel_reason = reason
+
+    def note_saved(self, path: str) -> None:
+        """A file of the working directory (an upload) now has a copy in the store."""
+        self._saved_paths.add(path)
+
+    # -- outbound ---------------------------------------------------------------------------
+    def emit(self, chunk: envelopes.Chunk, call_id: str | None) -> None:
+        chunks = [chunk]
+        if self.settings.projectdavid_compat:
+            chunks = envelopes.projectdavid_compatible(chunk, self.settings.public_url)
+        for each in chunks:
+            message = self.replay.stamp(envelopes.envelope(each, self.client_thread_id, call_id))
+            if call_id is not None and self.results is not None:
+                if each["type"] == "code_interpreter_stream":
+                    content = each["content"]
+                    self._call_files.setdefault(call_id, []).append(
+                        {key: content.get(key) for key in ("filename", "file_id", "mime_type")})
+                elif final_state(message):
+                    self.results.record(self.thread_id, call_id, self.owner, message,
+                                        self._call_files.pop(call_id, None))
+            for listener in list(self.listeners):
+                listener.send(message)
+
+    def resume(self, listener: Listener, seen: int) -> None:
+        """Send ``listener`` what it missed after seq ``seen`` (a gap chunk and the final
+        statuses of calls that ended in it where the buffer no longer reaches), then live."""
+        replay = self.replay.since(seen)
+        if replay.gap is not None:
+            first, last = replay.gap
+            listener.send(envelopes.envelope(
+                {"type": "gap", "content": {"first_seq": first, "last_seq": last}},
+                self.client_thread_id, None))
+            for message in replay.ended_in_gap:
+                listener.send(message)
+        for message in replay.missed:
+            listener.send(message)
+        self.listeners.add(listener)
+
+    # -- hot code ---------------------------------------------------------------------------
+    def code_delta(self, call_id: str, delta: str, fmt: str) -> None:
+        self.last_active = time.monotonic()
+        if call_id in self._executed:
+            raise ProtocolError(f"call {call_id!r} was already executed", code="call_executed")
+        stream = self._calls.get(call_id)
+        if stream is None:
+            if len(self._calls) >= REMEMBERED_CALLS:
+                raise ProtocolError("too many open calls on this thread", code="too_many_calls")
+            stream = self._calls[call_id] = HotCodeStream(fmt, self.fence_open)
+        elif stream.extractor.format != fmt:
+            raise ProtocolError(f"call {call_id!r} switched format mid-stream")
+        for chunk in stream.feed(delta):
+            self.emit(chunk, call_id)
+
+    # -- execution --------------------------------------------------------------------------
+    def submit(self, call_id: str, code: str | None, timeout: float | None,
+               env: dict[str, str] | None = None) -> None:
+        """Queue an execution; the code comes from the request or from the streamed deltas."""
+        if self.closed:
+            raise ProtocolError("thread is closed", code="thread_closed")
+        if call_id in self._executed:
+            raise ProtocolError(f"call {call_id!r} was already executed", code="call_executed")
+        if self._queue.full():
+            raise QueueFull(
+                f"thread already has {self.settings.max_queued_executions} executions queued")
+        stream = self._calls.pop(call_id, None)
+        if stream is not None:  # hot code already went out: run exactly that, nothing else
+            try:
+                streamed, closing = stream.close()
+            except ProtocolError:
+                self._remember(call_id)
+                raise
+            if code is not None and code != streamed:
+                self._remember(call_id)
+                for chunk in closing:  # the fence the frontend opened still closes
+                    self.emit(chunk, call_id)
+                raise ProtocolError(f"execute of call {call_id!r}: 'code' differs from the code "
+                                    "streamed as deltas", code="code_mismatch")
+            code = streamed
+        elif code is None:
+            raise ProtocolError(f"execute of call {call_id!r} has no code and no streamed deltas",
+                                code="unknown_call")
+        else:
+            closing = [envelopes.hot_code(self.fence_open), envelopes.hot_code(code),
+                       envelopes.hot_code(envelopes.FENCE_CLOSE)] if code else []
+        self._remember(call_id)
+        for chunk in closing:
+            self.emit(chunk, call_id)
+        self._queue.put_nowait(Job(call_id, code, timeout or self.settings.execution_timeout,
+                                   env))
+        self.last_active = time.monotonic()
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._work(), name=f"thread-{self.thread_id}")
+
+    def in_flight(self, call_id: str) -> bool:
+        """Is this call queued or running (so a retried execute only needs to listen)?"""
+        if self.current is not None and self.current.call_id == call_id:
+            return True
+        return any(job.call_id == call_id for job in self._queue._queue)  # type: ignore[attr-defined]
+
+    def _remember(self, call_id: str) -> None:
+        self._executed[call_id] = None
+        while len(self._executed) > REMEMBERED_CALLS:
+            self._executed.popitem(last=False)
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def unused(self) -> bool:
+        """Never executed, streamed or uploaded anything: nothing to keep."""
+        return (self.kernel is None and self.current is None and self._worker is None
+                and not self._calls and not self._executed)
+
+    @property
+    def busy(self) -> bool:
+        return self.current is not None
+
+    @property
+    def live(self) -> bool:
+        """Holds (or is getting) a kernel, or has work: counts against its identity's share."""
+        return (self.kernel is not None or self.busy or self.queued > 0
+                or self._kernel_lock.locked())
+
+    async def _work(self) -> None:
+        while True:
+            job = await self._queue.get()
+            self._user_interrupted = False  # an interrupt from here on is this job's
+            self.current = job
+            try:
+                await self._execute(job)
+            except Exception as exc:  # one broken execution must not kill the thread
+                log.exception("thread %s call %s failed", self.thread_id, job.call_id)
+                self.emit(envelopes.status("error", reason=f"gateway error: {exc!r}"), job.call_id)
+            finally:
+                self.current = None
+                self.last_active = time.monotonic()
+
+    async def _ensure_kernel(self) -> str | None:
+        """Lease, replace or heal the kernel; returns why a new kernel was needed, if one was."""
+        if self.kernel is None:
+            began = time.monotonic()
+            self.language = self.language or languages.DEFAULT
+            self.kernel = await self.pool.lease()
+            self.metrics.pool_wait.observe(time.monotonic() - began)
+            reason, self._lost_kernel_reason = self._lost_kernel_reason, None
+            if self._adopted:
+                self._adopted = False
+                reason = await self._restore_adopted(reason or "thread moved")
+            return reason
+        self._start_backoff.check()
+        try:
+            reason = await self._keep_kernel_working()
+        except KernelStartError as exc:
+            self._start_backoff.failed(str(exc))
+            raise
+        self._start_backoff.succeeded()
+        if reason:
+            self.snapshots.kernel_replaced()
+        return reason
+
+    async def _keep_kernel_working(self) -> str | None:
+        """Restart a dead kernel; heal a thread whose working directory or runtime directory
+        was taken away (a plain restart would fail, or write where nobody looks)."""
+        kernel = self.kernel
+        problem = self.pool.problem(kernel)
+        if problem and self.pool.workdirs.problem(kernel.spec.workdir) is None:
+            # Only the runtime dir is gone: every start makes a new one, the files are intact.
+            self.kernel = await self.pool.replace(kernel, died=True)
+            return (f"{problem}; a new kernel was started (files were kept; variables come "
+                    "back from the thread's last snapshot where they could be saved)")
+        if problem:
+            return await self._heal(problem)
+        if await kernel.is_alive():
+            return None
+        reason = await kernel.death_reason()
+        try:
+            self.kernel = await self.pool.replace(kernel, died=True)
+        except KernelStartError as exc:
+            # Something around the old directory stops every start (uid, mount, permissions):
+            # a fresh one leaves it behind.
+            log.warning("thread %s: restart failed (%s); healing", self.thread_id, exc)
+            return await self._heal(f"kernel had died ({reason}) and a restart failed")
+        return f"kernel had died ({reason}); a new kernel was started"
+
+    async def _heal(self, problem: str) -> str:
+        """A new kernel on a new working directory holding the thread's files from the store."""
+        wanted = latest_versions(self.store, self.thread_id, self._saved_paths)
+        failed: list[str] = []
+
+        def prepare(workdir: Path) -> None:
+            failed[:] = restore_files(self.store, wanted, workdir)
+
+        log.warning("thread %s: %s; starting a new kernel on a fresh working directory",
+                    self.thread_id, problem)
+        self.kernel = await self.pool.rebuild(self.kernel, prepare)
+        restored = len(wanted) - len(failed)
+        note = f"{problem}; a new kernel was started on a fresh working directory with the " \
+               f"thread's {restored} saved file(s) restored (variables come back from the " \
+               "thread's last snapshot where they could be saved)"
+        if failed:
+            note += f"; not restored: {', '.join(sorted(failed)[:10])}"
+        return note
+
+    async def _restore_adopted(self, reason: str) -> str:
+        """Every stored path of the thread, newest version each, into the fresh directory."""
+        wanted = latest_versions(self.store, self.thread_id, None)
+        failed = await self.workdir_jobs.run(restore_files, self.store, wanted,
+                                             self.kernel.spec.workdir)
+        self._saved_paths = {f.name for f in wanted} - set(failed)
+        variables = ("variables come back from the thread's last snapshot, if it has one"
+                     if self.settings.snapshots else "variables were lost")
+        note = (f"{reason}; a new kernel was started with the thread's {len(wanted) - len(failed)}"
+                f" stored file(s) restored into /mnt/data ({variables})")
+        if failed:
+            note += f"; not restored: {', '.join(sorted(failed)[:10])}"
+        return note
+
+    async def workdir(self) -> Path:
+        """The thread's working directory on the host, leasing a kernel if it has none yet."""
+        async with self._kernel_lock:
+            reason = await self._ensure_kernel()
+            if reason:
+                self._unreported_restart = reason
+            return self.kernel.spec.workdir
+
+    async def _execute(self, job: Job) -> None:
+        began = time.monotonic()
+        if self.fence is not None and (refused := await self.fence(self.thread_id)):
+            self.emit(envelopes.status("error", reason=refused, error_code="thread_moved",
+                                       duration_ms=_ms(began)), job.call_id)
+            return
+        try:
+            async with self._kernel_lock:
+                restarted_because = await self._ensure_kernel() or self._unreported_restart
+                self._unreported_restart = None
+                restored = await self._restore_snapshot()
+        except GatewayError as exc:
+            self.emit(envelopes.status("error", reason=str(exc), error_code=exc.code,
+                                       duration_ms=_ms(began)), job.call_id)
+            self.metrics.execution_finished("error", time.monotonic() - began)
+            return
+        kernel = self.kernel
+        workdir = kernel.spec.workdir
+        before = await _snapshot(workdir, self.workdir_jobs)
+        translator = OutputTranslator(self.settings.max_output_chars, self._plot_number,
+                                      self.settings.max_display_chars)
+        record = CellRecord(job.code, self.settings.max_output_chars)
+        files: list[str] = []
+        stored_ids: dict[str, str] = {}  # displayed file name -> its file id, for the display
+
+        def on_message(msg: dict) -> None:
+            record.add(msg)
+            for item in translator.translate(msg):
+                if isinstance(item, DisplayedFile):
+                    stored = self._announce_file(item.filename, item.data, item.mime_type,
+                                                 job.call_id, files)
+                    if stored is not None:
+                        stored_ids[item.filename] = stored.id
+                        record.attach_file(stored.mime_type, stored.id)
+                elif isinstance(item, Display):
+                    shown = item.file and stored_ids.get(item.file.filename)
+                    self.emit(item.chunk(shown), job.call_id)
+                else:
+                    self.metrics.bytes_out(len(item["content"]))
+                    self.emit(item, job.call_id)
+
+        language = languages.LANGUAGES[self.language or languages.DEFAULT]
+        if job.env:
+            await self._hidden_cell(kernel, language.set_env(job.env), job.timeout)
+        result = await kernel.run(job.code, on_message, job.timeout, self.settings.interrupt_grace,
+                                  interrupted=self._user_interrupted)
+        if job.env and result.state != "killed" and not result.stuck:
+            await self._hidden_cell(kernel, language.restore_env(list(job.env)), job.timeout)
+        for chunk in translator.finish():
+            self.emit(chunk, job.call_id)
+        self._plot_number = translator.next_plot_number
+        after = await _snapshot(workdir, self.workdir_jobs)
+        for name in changed_files(before, after):
+            await self._announce_workdir_file(workdir, name, job.call_id, files)
+        self._saved_paths &= {display_name(name) for name in after}
+        state, details = await self._conclude(result, translator)
+        self.executions += 1
+        if restarted_because:
+            details["kernel_restarted"] = True
+            details.setdefault("reason", restarted_because)
+        details["tool_output"] = tool_output(translator.text, state, files, details.get("reason"),
+                                             translator.dropped_chars)
+        if restored is not None:
+            details["restored"] = {"names": restored["names"], "skipped": restored["skipped"]}
+            details["tool_output"] = restored_line(restored) + "\n" + details["tool_output"]
+        self.emit(envelopes.status(state, execution_count=result.execution_count,
+                                   duration_ms=_ms(began), files=files, **details), job.call_id)
+        # Let the connections' writers send the status before the bookkeeping below.
+        await asyncio.sleep(0)
+        self.metrics.execution_finished(state, time.monotonic() - began)
+        # Ids, state and sizes only: code and file contents never reach info-level logs.
+        log.info("thread %s call %s: %s in %.1f ms, %d files", self.thread_id, job.call_id,
+                 state, _ms(began), len(files),
+                 extra={"thread_id": self.thread_id, "call_id": job.call_id,
+                        "kernel_id": kernel.id, "state": state})
+        self._cell_write = asyncio.create_task(
+            self._store_cell(record.to_json(job.call_id, state), self._cell_write))
+        # The call is over: a restart from here on is a plain one, not the kill of a running
+        # cell. It waits for the lock, so its clean slate is stored after this snapshot.
+        self.current = None
+        async with self._kernel_lock:
+            if self.kernel is kernel and state != "killed":
+                await self.snapshots.collect(workdir)
+
+    @staticmethod
+    async def _hidden_cell(kernel: Kernel, code: str, timeout: float) -> None:
+        """A cell the user never sees (not in history, output dropped): ``env``'s set-up and
+        clean-up. Its code holds the values, so it is never logged."""
+        result = await kernel.run(code, lambda msg: None, timeout, interrupt_grace=0,
+                                  store_history=False)
+        if result.state != "complete":
+            log.warning("kernel %s: a hidden cell ended %s", kernel.id, result.state)
+
+    async def _conclude(self, result: RunResult, translator: OutputTranslator) -> tuple[str, dict]:
+        details: dict = {}
+        state = result.state
+        if translator.error:
+            details["error"] = {"ename": translator.error[0], "evalue": translator.error[1],
+                                "traceback": translator.traceback}
+            if translator.error[0] == "KeyboardInterrupt" and self._user_interrupted:
+                state = "interrupted"
+        elif (self._user_interrupted and state == "complete"
+              and (self.language or languages.DEFAULT) != languages.DEFAULT):
+            # Kernels other than IPython end an interrupted cell without an error message
+            # (bash_kernel replies "abort"): the interrupt is what ended it.
+            state = "interrupted"
+            details["reason"] = "interrupted by request"
+        if result.reason:
+            details["reason"] = result.reason
+        if result.state == "killed" or result.stuck:
+            if self._stop_reason:
+                details["reason"] = self._stop_reason
+                self._stop_reason = None
+                await self.snapshots.cleared()  # a restart by request: a clean slate
+            else:
+                self.snapshots.kernel_replaced()
+            async with self._kernel_lock:
+                if self.kernel is not None and not self.closed:
+                    try:
+                        self.kernel = await self.pool.replace(self.kernel, died=not result.stuck)
+                    except KernelStartError as exc:  # the next cell heals the thread
+                        details["reason"] = (f"{details.get('reason')}; no new kernel could "
+                                             f"start yet ({exc}); the next cell tries again")
+                        return state, details
+                    details["kernel_restarted"] = True
+                    if result.stuck:
+                        details["reason"] = (f"{result.reason}; the kernel did not stop after "
+                                             "the interrupt and was restarted")
+        return state, details
+
+    async def _announce_workdir_file(self, workdir: Path, name: str, call_id: str,
+                                     files: list[str]) -> None:
+        """Store a file the cell wrote (copied off the event loop: it may be large)."""
+        shown = display_name(name)
+
+        def store() -> StoredFile:
+            with open_regular_file(workdir, name) as reader:
+                return self.store.put_stream(self.thread_id, self.owner, shown, reader)
+
+        try:
+            stored = await self.workdir_jobs.run(store)
+        except GatewayError as exc:
+            self.emit(envelopes.output(f"[file {shown} not saved: {exc}]\n", "note"), call_id)
+            return
+        except OSError:  # deleted, swapped for a link or a FIFO meanwhile: nothing to announce
+            return
+        self._saved_paths.add(shown)
+        self._note_unsafe(stored, call_id)
+        data = b""
+        if stored.size <= self.settings.inline_file_limit:
+            data = await asyncio.to_thread(self.store.read, stored)
+        files.append(shown)
+        self.emit(file_chunk(stored, data, self.settings.inline_file_limit), call_id)
+
+    def _announce_file(self, name: str, data: bytes, mime_type: str | None, call_id: str,
+                       files: list[str]) -> StoredFile | None:
+        """Store and announce a displayed image (already in memory); the stored file if it was."""
+        try:
+            stored = self.store.put(self.thread_id, self.owner, name, data, mime_type)
+        except GatewayError as exc:
+            self.emit(envelopes.output(f"[file {name} not saved: {exc}]\n", "note"), call_id)
+            return None
+        self._note_unsafe(stored, call_id)
+        files.append(name)
+        self.emit(file_chunk(stored, data, self.settings.inline_file_limit), call_id)
+        return stored
+
+    def _note_unsafe(self, stored: StoredFile, call_id: str) -> None:
+        if why := self.store.not_yet_stored(stored):
+            self.emit(envelopes.output(f"[file {stored.name}: {why}]\n"), call_id)
+
+    # -- control ----------------------------------------------------------------------------
+    async def interrupt(self) -> None:
+        """Interrupt the running cell; one still being set up is interrupted as it starts."""
+        if self.current is not None:
+            self._user_interrupted = True
+            if self.kernel is not None:
+                await self.kernel.interrupt_cell()
+
+    async def restart(self) -> None:
+        """A fresh kernel; a running cell ends "killed", the working directory stays."""
+        if self.current is not None and self.kernel is not None:
+            self._stop_reason = "kernel restarted by request"
+            await self.kernel.kill()
+            return
+        async with self._kernel_lock:
+            if self.kernel is not None:
+                self.kernel = await self.pool.replace(self.kernel, died=False)
+            await self.snapshots.cleared()
+        self.emit(envelopes.status("restarted"), None)
+
+    async def release_kernel(self, reason: str) -> None:
+        """Idle culling: free the kernel (and its working directory); files stay in the store."""
+        async with self._kernel_lock:
+            if self.kernel is not None and self.current is None:
+                await self._take_snapshot("idle release")
+                await self.pool.release(self.kernel)
+                self.kernel = None
+                self._lost_kernel_reason = reason
+                self.snapshots.kernel_replaced()
+
+    async def snapshot(self, why: str) -> dict:
+        """A snapshot of the namespace now (shutdown, ``gateway thread snapshot``); waits for
+        a running cell to finish first, like the next cell would."""
+        # A running cell holds no lock (and may need it to conclude): wait for it first. The
+        # lock is then taken without yielding, so no cell starts in between.
+        while self.current is not None or self._kernel_lock.locked():
+            await asyncio.sleep(0.05)
+        async with self._kernel_lock:
+            if self.kernel is None:
+                return {"error": "the thread has no kernel (nothing ran since its last "
+                                 "snapshot)", "names": 0, "skipped": []}
+            return await self._take_snapshot(why)
+
+    async def _take_snapshot(self, why: str) -> dict:
+        if not await self.kernel.is_alive():
+            return {"error": "the thread's kernel is not running", "names": 0, "skipped": []}
+        return await self.snapshots.take(self.kernel, why)
+
+    async def _restore_snapshot(self) -> dict | None:
+        """Before the first cell of a kernel that is new but no clean slate: the last
+        snapshot (called with the kernel lock held)."""
+        if not self.snapshots.pending:
+            return None
+        restored = await self.snapshots.restore(self.kernel)
+        if restored is not None and restored.get("kernel_died"):
+            self.kernel = await self.pool.replace(self.kernel, died=True)
+            if self._stop_reason:  # a restart by request killed it mid-restore: a clean slate
+                self._stop_reason = None
+                await self.snapshots.cleared()
+                return None
+        return restored
+
+    async def _store_cell(self, data: bytes, previous: asyncio.Task | None) -> None:
+        """The cell's notebook record, a file of the thread (``GET /threads/{id}/notebook``),
+        stored after the previous cell's (the store orders them by time)."""
+        if previous is not None:
+            await asyncio.wait({previous})
+        try:
+            await asyncio.to_thread(self.store.put, self.thread_id, self.owner, CELL_NAME, data,
+                                    "application/json")
+        except GatewayError as exc:
+            log.warning("thread %s: cell record not stored: %s", self.thread_id, exc)
+
+    async def cells_stored(self) -> None:
+        """Wait until the last cell's record is in the store."""
+        if self._cell_write is not None:
+            await asyncio.shield(self._cell_write)
+
+    async def close(self, reason: str = "thread closed", state: str = "error") -> None:
+        """Stop the thread here; a running cell ends with ``state`` (queued ones "error")."""
+        self.closed = True
+        if self._worker is not None:
+            self._worker.cancel()
+        if self.current is not None:
+            self.emit(envelopes.status(state, reason=reason), self.current.call_id)
+        while not self._queue.empty():
+            job = self._queue.get_nowait()
+            self.emit(envelopes.status("error", reason=reason), job.call_id)
+        async with self._kernel_lock:
+            if self.kernel is not None:
+                await self.pool.release(self.kernel)
+                self.kernel = None
+
+    def describe(self) -> dict:
+        return {
+            "thread_id": self.client_thread_id,
+            "owner": self.owner,
+            "language": self.language or languages.DEFAULT,
+            "kernel": self.kernel.id if self.kernel else None,
+            "busy": self.busy,
+            "queued": self.queued,
+            "executions": self.executions,
+            "idle_seconds": round(time.monotonic() - self.last_active, 1),
+        }
+
+
+def file_chunk(stored: StoredFile, data: bytes, inline_limit: int) -> envelopes.Chunk:
+    # Large files keep the envelope's keys but carry no bytes: clients fetch /files/{id}.
+    encoded = base64.b64encode(data).decode() if stored.size <= inline_limit else ""
+    return envelopes.file(stored.name, stored.id, encoded, stored.mime_type)
+
+
+async def _snapshot(workdir: Path, jobs: ThreadWorkdirJobs) -> dict[str, tuple[int, int]]:
+    """Scan inline while the directory is small; a big one is scanned in a worker thread."""
+    found = snapshot(workdir, limit=INLINE_SNAPSHOT_FILES)
+    if len(found) < INLINE_SNAPSHOT_FILES:
+        return found
+    return await jobs.run(snapshot, workdir)
+
+
+def _ms(began: float) -> float:
+    return round((time.monotonic() - began) * 1000, 2)
