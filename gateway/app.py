@@ -12,6 +12,7 @@ import secrets
 import time
 from pathlib import Path
 
+from . import auth
 from .config import Settings
 from .errors import (
     IdentityLimit,
@@ -30,7 +31,6 @@ from .execution.readiness import (
     fill_pool_or_give_up,
     not_ready_reason,
 )
-from .net import auth
 from .ops.datadir import DataDirLock
 from .ops.metrics import Metrics
 from .sandbox.launch import HostSandbox

@@ -206,8 +206,7 @@ class Settings:
     node_lease: float = setting(10.0, unit=DURATION, above=0)
 
     def __post_init__(self) -> None:
-        from . import constraints
-        from .net import auth, hosts, origins
+        from . import auth, constraints, hosts, origins
 
         constraints.normalize(self)
         found = constraints.problems(self, RULES)

@@ -6,9 +6,8 @@ import hashlib
 
 import pytest
 
-from gateway import config
+from gateway import auth, config
 from gateway.config import Settings
-from gateway.net import auth
 
 
 def test_digest_is_sha256_hex():

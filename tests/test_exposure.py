@@ -19,9 +19,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from gateway import auth
 from gateway.client import GatewayClient
 from gateway.config import Settings
-from gateway.net import auth, tls
+from gateway.net import tls
 
 GATEWAY = str(Path(sys.executable).parent / "gateway")
 

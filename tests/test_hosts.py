@@ -12,8 +12,8 @@ import os
 
 import pytest
 
+from gateway import hosts
 from gateway.config import Settings
-from gateway.net import hosts
 
 # -- pure rules ---------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.net import origins
+from gateway import origins
 
 
 @pytest.mark.parametrize(("origin", "host", "tls", "ok"), [

@@ -9,8 +9,9 @@ import urllib.request
 
 import pytest
 
+from gateway import auth
 from gateway.config import Settings
-from gateway.net import auth, probes
+from gateway.net import probes
 
 ADMIN = "probe-admin-token"
 

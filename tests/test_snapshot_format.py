@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from gateway.threads.snapshot_format import (
+from gateway.wire.snapshot_format import (
     MAGIC,
     RESTORE_MARKER,
     TAKE_MARKER,

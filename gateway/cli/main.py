@@ -212,7 +212,7 @@ def _reload(server, reread) -> None:
 def token_new(identity: Annotated[str, typer.Argument(help="Who the token is for.")]) -> None:
     """Make a token for IDENTITY: prints it once (hand it to the client; it is not stored) and
     the entry for the tokens setting, which holds only its SHA-256."""
-    from ..net import auth
+    from .. import auth
 
     token = auth.new_token()
     try:

@@ -23,7 +23,7 @@ from ..errors import KernelStartError
 from ..sandbox.forkserver import Zygote
 from ..sandbox.kernelspec import KERNEL_NAME, PinnedKernelSpecs
 from ..sandbox.launch import HostSandbox, SandboxSpec
-from .languages.registry import PYTHON
+from ..wire.languages import PYTHON
 
 log = logging.getLogger(__name__)
 

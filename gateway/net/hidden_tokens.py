@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from .. import config
-from . import auth
+from .. import auth, config
 
 ENV = "GATEWAY_TOKENS"
 

@@ -18,8 +18,9 @@ import urllib.parse
 
 import h11
 
+from .. import auth, hosts
 from ..app import Gateway
-from . import auth, downloads, hosts, http11, tls
+from . import downloads, http11, tls
 from .http_upload import UploadHandler, error_body
 
 log = logging.getLogger(__name__)

@@ -26,11 +26,11 @@ from collections.abc import Awaitable, Callable
 
 import h11
 
+from .. import auth
 from ..app import Gateway
 from ..cluster.relay import IDENTITY_HEADER, SECRET_HEADER
 from ..errors import GatewayError, ProtocolError
 from ..wire.protocol import Upload
-from . import auth
 from .http11 import READ_BYTES, next_event
 
 PLACEMENT_ATTEMPTS = 3
@@ -196,7 +196,7 @@ class UploadHandler:
         """Cluster: stream the upload to the node that owns the thread; its answer is ours.
         Placed again if that node gave the thread up (or cannot be reached) before the body;
         None if it is this node's now."""
-        from ..cluster.forward import Lost, Refused, Unreachable, forward_upload
+        from .forward import Lost, Refused, Unreachable, forward_upload
 
         node = self.gateway.cluster
         target = elsewhere.node_id

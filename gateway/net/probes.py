@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import auth
+from .. import auth
 
 if TYPE_CHECKING:
     from ..config import Settings

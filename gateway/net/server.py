@@ -27,12 +27,13 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
+from .. import auth, hosts, origins
 from ..app import Gateway
 from ..cluster.routing import Relays
 from ..config import Settings
 from ..errors import GatewayError
 from ..wire import envelopes, protocol
-from . import auth, hosts, origins, probes, tls
+from . import probes, tls
 from .admin import error_answer, execute_admin
 from .front import FrontProtocol
 from .http_handler import HttpHandler

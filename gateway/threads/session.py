@@ -19,11 +19,11 @@ from ..wire import envelopes
 from ..wire.hotcode import HotCodeStream
 from ..wire.protocol import client_thread_id
 from ..wire.replay import CallResults, ReplayBuffer, final_state, seq_origin
+from ..wire.snapshot_format import restored_line
 from ..wire.tool_output import tool_output
 from ..wire.translate import Display, DisplayedFile, OutputTranslator
 from .cells import CELL_NAME, CellRecord
 from .healing import StartBackoff, latest_versions, restore_files
-from .snapshot_format import restored_line
 from .snapshots import ThreadSnapshots
 
 if TYPE_CHECKING:

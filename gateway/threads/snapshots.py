@@ -26,8 +26,8 @@ from ..sandbox.workdirs import (
     open_regular_file,
     open_regular_for_writing,
 )
+from ..wire.snapshot_format import RESTORE_MARKER, TAKE_MARKER, empty_snapshot, parse_report
 from .cells import INTERNAL_PREFIX
-from .snapshot_format import RESTORE_MARKER, TAKE_MARKER, empty_snapshot, parse_report
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -42,14 +42,6 @@ KERNEL_FILE = ".gateway-snapshot"  # where the kernel writes one (20-snapshots.p
 RESTORE_FILE = ".gateway-restore"  # where the gateway puts one for the kernel to load
 SIZE_SLACK = 1 << 20  # the index and framing beyond snapshot_limit
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-
-
-def kernel_environment(settings: Settings) -> dict[str, str]:
-    """What the kernel-side code reads at start-up (no secret: limits only)."""
-    every_cell = settings.snapshot_every_cell_below if settings.snapshots else 0
-    # Not GATEWAY_*: that prefix is the gateway's own settings, which never reach a kernel.
-    return {"KERNEL_SNAPSHOT_EVERY_CELL_BELOW": str(every_cell),
-            "KERNEL_SNAPSHOT_LIMIT": str(settings.snapshot_limit)}
 
 
 def latest_snapshot(store: FileStore, thread_id: str, owner: str) -> StoredFile | None:

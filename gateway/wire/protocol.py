@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal
 import orjson
 
 from ..errors import ProtocolError
-from ..execution.languages.registry import find as find_language
+from .languages import find as find_language
 
 __all__ = [
     "ID_PATTERN",

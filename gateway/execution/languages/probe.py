@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .registry import Language
+from ...wire.languages import Language
 
 
 def unavailable_reason(language: Language, kernels_dir: Path, python: str) -> str | None:

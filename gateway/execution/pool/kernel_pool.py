@@ -24,7 +24,7 @@ from ...sandbox.forkserver import EXEC_COST, Zygote
 from ...sandbox.launch import HostSandbox, SandboxSpec, prepare_matplotlib_cache
 from ...sandbox.limits import LimitValues
 from ...sandbox.workdirs import Workdirs
-from ...threads.snapshots import kernel_environment as snapshot_environment
+from ...wire.snapshot_format import snapshot_environment
 from ..kernel import Kernel
 from ..languages import PYTHON, Language
 from .demand import Decision, WarmTarget, memory_ceiling

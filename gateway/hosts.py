@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    from .config import Settings
 
 REFUSAL_STATUS = 421  # Misdirected Request: this server does not answer for that name
 REFUSAL = {"error": "host not allowed: add the name clients use for the gateway to the "

@@ -14,7 +14,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ...errors import UnknownLanguage
+from ..errors import UnknownLanguage
 
 DEFAULT = "python"
 _NAME = re.compile(r"[a-z][a-z0-9_+-]{0,31}")

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 MAGIC = b"GWSNAP1\n"
 TAKE_MARKER = "@gateway-snapshot-report "
@@ -67,3 +71,11 @@ def restored_line(restored: dict) -> str:
         more = f"; and {len(skipped) - 10} more" if len(skipped) > 10 else ""
         line += f"; NOT restored, define again if needed: {listed}{more}"
     return line + "]"
+
+
+def snapshot_environment(settings: Settings) -> dict[str, str]:
+    """The snapshot limits the kernel-side code reads at start-up (no secret)."""
+    every_cell = settings.snapshot_every_cell_below if settings.snapshots else 0
+    # Not GATEWAY_*: that prefix is the gateway's own settings, which never reach a kernel.
+    return {"KERNEL_SNAPSHOT_EVERY_CELL_BELOW": str(every_cell),
+            "KERNEL_SNAPSHOT_LIMIT": str(settings.snapshot_limit)}

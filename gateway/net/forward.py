@@ -19,8 +19,8 @@ import urllib.parse
 import h11
 import orjson
 
-from ..net import http11
-from .relay import IDENTITY_HEADER, NODE_HEADER, SECRET_HEADER
+from ..cluster.relay import IDENTITY_HEADER, NODE_HEADER, SECRET_HEADER
+from . import http11
 
 CONNECT_TIMEOUT = 3.0
 ANSWER_TIMEOUT = 600.0  # the owner stores the file (maybe in the bucket) before it answers
