@@ -101,14 +101,13 @@ class Gateway:
             from .cluster.results import SharedResults
 
             self.results = SharedResults(settings.result_retention, settings.registry_url,
-                                         self.cluster.placement,
+                                         self.cluster.placement, self.cluster.holder,
                                          max_bytes=settings.result_retention_bytes)
         self.metrics.watch_results(self.results)
         self.metrics.watch_identities(self.live_threads_by_identity, self.store.usage_by_owner)
         self.started = time.time()
         self.draining = False
         self.data_lock = DataDirLock(settings.data_dir)
-        self.upload_port: int | None = None  # set by the server once its upload port is bound
         self._culler: asyncio.Task | None = None
         # The pool logs each failed kernel start; the last one is the reason we report.
         self._start_failures = LastStartFailure()
@@ -247,6 +246,11 @@ class Gateway:
             self.threads[key] = session
         return session
 
+    def kernel_count(self) -> int:
+        """Python kernels leased or warm (what a cluster node reports of its load)."""
+        pool = self.pool.snapshot()
+        return pool.get("leased", 0) + pool.get("warm", 0)
+
     def live_threads_by_identity(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for session in self.threads.values():
@@ -290,28 +294,19 @@ class Gateway:
                             identity: str) -> FinishedCall | None:
         """A finished call (None: unknown, running, expired or not yours); in a cluster also
         one that ran on another node, or on a node that is gone (then ``killed``)."""
-        key = scoped_thread_id(identity, thread_id)
-        if self.cluster is not None:
-            return await self.results.lookup(key, call_id, identity)
-        return self.results.finished(key, call_id, identity)
+        return await self.results.lookup(scoped_thread_id(identity, thread_id), call_id,
+                                         identity)
 
     async def begin_call(self, session: ThreadSession, call_id: str) -> dict | None:
-        """Cluster: before an execute is queued, mark the call running on this node (so its
-        end is known if the node is lost); the final status instead if the call id ran before
-        (on a node that is gone, say) and must not run again."""
-        if self.cluster is None:
-            return None
-        earlier = await self.results.begin(session.thread_id, call_id, session.owner,
-                                           self.cluster.node_id,
-                                           self.cluster.claims.get(session.thread_id))
+        """Before an execute is queued: in a cluster the call is marked running on this node
+        (so its end is known if the node is lost); the final status instead if the call id ran
+        before (on a node that is gone, say) and must not run again."""
+        earlier = await self.results.begin(session.thread_id, call_id, session.owner)
         return earlier.status if earlier is not None else None
 
     def call_refused(self, session: ThreadSession, call_id: str) -> None:
-        """Cluster: the execute ``begin_call`` marked was refused before it was queued."""
-        if self.cluster is not None:
-            self.results.refused(session.thread_id, call_id, session.owner,
-                                 self.cluster.node_id,
-                                 self.cluster.claims.get(session.thread_id))
+        """The execute ``begin_call`` let through was refused before it was queued."""
+        self.results.refused(session.thread_id, call_id, session.owner)
 
     def detach(self, listener: Listener) -> None:
         """A connection went away. Threads it only watched and never used are forgotten, so
@@ -467,7 +462,6 @@ class Gateway:
             "pool": pool,
             "languages": self.languages(),
             "threads": len(self.threads),
-            "upload_port": self.upload_port,
             "uptime_seconds": round(time.time() - self.started, 1),
         }
 

@@ -62,10 +62,6 @@ def bundled_kernels_dir() -> Path:
 class Settings:
     host: str = setting("127.0.0.1", check=_not_empty)
     port: int = setting(8765, minimum=0, maximum=65535)  # 0: any free port
-    # The old separate port for HTTP uploads and downloads, an alias of the main port (which
-    # serves both) kept for a release: -1 (the default) opens nothing; 0 picks a free port,
-    # announced in the log and /healthz.
-    upload_port: int = setting(-1, minimum=0, maximum=65535, special=((-1, "off"),))
     # token -> identity. A thread belongs to the identity whose token created it.
     tokens: dict[str, str] = setting(factory=dict, secret=True)
     admin_token: str = setting("", secret=True)  # for the admin API (/admin); empty disables it
@@ -309,8 +305,6 @@ def _at_most(smaller: str, larger: str, why: str) -> Rule:
 
 # What no single field can say: settings that contradict each other or mean nothing together.
 RULES: tuple[Rule, ...] = (
-    Rule(("upload_port", "port"), lambda s: s.upload_port <= 0 or s.upload_port != s.port,
-         lambda s: f"{s.upload_port} is port too: the alias needs a port of its own"),
     Rule((*POOL_SIZES, "max_kernels"), lambda s: _warm_pools(s) <= s.max_kernels,
          lambda s: f"the warm pools of every language ({_warm_pools(s)}) are more than "
                    f"max_kernels ({s.max_kernels}), which bounds them together"),

@@ -67,7 +67,7 @@ async def pools_warm(gateway: Gateway) -> None:
 async def main(rounds: int, new_threads: int) -> dict:
     data = Path(tempfile.mkdtemp(prefix="bench-languages-"))
     settings = Settings(host="127.0.0.1", port=0, data_dir=data, tokens={"bench": "bench"},
-                        pool_size=1, bash_pool_size=1, max_kernels=8, upload_port=-1,
+                        pool_size=1, bash_pool_size=1, max_kernels=8,
                         kernels_dir=ROOT / "kernels")  # this checkout's kernelspecs
     gateway = Gateway(settings)
     await gateway.start()

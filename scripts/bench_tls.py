@@ -53,7 +53,7 @@ class Served:
         self.log = tmp / f"{name}.log"
         self.proc = subprocess.Popen(
             [str(BIN / "gateway"), "serve", "--port", "0", "--data-dir", str(tmp / name),
-             "--pool-size", "1", "--set", "upload_port=-1", *args],
+             "--pool-size", "1", *args],
             env={"PATH": "/usr/bin:/bin", "GATEWAY_TOKENS": f"bench:{TOKEN}"},
             stdout=subprocess.PIPE, stderr=self.log.open("w"), text=True,
             start_new_session=True)

@@ -46,7 +46,6 @@ def test_an_unknown_sandbox_is_refused_by_name():
                                            "'ERROR', 'CRITICAL'")),
     (dict(port=65536), ("port", "65536 is out of range: 0..65535")),
     (dict(port=-1), ("port", "-1 is out of range: 0..65535")),
-    (dict(upload_port=-2), ("upload_port", "-2 is out of range: -1 (off) or 0..65535")),
     (dict(pool_size=-1), ("pool_size", "-1 is out of range: at least 0")),
     (dict(max_kernels=0), ("max_kernels", "0 is out of range: at least 1")),
     (dict(max_queued_executions=0), ("max_queued_executions", "0 is out of range: at least 1")),
@@ -125,8 +124,6 @@ def test_a_value_of_no_use_to_any_field_is_a_problem_not_a_crash(name):
     (dict(execution_timeout=7200),
      ("execution_timeout", "7200 s is more than max_timeout (3600 s), the longest a request "
                            "may ask for")),
-    (dict(port=8765, upload_port=8765),
-     ("upload_port", "8765 is port too: the alias needs a port of its own")),
     (dict(kernel_uid_base=2**32 - 10, kernel_uid_count=20),
      ("kernel_uid_count", "20 uids from kernel_uid_base 4294967286 go beyond 4294967293, the "
                           "last usable uid")),
@@ -136,7 +133,7 @@ def test_settings_that_contradict_each_other(values, problem):
 
 
 def test_what_the_rules_allow():
-    Settings(port=0, upload_port=0)  # two free ports, picked by the system
+    Settings(port=0)  # a free port, picked by the system
     Settings(tls_cert="c.pem", tls_key="k.pem", tls_client_ca="ca.pem")
     Settings(kernel_uid_base=0, kernel_uid_count=1)
     Settings(registry_url="unix:///run/redis.sock", store_url="s3://b", cluster_token="t")
@@ -192,7 +189,7 @@ def test_sizes_and_durations_are_declared_not_guessed():
     ("idle_timeout", "15m", 900.0), ("file_retention", "30d", 30 * 86400.0),
     ("execution_timeout", "90s", 90.0), ("result_retention", "2h", 7200.0),
     ("lease_wait", "0.5", 0.5), ("cpu_limit", "1.5", 1.5), ("pool_size", "3", 3),
-    ("upload_port", "-1", -1), ("allowed_hosts", "a.example, b.example", ("a.example",
+    ("port", "0", 0), ("allowed_hosts", "a.example, b.example", ("a.example",
                                                                           "b.example")),
     ("data_dir", "/srv/gw", Path("/srv/gw")), ("sandbox", "none", "none"),
 ])
@@ -220,7 +217,9 @@ def test_text_that_means_nothing_is_an_error(name, text, message):
 
 def test_an_unknown_name_is_an_error_with_the_closest_one():
     for name, message in (("sandbx", "no such setting (did you mean 'sandbox'?)"),
-                          ("zzz", "no such setting")):
+                          ("zzz", "no such setting"),
+                          # The separate upload port is gone: uploads use the main port.
+                          ("upload_port", "no such setting")):
         with pytest.raises(ValueError) as caught:
             coerce(name, "1")
         assert str(caught.value) == message

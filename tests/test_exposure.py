@@ -117,7 +117,7 @@ def test_token_new_prints_the_token_once_and_its_hashed_entry():
 
 
 def test_a_default_gateway_listens_on_one_port_only(tmp_path):
-    """Nothing listens that the operator did not ask for: the old upload port stays closed."""
+    """Nothing listens that the operator did not ask for: one port serves everything."""
     env = {**_clean_env(), "GATEWAY_TOKENS": "alice:" + auth.digest("t")}
     with open(tmp_path / "stderr", "w") as errors:
         process = subprocess.Popen(
@@ -258,7 +258,7 @@ async def test_a_clear_token_on_the_command_line_leaves_the_process_list(tmp_pat
     token = auth.new_token()
     process = subprocess.Popen(
         [GATEWAY, "serve", "--port", "0", "--data-dir", str(tmp_path / "data"), "--pool-size",
-         "0", "--set", "upload_port=-1", "--token", f"alice:{token}"],
+         "0", "--token", f"alice:{token}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_clean_env(), text=True)
     try:
         line = await asyncio.to_thread(process.stdout.readline)

@@ -9,22 +9,10 @@ import http.client
 import os
 
 import pytest
-import pytest_asyncio
-from conftest import start_gateway, stop_gateway, test_settings
 
 from gateway.client import UploadError
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def running(data_root):
-    """This module's gateway (in place of the shared one): it asks for the old upload port,
-    which a default gateway does not open."""
-    running = await start_gateway(test_settings(data_root / "upload-port", pool_size=1,
-                                                upload_port=0))
-    yield running
-    await stop_gateway(running)
 
 
 def put(port: int, path: str, body: bytes = b"", token: str | None = "tok-alice",
@@ -80,7 +68,7 @@ async def test_uploaded_csv_is_read_by_pandas(client, thread_id):
 
 
 async def test_refusals_have_clear_statuses(running, client, thread_id):
-    port = running.gateway.upload_port
+    port = running.server.port
     await client.thread(thread_id).run("1")
     base = f"/threads/{thread_id}/files"
     cases = [
@@ -115,13 +103,9 @@ async def test_client_raises_upload_error(client, thread_id):
     assert info.value.status == 400 and info.value.code == "bad_filename"
 
 
-async def test_health_announces_the_upload_port(running):
-    assert running.gateway.health()["upload_port"] == running.server.uploads.port > 0
-
-
 async def test_chunked_body_is_accepted(running, client, thread_id):
     def send_chunked() -> tuple[int, bytes]:
-        connection = http.client.HTTPConnection("127.0.0.1", running.gateway.upload_port,
+        connection = http.client.HTTPConnection("127.0.0.1", running.server.port,
                                                 timeout=60)
         try:
             connection.request("PUT", f"/threads/{thread_id}/files/parts.txt",

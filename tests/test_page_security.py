@@ -129,7 +129,7 @@ async def test_a_link_does_not_switch_a_signed_in_tab_to_another_identity(runnin
 async def tls_page_gateway(tmp_path_factory, data_root):
     pki = make_pki(tmp_path_factory.mktemp("page-pki"))
     settings = test_settings(data_root / "tls-page", pool_size=1, max_kernels=3,
-                             upload_port=-1, tls_cert=str(pki.cert_file),
+                             tls_cert=str(pki.cert_file),
                              tls_key=str(pki.key_file))
     running = await start_gateway(settings)
     yield running

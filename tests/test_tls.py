@@ -56,7 +56,7 @@ def pki(tmp_path_factory):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def tls_gateway(pki, data_root):
-    settings = test_settings(data_root / "tls", pool_size=1, max_kernels=4, upload_port=0,
+    settings = test_settings(data_root / "tls", pool_size=1, max_kernels=4,
                              tls_cert=str(pki.cert_file), tls_key=str(pki.key_file))
     running = await start_gateway(settings)
     running.url = f"wss://127.0.0.1:{running.server.port}/ws"
@@ -111,10 +111,9 @@ def plain_request(port: int) -> int | None:
         connection.close()
 
 
-async def test_plain_connections_to_the_tls_ports_are_refused(tls_gateway):
+async def test_plain_connections_to_the_tls_port_are_refused(tls_gateway):
     gw = tls_gateway
-    for port in (gw.server.port, gw.server.uploads.port):
-        assert await asyncio.to_thread(plain_request, port) is None
+    assert await asyncio.to_thread(plain_request, gw.server.port) is None
     with pytest.raises((InvalidMessage, ConnectionError)):
         async with connect(f"ws://127.0.0.1:{gw.server.port}/ws",
                            additional_headers={"Authorization": "Bearer tok-alice"},
@@ -177,7 +176,7 @@ async def test_mutual_tls_requires_a_client_certificate(pki, data_root, tmp_path
     system_ca = trustme.CA()
     system_ca.cert_pem.write_to_path(str(tmp_path / "system-ca.pem"))
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "system-ca.pem"))
-    settings = test_settings(data_root / "mtls", pool_size=0, max_kernels=2, upload_port=-1,
+    settings = test_settings(data_root / "mtls", pool_size=0, max_kernels=2,
                              tls_cert=str(pki.cert_file), tls_key=str(pki.key_file),
                              tls_client_ca=str(client_ca_file))
     running = await start_gateway(settings)

@@ -132,8 +132,7 @@ def serve(
                                                       "(repeatable).")] = None,
 ) -> None:
     """Run the gateway: websocket at /ws, live page at /, health, metrics, file downloads
-    and HTTP uploads, all on one port, the only one it opens (--set upload_port=N also opens
-    the old upload port as an alias; 0 picks a free one).
+    and HTTP uploads, all on one port, the only one it opens.
 
     Settings come from defaults, then --config, then GATEWAY_* variables, then flags.
     SIGHUP re-reads them all: tokens, admin token, origins, hosts and renewed TLS files take
@@ -184,8 +183,6 @@ async def _serve(settings: config.Settings, reread) -> None:
           f"(websocket {ws}://{settings.host}:{server.port}/ws)", flush=True)
     print(f"HTTP uploads: PUT {web}://{settings.host}:{server.port}"
           "/threads/THREAD/files/NAME", flush=True)
-    if server.uploads is not None:
-        print(f"(old upload port, an alias: {server.uploads.port})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

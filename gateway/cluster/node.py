@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import redis
 
@@ -25,20 +25,27 @@ from .ownership import Claim
 from .registry import Registry
 
 if TYPE_CHECKING:
-    from ..app import Gateway
     from ..config import Settings
+    from ..threads.session import ThreadSession
 
 log = logging.getLogger(__name__)
 
 DRAIN_WAIT = 600.0  # longest a drain waits for running cells before releasing their threads
 
 
-class NodeLost(Exception):
-    """The relay to another node broke and that node cannot be reached."""
+class NodeHost(Protocol):
+    """What a node needs of the gateway it serves (``app.Gateway`` is one): its live threads,
+    by scoped id; telling it that a thread comes from another node; its kernel count."""
+
+    threads: dict[str, ThreadSession]
+
+    def adopt(self, thread_id: str, reason: str) -> None: ...
+
+    def kernel_count(self) -> int: ...
 
 
 class ClusterNode:
-    def __init__(self, settings: Settings, gateway: Gateway) -> None:
+    def __init__(self, settings: Settings, gateway: NodeHost) -> None:
         self.settings = settings
         self.gateway = gateway
         self.node_id = settings.node_id or f"{socket.gethostname()}:{settings.port}"
@@ -78,9 +85,8 @@ class ClusterNode:
         await self.registry.close()
 
     def record(self) -> dict:
-        pool = self.gateway.pool.snapshot()
         return {"advertise_url": self.advertise_url, "threads": len(self.claims),
-                "kernels": pool.get("leased", 0) + pool.get("warm", 0),
+                "kernels": self.gateway.kernel_count(),
                 "load": round(os.getloadavg()[0], 2), "draining": self.draining,
                 "drained": self.drained,
                 "pid": os.getpid()}
@@ -167,6 +173,10 @@ class ClusterNode:
                   "node was lost or released it")
         log.info("thread %s: %s", thread_id, reason)
         self.gateway.adopt(thread_id, reason)
+
+    def holder(self, thread_id: str) -> tuple[str, Claim | None]:
+        """This node's id and the claim it holds on the thread (None: none now)."""
+        return self.node_id, self.claims.get(thread_id)
 
     async def placement(self, thread_id: str) -> tuple[dict[str, dict], Claim | None]:
         """The live nodes and the thread's claim, read from the registry now."""

@@ -90,6 +90,7 @@ class SharedResults(CallResults):
 
     def __init__(self, retention: float, registry_url: str,
                  placement: Callable[[str], Awaitable[tuple[dict, Claim | None]]],
+                 holder: Callable[[str], tuple[str, Claim | None]],
                  max_bytes: int = 64 * 2**20) -> None:
         super().__init__(retention, max_bytes=max_bytes)
         from .registry import connect
@@ -100,6 +101,7 @@ class SharedResults(CallResults):
         self._replace = self.redis.register_script(REPLACE)
         self._forget = self.redis.register_script(FORGET)
         self._placement = placement  # thread -> (live nodes, its claim now)
+        self._holder = holder  # thread -> (this node's id, the claim it holds on the thread)
         self._writes: set[asyncio.Task] = set()
 
     @staticmethod
@@ -128,12 +130,15 @@ class SharedResults(CallResults):
             log.warning("call %s of thread %s: final status not shared (%s); only this node "
                         "knows it", call_id, thread_id, exc)
 
-    async def begin(self, thread_id: str, call_id: str, owner: str, node_id: str,
-                    claim: Claim | None) -> FinishedCall | None:
+    def _marker(self, thread_id: str, owner: str) -> str:
+        node_id, claim = self._holder(thread_id)
+        return orjson.dumps({"owner": owner, "running": {
+            "node": node_id, "claim": claim.encode() if claim else None}}).decode()
+
+    async def begin(self, thread_id: str, call_id: str, owner: str) -> FinishedCall | None:
         """Before a call is queued here: mark it running on this node. A call id the thread
         used before (here or on a lost node) gives its final status instead (None: run it)."""
-        marker = orjson.dumps({"owner": owner, "running": {
-            "node": node_id, "claim": claim.encode() if claim else None}}).decode()
+        marker = self._marker(thread_id, owner)
         try:
             held = await self._begin(keys=[self.key(thread_id, call_id)],
                                      args=[marker, self.retention_ms])
@@ -145,11 +150,9 @@ class SharedResults(CallResults):
             return None
         return await self._resolve(thread_id, call_id, owner, held)
 
-    def refused(self, thread_id: str, call_id: str, owner: str, node_id: str,
-                claim: Claim | None) -> None:
+    def refused(self, thread_id: str, call_id: str, owner: str) -> None:
         """The call ``begin`` marked was refused before it was queued: drop the marker."""
-        marker = orjson.dumps({"owner": owner, "running": {
-            "node": node_id, "claim": claim.encode() if claim else None}}).decode()
+        marker = self._marker(thread_id, owner)
         task = asyncio.get_running_loop().create_task(self._drop(thread_id, call_id, marker))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)

@@ -4,25 +4,21 @@
     (body: the file's bytes; Content-Length or chunked)
 
 Served on the websocket's own port (``gateway/net/front.py`` hands non-websocket requests to
-``gateway/net/http_handler.py``, which calls ``UploadHandler``) and, for a release, on the old
-separate ``upload_port`` as an alias. The body goes through ``Gateway.upload`` in parts, the
-same path as websocket uploads (name checks, size cap, no symlink followed), and the thread's
-listeners get the same ``file_uploaded`` chunk. h11 does the HTTP; this module only moves
-bytes and maps errors.
+``gateway/net/http_handler.py``, which calls ``UploadHandler``). The body goes through
+``Gateway.upload`` in parts, the same path as websocket uploads (name checks, size cap, no
+symlink followed), and the thread's listeners get the same ``file_uploaded`` chunk. h11 does
+the HTTP; this module only moves bytes and maps errors.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hmac
 import logging
 import re
 import secrets
-import ssl
 import urllib.parse
-from collections.abc import Awaitable, Callable
 
 import h11
 
@@ -31,7 +27,7 @@ from ..app import Gateway
 from ..cluster.relay import IDENTITY_HEADER, SECRET_HEADER
 from ..errors import GatewayError, ProtocolError
 from ..wire.protocol import Upload
-from .http11 import READ_BYTES, next_event
+from .http11 import next_event
 
 PLACEMENT_ATTEMPTS = 3
 
@@ -59,35 +55,6 @@ class Elsewhere:
 
 def error_body(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
-
-
-class UploadServer:
-    """The old separate upload port, kept as an alias: it serves the same HTTP handler as the
-    main port (uploads and downloads), with the same TLS context (one certificate, one
-    reload)."""
-
-    def __init__(self, serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter],
-                                       Awaitable[None]],
-                 host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._serve = serve
-        self.host, self.requested_port = host, port
-        self.ssl = ssl_context
-        self.server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, self.host, self.requested_port,
-                                                 limit=READ_BYTES, ssl=self.ssl)
-
-    @property
-    def port(self) -> int:
-        assert self.server is not None
-        return self.server.sockets[0].getsockname()[1]
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            with contextlib.suppress(Exception):
-                await self.server.wait_closed()
 
 
 class UploadHandler:

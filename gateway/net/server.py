@@ -37,7 +37,6 @@ from . import probes, tls
 from .admin import error_answer, execute_admin
 from .front import FrontProtocol
 from .http_handler import HttpHandler
-from .http_upload import UploadServer
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +140,6 @@ class GatewayServer:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.server: Server | None = None
-        self.uploads: UploadServer | None = None
         self.ssl: ssl.SSLContext | None = None
         self._tasks: set[asyncio.Task] = set()
         self._clients: set[Client] = set()
@@ -162,10 +160,6 @@ class GatewayServer:
             ssl=self.ssl,
             create_connection=self._front,
         )
-        if s.upload_port >= 0:  # the old upload port, an alias of this one for a release
-            self.uploads = UploadServer(self.http.serve, s.host, s.upload_port, self.ssl)
-            await self.uploads.start()
-            self.gateway.upload_port = self.uploads.port
 
     def _front(self, protocol: ServerProtocol, server: Server, **options) -> FrontProtocol:
         """websockets builds a connection per accepted socket through this hook; the front
@@ -217,8 +211,6 @@ class GatewayServer:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        if self.uploads is not None:
-            await self.uploads.close()
         if self.server is not None:
             self.server.close()
             self.http.close()
@@ -229,8 +221,6 @@ class GatewayServer:
         final status to still-connected clients, then close connections and every kernel."""
         assert self.server is not None
         self.server.close(close_connections=False)
-        if self.uploads is not None:
-            await self.uploads.close()
         summary = await self.gateway.drain(timeout=grace)
         await asyncio.sleep(0.1)  # let writers flush the last statuses
         self.server.close(close_connections=True)

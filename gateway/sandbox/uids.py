@@ -56,10 +56,6 @@ class UidRange:
         if fd is not None:
             os.close(fd)  # closing drops the flock
 
-    @property
-    def in_use(self) -> int:
-        return len(self._used)
-
     def _claim(self, uid: int) -> int | None | bool:
         """An fd holding the host-wide lock on ``uid``; False if another process holds it;
         None when there is no claims directory."""

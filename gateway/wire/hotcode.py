@@ -520,11 +520,6 @@ class HotCodeStream:
         self._closed = False
 
     @property
-    def opened(self) -> bool:
-        """The fence opener has been emitted."""
-        return self._opened
-
-    @property
     def closed(self) -> bool:
         """The fence closer has been emitted."""
         return self._closed

@@ -162,6 +162,21 @@ class CallResults:
         found = self._calls.get((thread_id, call_id))
         return found if found is not None and found.owner == identity else None
 
+    async def lookup(self, thread_id: str, call_id: str, identity: str) -> FinishedCall | None:
+        """The finished call wherever it ran: here, one gateway's memory (``finished``)."""
+        return self.finished(thread_id, call_id, identity)
+
+    async def begin(self, thread_id: str, call_id: str, owner: str) -> FinishedCall | None:
+        """Before a call is queued: its final status if the call id ran elsewhere before and
+        must not run again (None: run it). One gateway has no elsewhere."""
+        return None
+
+    def refused(self, thread_id: str, call_id: str, owner: str) -> None:
+        """The call ``begin`` let through was refused before it was queued."""
+
+    async def close(self) -> None:
+        """Nothing to flush in memory."""
+
     def get(self, thread_id: str, call_id: str, identity: str) -> dict | None:
         """The call's final status envelope, only for the identity that owns the thread."""
         found = self.finished(thread_id, call_id, identity)

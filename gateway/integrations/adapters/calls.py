@@ -121,6 +121,3 @@ class CallTracker:
         for handle in list(self.calls):
             actions += self.close(handle)
         return actions
-
-    def ours_in_order(self) -> list[ToolCall]:
-        return [call for call in self.calls.values() if self.ours(call)]

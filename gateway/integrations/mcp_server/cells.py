@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 
-DATA_DIR = "/mnt/data"
-
 LIST_FILES = '''\
 def _gateway_list_files():
     import json, os
