@@ -37,6 +37,8 @@ from . import probes, tls
 from .admin import error_answer, execute_admin
 from .front import FrontProtocol
 from .http_handler import HttpHandler
+from .http_upload import PATH as UPLOAD_PATH
+from .http_upload import error_body
 
 log = logging.getLogger(__name__)
 
@@ -280,6 +282,9 @@ class GatewayServer:
             path = "/static/index.html"
         if match := STATIC_PATH.fullmatch(path):
             return self._static(match.group(1))
+        if UPLOAD_PATH.fullmatch(path):  # a GET where a PUT belongs: say so, as for a POST
+            return _response(405, orjson.dumps(error_body("method_not_allowed", "use PUT")),
+                             "application/json", Allow="PUT")
         return _json(404, {"error": "not found"})
 
     def _internal_identity(self, request: Request) -> str | None:
