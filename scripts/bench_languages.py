@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from gateway.app import Gateway  # noqa: E402
 from gateway.client import GatewayClient  # noqa: E402
 from gateway.config import Settings  # noqa: E402
-from gateway.net.server import GatewayServer  # noqa: E402
+from gateway.embed import start_embedded  # noqa: E402
 
 WARM_CELL = {"python": "1+1", "bash": "echo 2"}
 FRAME = ("import pandas as pd, numpy as np\n"
@@ -69,13 +69,11 @@ async def main(rounds: int, new_threads: int) -> dict:
     settings = Settings(host="127.0.0.1", port=0, data_dir=data, tokens={"bench": "bench"},
                         pool_size=1, bash_pool_size=1, max_kernels=8,
                         kernels_dir=ROOT / "kernels")  # this checkout's kernelspecs
-    gateway = Gateway(settings)
-    await gateway.start()
-    server = GatewayServer(gateway)
-    await server.start()
+    embedded = await start_embedded(settings)
+    gateway = embedded.gateway
     results: dict = {"rounds": rounds, "load_start": os.getloadavg()[0]}
     try:
-        async with await GatewayClient.connect(f"ws://127.0.0.1:{server.port}/ws",
+        async with await GatewayClient.connect(embedded.url,
                                                "bench") as client:
             threads = {name: client.thread(f"warm-{name}", language=name)
                        for name in WARM_CELL}
@@ -103,8 +101,7 @@ async def main(rounds: int, new_threads: int) -> dict:
                 for kind, code in pair if i % 2 == 0 else reversed(pair):
                     (rich if kind == "rich" else text).append(await timed(python, code))
     finally:
-        await server.close()
-        await gateway.close()
+        await embedded.close()
     results["warm_round_trip"] = {name: summary(xs) for name, xs in warm.items()}
     results["new_thread_first_result"] = {name: summary(xs) for name, xs in first.items()}
     results["dataframe"] = {"display": summary(rich), "text_only": summary(text)}

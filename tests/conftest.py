@@ -144,14 +144,10 @@ class Running:
 
 
 async def start_gateway(settings: Settings) -> Running:
-    from gateway.app import Gateway
-    from gateway.net.server import GatewayServer
+    from gateway.embed import start_embedded
 
-    gateway = Gateway(settings)
-    await gateway.start()
-    server = GatewayServer(gateway)
-    await server.start()
-    return Running(gateway, server)
+    embedded = await start_embedded(settings)
+    return Running(embedded.gateway, embedded.server)
 
 
 async def stop_gateway(running: Running) -> None:

@@ -108,22 +108,16 @@ async def run_exec(code: str, url: str | None, token: str | None, timeout: float
     if url:
         async with await GatewayClient.connect(url, token or "") as client:
             return await run(client)
-    from ..app import Gateway
     from ..config import from_environment
-    from ..net.server import GatewayServer
+    from ..embed import start_embedded
 
     with tempfile.TemporaryDirectory(prefix="gateway-exec-") as data_dir:
         settings = from_environment(data_dir=Path(data_dir), port=0, host="127.0.0.1",
                                     pool_size=1, max_kernels=2, tokens={"exec": "exec"})
-        gateway = Gateway(settings)
         with progress("starting a sandboxed kernel"):
-            await gateway.start()
-        server = GatewayServer(gateway)
-        await server.start()
+            embedded = await start_embedded(settings)
         try:
-            async with await GatewayClient.connect(
-                    f"ws://127.0.0.1:{server.port}/ws", "exec") as client:
+            async with await GatewayClient.connect(embedded.url, "exec") as client:
                 return await run(client)
         finally:
-            await server.close()
-            await gateway.close()
+            await embedded.close()

@@ -169,20 +169,12 @@ def _reexec_without_clear_tokens(token: str) -> None:
 
 
 async def _serve(settings: config.Settings, reread) -> None:
-    from ..app import Gateway
-    from ..net import tls
-    from ..net.server import GatewayServer
+    from ..embed import start_embedded
 
-    gateway = Gateway(settings)
-    await gateway.start()
-    server = GatewayServer(gateway)
-    await server.start()
-    gateway.data_lock.set_port(server.port)
-    web, ws = tls.schemes(settings)
-    print(f"gateway listening on {web}://{settings.host}:{server.port}/ "
-          f"(websocket {ws}://{settings.host}:{server.port}/ws)", flush=True)
-    print(f"HTTP uploads: PUT {web}://{settings.host}:{server.port}"
-          "/threads/THREAD/files/NAME", flush=True)
+    embedded = await start_embedded(settings)
+    server = embedded.server
+    print(f"gateway listening on {embedded.http}/ (websocket {embedded.url})", flush=True)
+    print(f"HTTP uploads: PUT {embedded.http}/threads/THREAD/files/NAME", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

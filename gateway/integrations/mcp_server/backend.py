@@ -75,10 +75,8 @@ async def embedded_gateway(data_dir: Path | None = None, **settings) -> AsyncIte
         tuple[str, str]]:
     """A gateway in this process on 127.0.0.1 (any free port) with a fresh token; yields
     ``(ws_url, token)``. Settings come from the environment (``GATEWAY_*``) and ``settings``."""
-    from gateway.app import Gateway
-    from gateway.config import from_environment
-
-    from ...net.server import GatewayServer
+    from ...config import from_environment
+    from ...embed import serve_embedded
 
     token = secrets.token_urlsafe(32)
     with contextlib.ExitStack() as stack:
@@ -87,12 +85,5 @@ async def embedded_gateway(data_dir: Path | None = None, **settings) -> AsyncIte
                 tempfile.TemporaryDirectory(prefix="gateway-mcp-")))
         values = {"host": "127.0.0.1", "port": 0, "pool_size": 1, **settings,
                   "data_dir": data_dir, "tokens": {token: "mcp"}}
-        gateway = Gateway(from_environment(**values))
-        await gateway.start()
-        server = GatewayServer(gateway)
-        await server.start()
-        try:
-            yield f"ws://127.0.0.1:{server.port}/ws", token
-        finally:
-            await server.close()
-            await gateway.close()
+        async with serve_embedded(from_environment(**values)) as embedded:
+            yield embedded.url, token
