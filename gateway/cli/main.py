@@ -276,7 +276,7 @@ def _registry_call(registry: str, call):
 def _node_admin_url(url: str, node: str, registry: str) -> str:
     if not node:
         return url
-    from ..cluster.admin import admin_url_of
+    from ..cluster.node_status import admin_url_of
 
     return _registry_call(registry, lambda r: admin_url_of(r, node))
 
@@ -345,7 +345,7 @@ def pool_drain(timeout: Annotated[float, Opt(help="Seconds to let executions fin
 @node_app.command("ls")
 def node_ls(registry: RegistryOpt = "", as_json: JsonOpt = False) -> None:
     """The cluster's live nodes: heartbeat age, kernels, threads, load, draining."""
-    from ..cluster.admin import node_rows
+    from ..cluster.node_status import node_rows
 
     _print(_registry_call(registry, node_rows), as_json,
            ["node", "advertise_url", "heartbeat_age_seconds", "kernels", "threads", "load",
@@ -360,7 +360,7 @@ def node_drain(node: Annotated[str, typer.Argument(help="The node's id.")],
                as_json: JsonOpt = False) -> None:
     """Stop new claims on NODE, let its running cells finish, release its threads (their
     files are in the store): the next request for each lands on another node."""
-    from ..cluster.admin import drain_node
+    from ..cluster.node_status import drain_node
     from .display import progress
 
     with progress(f"draining node {node}"):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .backend import GatewayBackend, embedded_gateway
-from .server import build_server
+from .toolset import build_server
 
 Transport = Literal["stdio", "http"]
 

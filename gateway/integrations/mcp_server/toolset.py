@@ -21,9 +21,9 @@ from pydantic import Field
 from gateway import __version__
 from gateway.client import Thread
 
-from . import cells
-from .auth import GatewayTokenVerifier
+from . import file_cells
 from .backend import GatewayBackend
+from .bearer import GatewayTokenVerifier
 from .contents import file_resource, run_code_result
 
 READ_FILE_LIMIT = 256 * 1024  # bytes a read_file returns at most (it travels as base64 text)
@@ -129,7 +129,7 @@ def build_server(backend: GatewayBackend, *, token: str | None = None,
     @server.tool(description=LIST_FILES, annotations=ToolAnnotations(
         title="List files", read_only_hint=True, open_world_hint=False))
     async def list_files(ctx: Context) -> CallToolResult:
-        found = await _helper(await thread_of(ctx), cells.LIST_FILES)
+        found = await _helper(await thread_of(ctx), file_cells.LIST_FILES)
         if isinstance(found, CallToolResult):
             return found
         lines = [f"{f['path']}\t{f['size']} bytes" for f in found] or ["(no files)"]
@@ -143,7 +143,7 @@ def build_server(backend: GatewayBackend, *, token: str | None = None,
         max_bytes: Annotated[int, Field(description="Return at most this many bytes.", gt=0,
                                         le=READ_FILE_LIMIT)] = READ_FILE_LIMIT,
     ) -> CallToolResult:
-        read = await _helper(await thread_of(ctx), cells.read_file(path, max_bytes))
+        read = await _helper(await thread_of(ctx), file_cells.read_file(path, max_bytes))
         if isinstance(read, CallToolResult):
             return read
         data = base64.b64decode(read["base64"])
@@ -200,7 +200,7 @@ async def _helper(thread: Thread, code: str) -> object:
     result = await thread.run(code, wait=None)
     if result.state == "complete":
         try:
-            return cells.parse(result.output)
+            return file_cells.parse(result.output)
         except ValueError:
             pass
     return _text(result.status.get("tool_output") or result.output or "the helper cell failed",
