@@ -6,12 +6,12 @@ PORT    ?= 8765
 DATA    ?= $(CURDIR)/.data
 TOKEN   ?= $(shell cat $(DATA)/token 2>/dev/null)
 
-.PHONY: setup system run test lint bench dist clean
+.PHONY: setup system run test lint bench dist docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[kernel,test,bench,cluster]'
+	$(PY) -m pip install -q -e '.[kernel,test,bench,cluster,docs]'
 	touch $@
 
 system:
@@ -42,5 +42,11 @@ dist: $(VENV)/.installed
 	rm -rf dist
 	$(PY) -m build --outdir dist .
 
+# The documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link, anchor or nav
+# entry fails the build. The settings table is generated: python scripts/settings_doc.py.
+# NO_MKDOCS_2_WARNING: mkdocs-material's notice about its own end of life, on every build.
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) $(DATA) .pytest_cache dist
+	rm -rf $(VENV) $(DATA) .pytest_cache dist site

@@ -64,7 +64,7 @@ class Result:
 
     @property
     def displays(self) -> list[dict]:
-        """Rich results, as sent: ``{"source", "display_id", "data", ...}`` (README)."""
+        """Rich results, as sent: ``{"source", "display_id", "data", ...}`` (docs/protocol.md)."""
         return self._chunks("display")
 
     @property

@@ -1,4 +1,4 @@
-"""The exact wire shapes of README.md's protocol: clients parse them as they are, so no extra or
+"""The exact wire shapes of docs/protocol.md: clients parse them as they are, so no extra or
 missing keys."""
 
 from __future__ import annotations

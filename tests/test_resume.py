@@ -54,7 +54,7 @@ async def run_with_drop(client: GatewayClient, thread_id: str, call_id: str,
         if drop_after == 0 and not dropped:  # mid-way through the hot code
             await maybe_drop()
             # A delta written into a connection already dead is lost like any TCP write; a
-            # client goes on once it knows the connection is back (see the README).
+            # client goes on once it knows the connection is back (docs/protocol.md, "Resuming").
             while client.reconnects == reconnects:
                 await asyncio.sleep(0.01)
     await thread.execute(call_id=call_id)

@@ -169,13 +169,15 @@ async def test_sigterm_and_restart_of_the_gateway_process(tmp_path):
             process.kill()
 
 
-def test_the_readme_says_a_lost_or_drained_node_brings_back_the_last_snapshot():
-    """Both "What survives what" tables of the README, held to what the code does (a new
-    session restores the thread's last stored snapshot wherever it runs; test_faults.py and
-    test_cluster.py show it after a SIGKILLed gateway and a SIGKILLed node)."""
-    readme = Path(__file__).resolve().parent.parent / "README.md"
+def test_the_docs_say_a_lost_or_drained_node_brings_back_the_last_snapshot():
+    """Both "What survives what" tables of the docs (docs/protocol.md, docs/cluster.md), held
+    to what the code does (a new session restores the thread's last stored snapshot wherever it
+    runs; test_faults.py and test_cluster.py show it after a SIGKILLed gateway and a SIGKILLed
+    node)."""
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    text = (docs / "protocol.md").read_text() + (docs / "cluster.md").read_text()
     variables = {}  # event -> the variables column (the third, in both tables)
-    for line in readme.read_text().splitlines():
+    for line in text.splitlines():
         if line.startswith("| ") and line.count("|") >= 5:
             cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
             variables[cells[0]] = cells[2]

@@ -91,7 +91,7 @@ def check_exposure(settings: Settings) -> None:
         f"refusing to serve on {settings.host!r} without TLS: tokens and code would cross the "
         "network in clear text. Either give the gateway a certificate (--tls-cert FILE "
         "--tls-key FILE, PEM), or put a TLS-terminating proxy in front (see 'Exposing the "
-        "gateway' in the README) and start with --insecure-http, or bind to 127.0.0.1.")
+        "gateway' in the documentation) and start with --insecure-http, or bind to 127.0.0.1.")
 
 
 def schemes(settings: Settings) -> tuple[str, str]:

@@ -47,8 +47,9 @@ PROGRAM = bundled_kernels_dir() / "zygote.py"  # the package's own, whatever ker
 # directory on its own root tmpfs; and /run holds only runtime state, emptied at boot, which
 # no package installs into: no Python prefix can contain it.
 VIEW_DIR = "/run/gateway-zygote"
-# What Python kernels cost when they are exec'd instead (README, "Bursts of new threads": PSS
-# per kernel 101 against 36 MiB, p99 time to a burst's first results 39 against 4 s).
+# What Python kernels cost when they are exec'd instead (docs/benchmarks.md, "Bursts of new
+# threads": PSS per kernel 101 against 36 MiB, p99 time to a burst's first results 39 against
+# 4 s).
 EXEC_COST = "about 3x the memory per kernel and bursts of new threads about 10x slower"
 # What confining a fork takes; the zygote keeps these and nothing else, its forks none.
 CAPABILITIES = ("CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_NET_ADMIN")

@@ -1,5 +1,5 @@
-"""Envelope constructors and serialization: the exact wire shapes of README.md's
-"The protocol" (the contract, versioned with the code).
+"""Envelope constructors and serialization: the exact wire shapes of
+docs/protocol.md (the contract, versioned with the code).
 
 Chunks are plain dicts so they serialize in one orjson call; the constructors are the only place
 that knows their keys.
@@ -68,7 +68,8 @@ def error(code: str, message: str) -> Chunk:
 
 
 def envelope(chunk: Chunk, thread_id: str | None = None, call_id: str | None = None) -> dict:
-    """Wrap a chunk with its routing keys. Never a top-level ``type`` (README.md, "Envelopes")."""
+    """Wrap a chunk with its routing keys. Never a top-level ``type`` (docs/protocol.md,
+    "Envelopes")."""
     return {
         "stream_type": STREAM_TYPE,
         "chunk": chunk,

@@ -27,9 +27,9 @@ Design, in the sans-I/O style of h11/websockets:
   a raw control character in the code string): orjson would reject it too, and yielding e.g. a
   lone surrogate would make the outbound envelope unserializable.
 
-``HotCodeStream`` wraps an extractor and produces the ``hot_code`` envelope chunks of README.md's
-protocol: the fence opener once before the first code text, one chunk per decoded piece, and the
-fence closer once, as soon as the code string is known to be complete (or at execute time).
+``HotCodeStream`` wraps an extractor and produces the ``hot_code`` envelope chunks of
+docs/protocol.md: the fence opener once before the first code text, one chunk per decoded piece,
+and the fence closer once, as soon as the code string is known to be complete (or at execute time).
 """
 
 from __future__ import annotations
@@ -504,7 +504,7 @@ class CodeExtractor:
 
 
 class HotCodeStream:
-    """Turn one call's code deltas into the ``hot_code`` chunks (README.md, "Envelopes").
+    """Turn one call's code deltas into the ``hot_code`` chunks (docs/protocol.md, "Envelopes").
 
     Chunks are ``[FENCE_OPEN, piece, ..., FENCE_CLOSE]``: the opener precedes the first code text,
     pieces are never empty, and the closer is sent exactly once, as soon as the code is known to be

@@ -1,4 +1,5 @@
-"""A Jupyter MIME bundle -> the ``display`` chunk's content (README, "Envelopes"), without I/O.
+"""A Jupyter MIME bundle -> the ``display`` chunk's content (docs/protocol.md, "Envelopes"),
+without I/O.
 
 Text representations (HTML, Markdown, LaTeX, SVG, JSON, Vega-Lite and Plotly specs, ...) travel
 inline; a binary image (or PDF) is stored and announced as a file exactly as before, and the

@@ -1,4 +1,4 @@
-"""Inbound messages: parse and validate what clients send (README.md, "The protocol": "Requests").
+"""Inbound messages: parse and validate what clients send (docs/protocol.md, "Requests").
 
 Pure functions and frozen dataclasses, no I/O, in the style of h11 events: every request type
 validates its own fields on construction, so an object of one of these classes is valid wherever

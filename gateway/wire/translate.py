@@ -1,4 +1,4 @@
-"""Jupyter iopub messages -> wire chunks (README.md, "Envelopes"), without I/O.
+"""Jupyter iopub messages -> wire chunks (docs/protocol.md, "Envelopes"), without I/O.
 
 One :class:`OutputTranslator` lives for one execution. It turns each iopub message into zero or
 more output chunks, or :class:`DisplayedFile` items that the I/O layer stores and announces as file
