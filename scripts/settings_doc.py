@@ -142,8 +142,8 @@ GROUPS: list[tuple[str, dict[str, str]]] = [
     }),
     ("Logs", {
         "log_level": "the log's threshold",
-        "log_json": "JSON log lines, carrying `thread_id`, `call_id`, `kernel_id`; code and "
-                    "file contents are never logged at info",
+        "log_json": "JSON log lines, carrying `thread_id`, `identity`, `call_id`, "
+                    "`kernel_id`; code and file contents are never logged at info",
     }),
     ("Exposure: TLS, origins, hosts", {
         "tls_cert": "PEM certificate chain: the port serves `https`/`wss`",

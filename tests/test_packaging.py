@@ -220,7 +220,10 @@ def test_the_wheel_installed_at_opt_gateway_forks_its_kernels(installed_as_the_r
         line = process.stdout.readline()
         match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
         if match:
-            with urllib.request.urlopen(f"http://127.0.0.1:{match.group(1)}/healthz") as reply:
+            request = urllib.request.Request(  # the pool's figures are for callers with a token
+                f"http://127.0.0.1:{match.group(1)}/healthz",
+                headers={"Authorization": "Bearer SECRET"})
+            with urllib.request.urlopen(request) as reply:
                 health = json.load(reply)
     finally:
         process.send_signal(signal.SIGTERM)

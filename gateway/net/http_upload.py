@@ -96,7 +96,8 @@ class UploadHandler:
             return HTTP_STATUS.get(exc.code, 400), error_body(exc.code, str(exc))
         session.emit({"type": "file_uploaded", "content": result}, call_id)
         log.info("thread %s: HTTP upload of %d bytes", session.thread_id, result["size"],
-                 extra={"thread_id": session.thread_id, "call_id": call_id})
+                 extra={"thread_id": session.client_thread_id, "identity": session.owner,
+                        "call_id": call_id})
         return 201, result
 
     async def _route(self, request: h11.Request):

@@ -16,7 +16,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key in ("thread_id", "call_id", "kernel_id", "state"):
+        for key in ("thread_id", "identity", "call_id", "kernel_id", "state"):
             if hasattr(record, key):
                 data[key] = getattr(record, key)
         if record.exc_info:

@@ -434,7 +434,8 @@ class ThreadSession:
         # Ids, state and sizes only: code and file contents never reach info-level logs.
         log.info("thread %s call %s: %s in %.1f ms, %d files", self.thread_id, job.call_id,
                  state, _ms(began), len(files),
-                 extra={"thread_id": self.thread_id, "call_id": job.call_id,
+                 extra={"thread_id": self.client_thread_id, "identity": self.owner,
+                        "call_id": job.call_id,
                         "kernel_id": kernel.id, "state": state})
         self._cell_write = asyncio.create_task(
             self._store_cell(record.to_json(job.call_id, state), self._cell_write))
