@@ -449,7 +449,7 @@ def _receive_ready(socket: zmq.asyncio.Socket) -> list[bytes] | None:
     """A message already queued on ``socket``, or None, without waiting."""
     # pyzmq types every option's value as int | bytes (EVENTS is an int), and this receive as
     # an Awaitable: it is an asyncio Future, done at once (NOBLOCK, with a message queued).
-    if not socket.get(zmq.EVENTS) & zmq.POLLIN:  # type: ignore[arg-type]
+    if not socket.get(zmq.EVENTS) & zmq.POLLIN:  # type: ignore[arg-type, operator]
         return None
     return socket.recv_multipart(flags=zmq.NOBLOCK).result()  # type: ignore[attr-defined]
 
