@@ -30,6 +30,7 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check gateway tests scripts
+	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 bench: setup

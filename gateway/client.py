@@ -14,6 +14,7 @@ import urllib.request
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any, BinaryIO
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -165,7 +166,9 @@ class GatewayClient:
                 return
 
     def _deliver(self, envelope: dict) -> None:
-        thread_id, seq = envelope.get("thread_id"), envelope.get("seq")
+        # Any: a JSON value, as the gateway sent it (a string or null).
+        thread_id: Any = envelope.get("thread_id")
+        seq = envelope.get("seq")
         if isinstance(thread_id, str) and isinstance(seq, int) and not envelope.get("replayed"):
             if seq <= self._seen.get(thread_id, 0):
                 return  # already had it before the connection dropped
@@ -245,6 +248,7 @@ class GatewayClient:
         if call_id:
             url += f"?call_id={urllib.parse.quote(call_id, safe='')}"
         with contextlib.ExitStack() as stack:
+            body: bytes | BinaryIO
             if isinstance(source, bytes):
                 body, length = source, len(source)
             else:
@@ -398,7 +402,7 @@ def client_context(cafile: str | None = None, certfile: str | None = None,
 async def admin_call(url: str, token: str, command: dict, timeout: float = 120,
                      ssl: ssl.SSLContext | None = None) -> object:
     """One admin command over ``/admin``; returns its result or raises ``AdminError``."""
-    extra = {"ssl": ssl or _default_context()} if url.startswith("wss:") else {}
+    extra: dict[str, Any] = {"ssl": ssl or _default_context()} if url.startswith("wss:") else {}
     async with connect(url, additional_headers={"Authorization": f"Bearer {token}"},
                        max_size=None, compression=None, **extra) as connection:
         await connection.send(orjson.dumps(command).decode())

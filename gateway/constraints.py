@@ -75,7 +75,8 @@ def kinds(cls: type) -> dict[str, type]:
 def normalize(instance: Any) -> None:
     """Widen what is unambiguous in place: an int where a float is expected, a list where a
     tuple is, text where a path is (as a TOML file or a caller may give them)."""
-    for name, kind in kinds(type(instance)).items():
+    # The arg-type ignores here and in problems(): a class is Hashable, mypy's type[Any] not.
+    for name, kind in kinds(type(instance)).items():  # type: ignore[arg-type]
         value = getattr(instance, name)
         if kind is float and type(value) is int:
             setattr(instance, name, float(value))
@@ -91,7 +92,7 @@ def problems(instance: Any, rules: Iterable[Rule] = ()) -> list[Problem]:
     for field in dataclasses.fields(instance):
         rule = constraint_of(field)
         value = getattr(instance, field.name)
-        message = type_problem(kinds(type(instance))[field.name], value, rule)
+        message = type_problem(kinds(type(instance))[field.name], value, rule)  # type: ignore[arg-type]
         if message is None:
             message = value_problem(value, rule)
         if message is not None:

@@ -93,7 +93,8 @@ async def run_exec(code: str, url: str | None, token: str | None, timeout: float
     from ..client import GatewayClient, is_final
 
     async def run(client: GatewayClient) -> str | None:
-        thread = client.thread("exec-" + next(tempfile._get_candidate_names()))
+        # A private helper of tempfile (random, collision-checked names) that typeshed omits.
+        thread = client.thread("exec-" + next(tempfile._get_candidate_names()))  # type: ignore[attr-defined]
         call_id = await thread.execute(code, timeout=timeout)
         state = None
         async for envelope in thread.stream(call_id):

@@ -19,6 +19,7 @@ import time
 import urllib.parse
 from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Any, cast
 
 import boto3
 import redis
@@ -62,8 +63,8 @@ class ObjectFileStore(StreamingPut):
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.quotas = Quotas(thread_quota, total_quota, identity_quota)
         self.bucket, self.prefix = parse_store_url(store_url)
-        credentials = ({"aws_access_key_id": key_id, "aws_secret_access_key": key}
-                       if key_id else {})
+        credentials: dict[str, Any] = (
+            {"aws_access_key_id": key_id, "aws_secret_access_key": key} if key_id else {})
         self.s3 = boto3.client(
             "s3", endpoint_url=endpoint or None, region_name=region,
             # Few, quick retries: an outage is handled by the pending list, not by waiting.
@@ -170,7 +171,8 @@ class ObjectFileStore(StreamingPut):
 
     def _upload_pending(self) -> None:
         try:
-            pending = self.redis.hgetall(PREFIX + "pending")
+            # decode_responses=True: str, which redis-py's annotations (bytes | str) cannot say.
+            pending = cast("dict[str, str]", self.redis.hgetall(PREFIX + "pending"))
         except redis.RedisError:
             return
         for file_id, local in pending.items():
@@ -183,7 +185,8 @@ class ObjectFileStore(StreamingPut):
     # -- reading ----------------------------------------------------------------------------
     def get(self, file_id: str, owner: str) -> StoredFile | None:
         """The file if ``owner`` may read it; None both for unknown ids and other owners."""
-        record = self.redis.hgetall(PREFIX + "file:" + file_id)
+        # decode_responses=True: str, which redis-py's annotations (bytes | str) cannot say.
+        record = cast("dict[str, str]", self.redis.hgetall(PREFIX + "file:" + file_id))
         if not record or record.get("owner") != owner:
             return None
         return _stored(record)
@@ -206,7 +209,8 @@ class ObjectFileStore(StreamingPut):
 
     def list(self, thread_id: str | None = None) -> list[StoredFile]:
         index = PREFIX + ("files:thread:" + thread_id if thread_id else "files")
-        ids = self.redis.zrange(index, 0, -1)
+        # decode_responses=True, no scores: a list of str (redis-py's annotations are wider).
+        ids = cast("list[str]", self.redis.zrange(index, 0, -1))
         if not ids:
             return []
         with self.redis.pipeline(transaction=False) as pipe:
@@ -218,9 +222,10 @@ class ObjectFileStore(StreamingPut):
     def collect_garbage(self, older_than: float) -> int:
         """Delete files created more than ``older_than`` seconds ago; returns how many."""
         cutoff = time.time() - older_than
-        ids = self.redis.zrangebyscore(PREFIX + "files", 0, cutoff)
+        # decode_responses=True, no scores: str ids and records (redis-py's annotations are wider).
+        ids = cast("list[str]", self.redis.zrangebyscore(PREFIX + "files", 0, cutoff))
         for file_id in ids:
-            record = self.redis.hgetall(PREFIX + "file:" + file_id)
+            record = cast("dict[str, str]", self.redis.hgetall(PREFIX + "file:" + file_id))
             try:
                 self.s3.delete_object(Bucket=self.bucket, Key=self.prefix + file_id)
             except S3_ERRORS as exc:

@@ -9,9 +9,10 @@ the write are one atomic step, never a read then a write another node could slip
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
+from redis.typing import EncodableT, FieldT
 
 from .ownership import Claim
 
@@ -71,7 +72,7 @@ class Registry:
     async def heartbeat(self, node_id: str, record: dict[str, Any]) -> None:
         """Register or refresh this node (also after Redis lost everything)."""
         key = PREFIX + "node:" + node_id
-        fields = {k: str(v) for k, v in record.items()}
+        fields: dict[FieldT, EncodableT] = {k: str(v) for k, v in record.items()}
         fields["heartbeat"] = str(time.time())
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=fields)
@@ -83,15 +84,17 @@ class Registry:
         await self.redis.delete(PREFIX + "node:" + node_id)
         await self.redis.srem(PREFIX + "nodes", node_id)
 
-    async def live_nodes(self) -> dict[str, dict[str, str]]:
-        ids = sorted(await self.redis.smembers(PREFIX + "nodes"))
+    async def live_nodes(self) -> dict[str, dict[str, Any]]:
+        """Each live node's record: strings as heartbeat() stored them, but "draining" a bool."""
+        # decode_responses=True (connect): str, which redis-py's annotations cannot express.
+        ids = sorted(cast("set[str]", await self.redis.smembers(PREFIX + "nodes")))
         if not ids:
             return {}
         async with self.redis.pipeline(transaction=False) as pipe:
             for node_id in ids:
                 pipe.hgetall(PREFIX + "node:" + node_id)
             records = await pipe.execute()
-        live = {}
+        live: dict[str, dict[str, Any]] = {}
         for node_id, record in zip(ids, records, strict=True):
             if record:
                 record["draining"] = record.get("draining") == "True"
@@ -145,4 +148,5 @@ class Registry:
         """The identity a thread belongs to, cluster-wide: the first to use it (never expires)."""
         key = PREFIX + "identity:" + thread_id
         await self.redis.set(key, identity, nx=True)
-        return await self.redis.get(key)
+        # decode_responses=True: a str, and not None: set just above (or before) and never expires.
+        return cast(str, await self.redis.get(key))

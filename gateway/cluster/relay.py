@@ -38,7 +38,7 @@ def lost_reason(node_id: str) -> str:
             "runs on another node with the thread's files (variables are lost)")
 
 
-def _moved(kind: str | None, chunk: dict) -> bool:
+def _moved(kind: str | None, chunk: object) -> bool:
     """Does this chunk say the node no longer serves its thread?"""
     content = chunk.get("content") if isinstance(chunk, dict) else None
     if not isinstance(content, dict):

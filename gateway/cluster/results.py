@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import orjson
 import redis
@@ -171,7 +172,8 @@ class SharedResults(CallResults):
         if found is not None:
             return found
         try:
-            held = await self.redis.get(self.key(thread_id, call_id))
+            # decode_responses=True (connect): str, which redis-py's annotations cannot say.
+            held = cast("str | None", await self.redis.get(self.key(thread_id, call_id)))
         except redis.RedisError as exc:
             log.warning("call %s of thread %s: shared results unreachable (%s)", call_id,
                         thread_id, exc)
@@ -190,10 +192,10 @@ class SharedResults(CallResults):
             return None  # another identity's call is as unknown as a made-up one
         running = record.get("running")
         if isinstance(running, dict):
-            held = await self._lost_call(thread_id, call_id, held, record, running)
-            if held is None:
+            final = await self._lost_call(thread_id, call_id, held, record, running)
+            if final is None:
                 return None
-            record = orjson.loads(held)
+            record = orjson.loads(final)
             if record.get("owner") != identity or "status" not in record:
                 return None
         status = record.get("status")

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
+import zmq.asyncio
+from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 
 from ..errors import KernelStartError
@@ -86,7 +88,7 @@ class Kernel:
             cache_ports=False,
         )
         self._python = python
-        self._client = None
+        self._client: AsyncKernelClient | None = None  # from start() on
         self._running = False
         self._user_interrupt_at: float | None = None  # when the user interrupted this cell
         self._unanswered_interrupts: set[str] = set()  # interrupt_request msg ids
@@ -127,6 +129,7 @@ class Kernel:
         matches each iopub message to its cell and skips older ones). It also cannot notice a
         kernel that exited at once; this checks every ``POLL_INTERVAL``."""
         client = self._client
+        assert client is not None  # start() made it
         while True:
             request = client.kernel_info()
             reply = await self._shell_reply(request, READY_REPLY_WAIT)
@@ -141,6 +144,7 @@ class Kernel:
     async def _shell_reply(self, msg_id: str, timeout: float) -> dict | None:
         """The shell reply to ``msg_id`` within ``timeout`` seconds, or None; raises
         KernelStartError as soon as the kernel is found dead."""
+        assert self._client is not None  # started
         channel = self._client.shell_channel
         deadline = time.monotonic() + timeout
         while True:
@@ -174,6 +178,7 @@ class Kernel:
         path: its traceback would keep this frame, and a 100 MB output with it, in a reference
         cycle until the next full garbage collection.
         """
+        assert self._client is not None  # started
         channel = self._client.iopub_channel
         frames = _receive_ready(channel.socket)
         if frames is None:
@@ -187,6 +192,7 @@ class Kernel:
     def _discard_shell_replies(self) -> None:
         # Replies only repeat what iopub said; read them (without decoding) so they never pile
         # up, here rather than after ``idle``, where it would delay the status chunk.
+        assert self._client is not None  # started
         while _receive_ready(self._client.shell_channel.socket) is not None:
             pass
 
@@ -208,6 +214,7 @@ class Kernel:
         count or ``executions``. ``interrupted``: the user interrupted the cell before it was
         sent (it is interrupted at once, with the same re-send and grace)."""
         client = self._client
+        assert client is not None  # a kernel runs cells once started
         self.executions += store_history
         self._discard_shell_replies()
         msg_id = client.execute(code, store_history=store_history, allow_stdin=False)
@@ -231,6 +238,7 @@ class Kernel:
         itself before it replies, so after the replies no late SIGINT (a re-send, or one the
         control thread took long to handle) can land at the start of the next cell, where
         ipykernel swallows it and that cell ends "complete" without having run."""
+        assert self._client is not None  # started
         socket = self._client.control_channel.socket
         deadline = time.monotonic() + INTERRUPT_REPLY_WAIT
         while self._unanswered_interrupts:
@@ -244,6 +252,7 @@ class Kernel:
 
     def _read_interrupt_replies(self) -> bool:
         """Take the interrupt replies already queued, without waiting; True if any."""
+        assert self._client is not None  # started
         channel = self._client.control_channel
         read = False
         while (frames := _receive_ready(channel.socket)) is not None:
@@ -337,6 +346,7 @@ class Kernel:
             return
         # interrupt_mode "message": a control-channel request, which crosses the sandbox. Sent
         # on the client's control channel (not the manager's) so ``run`` can read the reply.
+        assert self._client is not None  # started
         request = self._client.session.msg("interrupt_request", {})
         self._client.control_channel.send(request)
         self._unanswered_interrupts.add(request["header"]["msg_id"])
@@ -344,6 +354,7 @@ class Kernel:
     def _signal_interrupt(self) -> None:
         """SIGINT to the kernel's own process, found in its cgroup from outside the sandbox;
         counted as answered at once (there is no reply to wait for)."""
+        assert self._signal_program is not None  # interrupt() calls this only then
         cgroups = self.host.cgroups
         pids = cgroups.processes(self.id) if cgroups is not None else []
         target = interrupt_target({pid: _process_facts(pid) for pid in pids},
@@ -366,8 +377,9 @@ class Kernel:
     async def death_reason(self) -> str:
         provisioner = self._manager.provisioner
         code = None
-        if provisioner is not None and getattr(provisioner, "process", None) is not None:
-            code = provisioner.process.poll()
+        process = getattr(provisioner, "process", None) if provisioner is not None else None
+        if process is not None:
+            code = process.poll()
         if provisioner is not None and getattr(provisioner, "oom_killed", lambda: False)():
             return f"memory limit of {self.spec.limits.memory // 2**20} MiB exceeded"
         if code is None:
@@ -406,7 +418,8 @@ def interrupt_target(processes: dict[int, tuple[int, str] | None], program: str)
         return facts is not None and os.path.basename(facts[1]) == program
 
     for pid in sorted(processes):
-        if runs(pid) and not runs(processes[pid][0]):
+        facts = processes[pid]  # not None where runs(pid)
+        if runs(pid) and facts is not None and not runs(facts[0]):
             return pid
     return None
 
@@ -432,11 +445,13 @@ def _resend_time(first: float, answered: float | None, grace: float) -> float:
     return min(answered + INTERRUPT_RESEND_AFTER, latest)
 
 
-def _receive_ready(socket: zmq.Socket) -> list[bytes] | None:
+def _receive_ready(socket: zmq.asyncio.Socket) -> list[bytes] | None:
     """A message already queued on ``socket``, or None, without waiting."""
-    if not socket.get(zmq.EVENTS) & zmq.POLLIN:
+    # pyzmq types every option's value as int | bytes (EVENTS is an int), and this receive as
+    # an Awaitable: it is an asyncio Future, done at once (NOBLOCK, with a message queued).
+    if not socket.get(zmq.EVENTS) & zmq.POLLIN:  # type: ignore[arg-type, operator]
         return None
-    return socket.recv_multipart(flags=zmq.NOBLOCK).result()
+    return socket.recv_multipart(flags=zmq.NOBLOCK).result()  # type: ignore[attr-defined]
 
 
 def _decode(channel, frames: list[bytes]) -> dict:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from .http11 import READ_BYTES
 
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 MAX_REQUEST_LINE = 16 * 2**10
 REQUEST_LINE_TIMEOUT = 10.0  # websockets' own open_timeout: a silent client is dropped
-HttpServe = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+HttpServe = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Coroutine[Any, Any, None]]
 
 
 def goes_to_websockets(request_line: bytes) -> bool:

@@ -131,12 +131,12 @@ class UploadHandler:
             # The bytes must land in the working directory of the kernel that runs the
             # thread's cells: served here if this node holds (or now claims) the thread, else
             # streamed on to the node that does (after the same identity check as here).
-            target = await self.gateway.cluster.place(thread_id, identity, internal=internal)
-            if target is not None:
+            node_id = await self.gateway.cluster.place(thread_id, identity, internal=internal)
+            if node_id is not None:
                 if internal:  # never relayed twice: the sending node places it again
-                    raise ProtocolError(f"thread {thread_id!r} is served by node {target}",
+                    raise ProtocolError(f"thread {thread_id!r} is served by node {node_id}",
                                         code="thread_moved")
-                return Elsewhere(target, thread_id, identity,
+                return Elsewhere(node_id, thread_id, identity,
                                  headers.get(b"content-length"))
         session = self.gateway.thread(thread_id, identity, create=True)
         return session, first, call_id
@@ -167,13 +167,15 @@ class UploadHandler:
         from .forward import Lost, Refused, Unreachable, forward_upload
 
         node = self.gateway.cluster
+        assert node is not None  # only a cluster places a thread elsewhere
         target = elsewhere.node_id
         for attempt in range(PLACEMENT_ATTEMPTS):
             if attempt:
-                target = await node.place(elsewhere.thread_id, elsewhere.identity,
+                placed = await node.place(elsewhere.thread_id, elsewhere.identity,
                                           internal=False)
-                if target is None:
+                if placed is None:
                     return None  # now served here
+                target = placed
             url = node.live.get(target, {}).get("advertise_url")
             try:
                 if not url:

@@ -87,7 +87,7 @@ def _routing_of(message: str | bytes) -> tuple[str | None, str | None]:
         return None, None
     if not isinstance(data, dict):
         return None, None
-    ids = []
+    ids: list[str | None] = []
     for key in ("thread_id", "call_id"):
         try:
             ids.append(protocol.validate_id(data.get(key), key))
@@ -160,7 +160,9 @@ class GatewayServer:
             compression=None,  # outputs are small text or base64: deflate only adds latency
             server_header=None,
             ssl=self.ssl,
-            create_connection=self._front,
+            # websockets calls this as create_connection(protocol, server, **options) and uses
+            # what it returns as the asyncio protocol; its annotation asks for a class.
+            create_connection=self._front,  # type: ignore[arg-type]
         )
 
     def _front(self, protocol: ServerProtocol, server: Server, **options) -> FrontProtocol:
@@ -437,13 +439,13 @@ class GatewayServer:
             case protocol.Result():
                 # No session needed: results outlive closed threads; the owner check is the
                 # store's (another identity's call is as unknown as a made-up one).
-                finished = await gw.finished_call(request.thread_id, request.call_id,
-                                                  identity)
-                if finished is None:
+                finished_call = await gw.finished_call(request.thread_id, request.call_id,
+                                                       identity)
+                if finished_call is None:
                     raise protocol.ProtocolError(
                         f"no finished call {request.call_id!r} on this thread (unknown, still "
                         "running, or older than result_retention)", code="unknown_call")
-                client.send({**finished.status, "replayed": True})
+                client.send({**finished_call.status, "replayed": True})
             case protocol.Interrupt():
                 await gw.thread(request.thread_id, identity, create=False).interrupt()
             case protocol.Restart():

@@ -78,8 +78,10 @@ def is_loopback(host: str) -> bool:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except OSError:
         return False
-    return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback
-                               for info in infos)
+    # typeshed allows (int, bytes) addresses, of unknown families; a TCP lookup gives inet ones.
+    return bool(infos) and all(
+        ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback  # type: ignore[union-attr]
+        for info in infos)
 
 
 def check_exposure(settings: Settings) -> None:

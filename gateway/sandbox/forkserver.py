@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 from pathlib import Path
+from typing import Any
 
 from ..config import bundled_kernels_dir
 from ..errors import KernelStartError, ZygoteUnavailable
@@ -97,8 +98,8 @@ def zygote_argv(bwrap: str, python: str, program: Path, startup_dir: Path,
 def detached_copy(directory: Path) -> int:
     """A descriptor of a detached bind mount of ``directory`` (``open_tree``), which the
     fork attaches in its own mount namespace: the zygote never sees any kernel's files."""
-    fd = _libc.syscall(SYS_OPEN_TREE, AT_FDCWD, str(directory).encode(),
-                       OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW)
+    fd: int = _libc.syscall(SYS_OPEN_TREE, AT_FDCWD, str(directory).encode(),
+                            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW)
     if fd < 0:
         err = ctypes.get_errno()
         raise KernelStartError(f"cannot pass {directory} to a forked kernel: "
@@ -157,9 +158,9 @@ class Zygote:
                       sandbox_environment(environment))
         self._process: asyncio.subprocess.Process | None = None
         self._socket: socket.socket | None = None
-        self._starting: asyncio.Task | None = None
-        self._ready: asyncio.Future | None = None
-        self._forks: dict[str, asyncio.Future] = {}
+        self._starting: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[dict[str, Any]] | None = None  # the zygote's "ready" message
+        self._forks: dict[str, asyncio.Future[int]] = {}  # request id -> the forked pid
         self._running: dict[int, ForkedProcess] = {}
         self._requests = 0
         self.starts = 0
@@ -217,7 +218,7 @@ class Zygote:
         self._send({"op": "go", "id": request_id})
         return process
 
-    def _send(self, message: dict) -> None:
+    def _send(self, message: dict[str, Any]) -> None:
         if self._socket is not None:
             self._socket.send(json.dumps(message).encode())
 
@@ -282,7 +283,7 @@ class Zygote:
                 return
             self._handle(json.loads(data))
 
-    def _handle(self, message: dict) -> None:
+    def _handle(self, message: dict[str, Any]) -> None:
         op = message["op"]
         if op == "ready" and self._ready is not None and not self._ready.done():
             self._ready.set_result(message)

@@ -196,7 +196,7 @@ def syscall_number(name: str) -> int | None:
     architectures have), else ours for a syscall newer than this libseccomp, else None."""
     import pyseccomp as seccomp
 
-    number = seccomp.resolve_syscall(seccomp.Arch.NATIVE, name)
+    number: int = seccomp.resolve_syscall(seccomp.Arch.NATIVE, name)
     if number != NR_UNKNOWN:
         return number
     arches = {getattr(seccomp.Arch, arch) for arch in UNIFIED_NUMBERING_ARCHES}

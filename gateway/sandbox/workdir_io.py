@@ -64,7 +64,7 @@ class ThreadWorkdirJobs:
             raise
         loop = asyncio.get_running_loop()
 
-        def release(_: Future) -> None:
+        def release(_: Future[T]) -> None:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
                 loop.call_soon_threadsafe(self._slots.release)
 

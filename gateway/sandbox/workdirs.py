@@ -10,6 +10,7 @@ import shutil
 import stat
 import subprocess
 import unicodedata
+from io import BufferedReader
 from pathlib import Path
 
 from ..wire.protocol import UNSAFE_NAME_CATEGORIES
@@ -189,7 +190,7 @@ def give_to_directory_owner(directory_fd: int, name: str) -> None:
     os.chown(name, owner.st_uid, owner.st_gid, dir_fd=directory_fd, follow_symlinks=False)
 
 
-def open_regular_file(root: Path, relative: str):
+def open_regular_file(root: Path, relative: str) -> BufferedReader:
     """``root/relative`` opened for reading, only if it is a regular file reached without links."""
     *parents, name = relative.split("/")
     directory = open_directory(root, parents)

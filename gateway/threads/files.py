@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from ..errors import FileRejected
 
@@ -90,11 +90,23 @@ def _mib(size: int) -> str:
     return f"{size // 2**20} MiB"
 
 
+class _Store(Protocol):
+    """What a class using ``StreamingPut`` supplies (for the type checker only)."""
+
+    blobs: Path
+
+    def _check_quota(self, thread_id: str, owner: str, size: int) -> None: ...
+
+    def _commit(self, file_id: str, partial: Path, thread_id: str, owner: str, name: str,
+                mime_type: str | None, size: int, sha256: str) -> StoredFile: ...
+
+
 class StreamingPut:
     """``put_stream`` for both file stores (this one and ``cluster.objectstore``): the class
     supplies ``blobs`` (a local folder), ``_check_quota`` and ``_commit``."""
 
-    def put_stream(self, thread_id: str, owner: str, name: str, reader: BinaryIO) -> StoredFile:
+    def put_stream(self: _Store, thread_id: str, owner: str, name: str,
+                   reader: BinaryIO) -> StoredFile:
         """Store an open file by streaming copy (blocking: call it in a worker thread)."""
         self._check_quota(thread_id, owner, os.fstat(reader.fileno()).st_size)
         file_id = "file_" + secrets.token_hex(16)

@@ -10,7 +10,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from ..errors import GatewayError, KernelStartError, LanguageMismatch, ProtocolError, QueueFull
 from ..execution import languages
@@ -174,7 +174,7 @@ class ThreadSession:
         self.listeners.add(listener)
 
     # -- hot code ---------------------------------------------------------------------------
-    def code_delta(self, call_id: str, delta: str, fmt: str) -> None:
+    def code_delta(self, call_id: str, delta: str, fmt: Literal["json", "raw"]) -> None:
         self.last_active = time.monotonic()
         if call_id in self._executed:
             raise ProtocolError(f"call {call_id!r} was already executed", code="call_executed")
@@ -300,6 +300,7 @@ class ThreadSession:
         """Restart a dead kernel; heal a thread whose working directory or runtime directory
         was taken away (a plain restart would fail, or write where nobody looks)."""
         kernel = self.kernel
+        assert kernel is not None  # _ensure_kernel() calls this only then
         problem = self.pool.problem(kernel)
         if problem and self.pool.workdirs.problem(kernel.spec.workdir) is None:
             # Only the runtime dir is gone: every start makes a new one, the files are intact.
@@ -330,6 +331,7 @@ class ThreadSession:
 
         log.warning("thread %s: %s; starting a new kernel on a fresh working directory",
                     self.thread_id, problem)
+        assert self.kernel is not None  # the kernel being healed
         self.kernel = await self.pool.rebuild(self.kernel, prepare)
         restored = len(wanted) - len(failed)
         note = f"{problem}; a new kernel was started on a fresh working directory with the " \
@@ -342,6 +344,7 @@ class ThreadSession:
     async def _restore_adopted(self, reason: str) -> str:
         """Every stored path of the thread, newest version each, into the fresh directory."""
         wanted = latest_versions(self.store, self.thread_id, None)
+        assert self.kernel is not None  # just leased
         failed = await self.workdir_jobs.run(restore_files, self.store, wanted,
                                              self.kernel.spec.workdir)
         self._saved_paths = {f.name for f in wanted} - set(failed)
@@ -359,6 +362,7 @@ class ThreadSession:
             reason = await self._ensure_kernel()
             if reason:
                 self._unreported_restart = reason
+            assert self.kernel is not None  # _ensure_kernel() leaves one or raises
             return self.kernel.spec.workdir
 
     async def _execute(self, job: Job) -> None:
@@ -378,6 +382,7 @@ class ThreadSession:
             self.metrics.execution_finished("error", time.monotonic() - began)
             return
         kernel = self.kernel
+        assert kernel is not None  # _ensure_kernel() leaves one or raises
         workdir = kernel.spec.workdir
         before = await _snapshot(workdir, self.workdir_jobs)
         translator = OutputTranslator(self.settings.max_output_chars, self._plot_number,
@@ -396,7 +401,7 @@ class ThreadSession:
                         stored_ids[item.filename] = stored.id
                         record.attach_file(stored.mime_type, stored.id)
                 elif isinstance(item, Display):
-                    shown = item.file and stored_ids.get(item.file.filename)
+                    shown = stored_ids.get(item.file.filename) if item.file is not None else None
                     self.emit(item.chunk(shown), job.call_id)
                 else:
                     self.metrics.bytes_out(len(item["content"]))
@@ -577,6 +582,7 @@ class ThreadSession:
             return await self._take_snapshot(why)
 
     async def _take_snapshot(self, why: str) -> dict:
+        assert self.kernel is not None  # both callers checked
         if not await self.kernel.is_alive():
             return {"error": "the thread's kernel is not running", "names": 0, "skipped": []}
         return await self.snapshots.take(self.kernel, why)
@@ -586,6 +592,7 @@ class ThreadSession:
         snapshot (called with the kernel lock held)."""
         if not self.snapshots.pending:
             return None
+        assert self.kernel is not None  # _execute() called _ensure_kernel() first
         restored = await self.snapshots.restore(self.kernel)
         if restored is not None and restored.get("kernel_died"):
             self.kernel = await self.pool.replace(self.kernel, died=True)

@@ -67,7 +67,8 @@ def error(code: str, message: str) -> Chunk:
     return {"type": "error", "content": {"code": code, "message": message}}
 
 
-def envelope(chunk: Chunk, thread_id: str | None = None, call_id: str | None = None) -> dict:
+def envelope(chunk: Chunk, thread_id: str | None = None,
+             call_id: str | None = None) -> dict[str, Any]:
     """Wrap a chunk with its routing keys. Never a top-level ``type`` (docs/protocol.md,
     "Envelopes")."""
     return {
@@ -103,5 +104,5 @@ def projectdavid_compatible(chunk: Chunk, base_url: str | None = None) -> list[C
     return [chunk]
 
 
-def dumps(message: dict) -> str:
+def dumps(message: dict[str, Any]) -> str:
     return orjson.dumps(message).decode()

@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import re
 from enum import Enum, auto
-from json.decoder import scanstring as _scanstring
+from json.decoder import (  # type: ignore[attr-defined]  # real, but typeshed omits it
+    scanstring as _scanstring,
+)
 from typing import Literal
 
 import orjson
@@ -418,7 +420,8 @@ class CodeExtractor:
         n = len(s)
         match = _CODE_TOKENS.match
         while True:
-            k = match(s, i).end()
+            # The pattern ends in ``*+``: it matches (maybe empty) at every position.
+            k = match(s, i).end()  # type: ignore[union-attr]
             if k > i:
                 if k < n and s[k] == '"':
                     # The run ends at the closing quote: decode in place, no copy.

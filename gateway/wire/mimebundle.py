@@ -134,14 +134,14 @@ class DisplayBudget:
         return {key: inline[key] for key in data if key in inline}, omitted
 
 
-def display_id(content: dict) -> str | None:
+def display_id(content: dict[str, Any]) -> str | None:
     transient = content.get("transient")
-    if isinstance(transient, dict) and isinstance(transient.get("display_id"), str):
-        return transient["display_id"]
+    if isinstance(transient, dict) and isinstance(display_id := transient.get("display_id"), str):
+        return display_id
     return None
 
 
-def small_metadata(content: dict) -> dict[str, Any]:
+def small_metadata(content: dict[str, Any]) -> dict[str, Any]:
     metadata = content.get("metadata")
     if not isinstance(metadata, dict) or not metadata:
         return {}

@@ -15,6 +15,7 @@ import binascii
 import math
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -38,6 +39,7 @@ __all__ = [
     "Upload",
     "Request",
     "REQUEST_TYPES",
+    "ProtocolError",  # raised by everything here; defined in gateway.errors
     "parse_request",
     "validate_id",
     "validate_filename",
@@ -439,7 +441,8 @@ def parse_request(
         what = "message has no type" if kind is None else f"unknown message type {_clip(kind)}"
         raise ProtocolError(f"{what}; expected one of: {_KNOWN}", code="unknown_type")
 
-    get = message.get
+    # Fields are JSON values of any type here: each request class validates its own.
+    get: Callable[[str], Any] = message.get
     if kind == "code_delta":
         fmt = get("format")
         return CodeDelta(get("thread_id"), get("call_id"), get("delta"),

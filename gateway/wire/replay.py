@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .mimebundle import display_size
 
@@ -23,7 +24,7 @@ ENVELOPE_OVERHEAD = 520
 VALUE_OVERHEAD = 64  # a str object's header, per value of a dict content
 
 
-def final_state(message: dict) -> str | None:
+def final_state(message: dict[str, Any]) -> str | None:
     """The state when ``message`` is the status that ends a call, else None."""
     chunk = message.get("chunk")
     if not isinstance(chunk, dict) or chunk.get("type") != "status":
@@ -32,7 +33,7 @@ def final_state(message: dict) -> str | None:
     return state if state in FINAL_STATES else None
 
 
-def approximate_size(message: dict) -> int:
+def approximate_size(message: dict[str, Any]) -> int:
     """A cheap estimate of the memory a held message takes (no serialisation or traversal:
     this runs for every envelope on the hot path)."""
     chunk = message.get("chunk", {})
@@ -61,9 +62,9 @@ class Replay:
     """What to send a resuming client, in this order: ``gap`` (if any), the final statuses
     of calls that ended inside the gap, then ``missed``."""
 
-    missed: list[dict] = field(default_factory=list)
+    missed: list[dict[str, Any]] = field(default_factory=list)
     gap: tuple[int, int] | None = None  # first and last seq that can no longer be sent
-    ended_in_gap: list[dict] = field(default_factory=list)
+    ended_in_gap: list[dict[str, Any]] = field(default_factory=list)
 
 
 class ReplayBuffer:
@@ -79,10 +80,12 @@ class ReplayBuffer:
         self.clock = clock
         self.last_seq = start_after
         self.size = 0  # estimated bytes held
-        self._entries: deque[tuple[int, float, int, dict]] = deque()  # seq, time, size, message
-        self._finals: OrderedDict[int, dict] = OrderedDict()  # seq -> final status envelope
+        # seq, time, size, message
+        self._entries: deque[tuple[int, float, int, dict[str, Any]]] = deque()
+        # seq -> final status envelope
+        self._finals: OrderedDict[int, dict[str, Any]] = OrderedDict()
 
-    def stamp(self, message: dict) -> dict:
+    def stamp(self, message: dict[str, Any]) -> dict[str, Any]:
         """Give ``message`` the thread's next seq and keep it for replay; returns it."""
         self.last_seq += 1
         message["seq"] = self.last_seq
@@ -124,9 +127,10 @@ class ReplayBuffer:
 @dataclass
 class FinishedCall:
     owner: str
-    status: dict  # the final status envelope, as sent
+    status: dict[str, Any]  # the final status envelope, as sent
     finished_at: float
-    files: list[dict] = field(default_factory=list)  # filename, file_id, mime_type of each
+    # filename, file_id, mime_type of each
+    files: list[dict[str, Any]] = field(default_factory=list)
     size: int = 0  # approximate bytes held
 
 
@@ -146,8 +150,8 @@ class CallResults:
         self.bytes = 0
         self._calls: OrderedDict[tuple[str, str], FinishedCall] = OrderedDict()
 
-    def record(self, thread_id: str, call_id: str, owner: str, status: dict,
-               files: list[dict] | None = None) -> None:
+    def record(self, thread_id: str, call_id: str, owner: str, status: dict[str, Any],
+               files: list[dict[str, Any]] | None = None) -> None:
         key = (thread_id, call_id)
         self._remove_call(key)
         files = files or []
@@ -177,7 +181,7 @@ class CallResults:
     async def close(self) -> None:
         """Nothing to flush in memory."""
 
-    def get(self, thread_id: str, call_id: str, identity: str) -> dict | None:
+    def get(self, thread_id: str, call_id: str, identity: str) -> dict[str, Any] | None:
         """The call's final status envelope, only for the identity that owns the thread."""
         found = self.finished(thread_id, call_id, identity)
         return found.status if found is not None else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -29,7 +29,7 @@ def empty_snapshot() -> bytes:
     return MAGIC + index + len(index).to_bytes(8, "big")
 
 
-def parse_report(output: str, marker: str) -> dict | None:
+def parse_report(output: str, marker: str) -> dict[str, Any] | None:
     """The kernel's one-line JSON report after ``marker`` in a silent cell's stdout, checked
     for shape (a cell of the thread may have tampered with the kernel-side code)."""
     for line in reversed(output.splitlines()):
@@ -44,8 +44,8 @@ def parse_report(output: str, marker: str) -> dict | None:
     return None
 
 
-def _checked(report: dict) -> dict:
-    checked: dict = {}
+def _checked(report: dict[str, Any]) -> dict[str, Any]:
+    checked: dict[str, Any] = {}
     if isinstance(report.get("error"), str):
         checked["error"] = report["error"][:MAX_REASON_CHARS]
     names = report.get("names")
@@ -62,7 +62,7 @@ def _checked(report: dict) -> dict:
     return checked
 
 
-def restored_line(restored: dict) -> str:
+def restored_line(restored: dict[str, Any]) -> str:
     """One line for ``tool_output``: the model learns which names are gone and why."""
     line = f"[variables restored from the thread's last snapshot: {restored['names']} name(s)"
     skipped = restored.get("skipped") or []

@@ -9,6 +9,7 @@ control so a browser can print it as is, and capped so one runaway loop cannot f
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from . import envelopes
 from .envelopes import Chunk
@@ -148,7 +149,7 @@ class OutputTranslator:
     def dropped_lines(self) -> int:
         return self._dropped_newlines + self._dropped_partial_line
 
-    def translate(self, msg: dict) -> list[Chunk | DisplayedFile | Display]:
+    def translate(self, msg: dict[str, Any]) -> list[Chunk | DisplayedFile | Display]:
         """One iopub message in, its chunks, files and displays out (often none: status, ...).
 
         A :class:`Display` comes right after the file it shows (if any) and right before its
@@ -184,7 +185,8 @@ class OutputTranslator:
                 f"not sent inline, limit {self.displays.limit:,}]\n", "note"))
         return notes
 
-    def _display(self, content: dict, source: str) -> list[Chunk | DisplayedFile | Display]:
+    def _display(self, content: dict[str, Any],
+                 source: str) -> list[Chunk | DisplayedFile | Display]:
         """A rich display: its bundle as a :class:`Display`; an image also becomes a file
         (and then its text/plain, only ``<Figure ...>``, is not output)."""
         data = content.get("data")
@@ -206,7 +208,7 @@ class OutputTranslator:
             items += self._text(text if text.endswith("\n") else text + "\n", stream=stream)
         return items
 
-    def _error(self, content: dict) -> list[Chunk | DisplayedFile | Display]:
+    def _error(self, content: dict[str, Any]) -> list[Chunk | DisplayedFile | Display]:
         ename, evalue = str(content.get("ename", "")), str(content.get("evalue", ""))
         self.error = (ename, evalue)
         traceback = content.get("traceback") or [f"{ename}: {evalue}"]

@@ -91,7 +91,8 @@ class KernelPool:
         self._starting = 0
         self.group = group if group is not None else []
         self.group.append(self)
-        self._changed = self.group[0]._changed if len(self.group) > 1 else asyncio.Condition()
+        self._changed: asyncio.Condition = (
+            self.group[0]._changed if len(self.group) > 1 else asyncio.Condition())
         self._tasks: set[asyncio.Task] = set()
         self._python_roots = tuple(sorted({Path(sys.prefix), Path(sys.base_prefix)}))
         self._mpl_cache: Path | None = None

@@ -24,27 +24,26 @@ class MessagesEvents:
         self.blocks: dict[int, tuple[str, list[str] | int]] = {}
 
     def feed(self, event: RawMessageStreamEvent) -> list[Action]:
-        kind = event.type
-        if kind == "content_block_start":
-            block = event.content_block  # type: ignore[union-attr]
-            index = event.index  # type: ignore[union-attr]
+        if event.type == "content_block_start":
+            block = event.content_block
+            index = event.index
             if block.type == "tool_use":
                 self.blocks[index] = ("tool_use", index)
                 return self.tracker.open(index, block.id, block.name)
             if block.type == "text":
                 self.blocks[index] = ("text", [block.text] if block.text else [])
-        elif kind == "content_block_delta":
-            delta = event.delta  # type: ignore[union-attr]
-            index = event.index  # type: ignore[union-attr]
+        elif event.type == "content_block_delta":
+            delta = event.delta
+            index = event.index
             if delta.type == "input_json_delta":
                 return self.tracker.grow(index, delta.partial_json)
             if delta.type == "text_delta" and index in self.blocks:
                 pieces = self.blocks[index][1]
                 if isinstance(pieces, list):
                     pieces.append(delta.text)
-        elif kind == "content_block_stop":
-            return self.tracker.close(event.index)  # type: ignore[union-attr]
-        elif kind == "message_stop":
+        elif event.type == "content_block_stop":
+            return self.tracker.close(event.index)
+        elif event.type == "message_stop":
             return self.tracker.close_all()
         return []
 

@@ -23,17 +23,16 @@ class ResponsesEvents:
         self.tracker = CallTracker(tool_names)
 
     def feed(self, event: ResponseStreamEvent) -> list[Action]:
-        kind = event.type
-        if kind == "response.output_item.added":
-            item = event.item  # type: ignore[union-attr]
+        if event.type == "response.output_item.added":
+            item = event.item
             if item.type == "function_call":
                 return self.tracker.open(item.id or item.call_id, item.call_id, item.name)
-        elif kind == "response.function_call_arguments.delta":
-            return self.tracker.grow(event.item_id, event.delta)  # type: ignore[union-attr]
-        elif kind == "response.function_call_arguments.done":
-            return self.tracker.close(event.item_id, event.arguments)  # type: ignore[union-attr]
-        elif kind == "response.output_item.done":
-            item = event.item  # type: ignore[union-attr]
+        elif event.type == "response.function_call_arguments.delta":
+            return self.tracker.grow(event.item_id, event.delta)
+        elif event.type == "response.function_call_arguments.done":
+            return self.tracker.close(event.item_id, event.arguments)
+        elif event.type == "response.output_item.done":
+            item = event.item
             if item.type == "function_call":
                 return self.tracker.close(item.id or item.call_id, item.arguments)
         return []

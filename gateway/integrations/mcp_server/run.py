@@ -34,7 +34,9 @@ async def gateway_backend(options: McpOptions) -> AsyncIterator[tuple[GatewayBac
     async with contextlib.AsyncExitStack() as stack:
         url, token = options.url, options.token
         if url is None:
-            url, token = await stack.enter_async_context(embedded_gateway())
+            # Its own name: unpacked straight into url, mypy would type it from url (Optional).
+            embedded = await stack.enter_async_context(embedded_gateway())
+            url, token = embedded
         backend = GatewayBackend(url, public_url=options.public_url)
         stack.push_async_callback(backend.close)
         yield backend, token or ""

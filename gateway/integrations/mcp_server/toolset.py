@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.settings import AuthSettings
@@ -74,10 +74,11 @@ def build_server(backend: GatewayBackend, *, token: str | None = None,
     """The MCP server. ``token``: the gateway token for a transport without authentication
     (stdio). ``http_url``: the server's own Streamable HTTP URL; then every request must carry
     a bearer token the gateway accepts, and that token is used for the request."""
-    auth = {}
+    auth: dict[str, Any] = {}
     if http_url:
         # Gateway tokens are not OAuth tokens bound to a resource: the gateway is the check.
-        auth = {"auth": AuthSettings(issuer_url=http_url, resource_server_url=http_url,
+        # pydantic validates the str into an AnyHttpUrl (mypy sees only the field types).
+        auth = {"auth": AuthSettings(issuer_url=http_url, resource_server_url=http_url,  # type: ignore[arg-type]
                                      validate_token_resource=False),
                 "token_verifier": GatewayTokenVerifier(backend)}
     server = MCPServer("code-interpreter-gateway", instructions=INSTRUCTIONS,
@@ -195,7 +196,7 @@ def _upload_data(text: str | None, content_base64: str | None, local_path: str |
     return Path(local_path or "").expanduser().read_bytes()
 
 
-async def _helper(thread: Thread, code: str) -> object:
+async def _helper(thread: Thread, code: str) -> Any:
     """Run a helper cell; its JSON, or the failed run as a tool error."""
     result = await thread.run(code, wait=None)
     if result.state == "complete":
