@@ -46,7 +46,7 @@ async def test_a_dead_owners_lock_is_taken_over(tmp_path):
     # A child takes the lock and is SIGKILLed: the kernel drops its flock, the file stays.
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-c",
-        "import sys, time\nfrom pathlib import Path\nfrom gateway.datadir import DataDirLock\n"
+        "import sys, time\nfrom pathlib import Path\nfrom gateway.ops.datadir import DataDirLock\n"
         f"DataDirLock(Path({str(tmp_path)!r})).acquire(1234)\nprint('locked', flush=True)\n"
         "time.sleep(600)", stdout=asyncio.subprocess.PIPE)
     assert await asyncio.wait_for(child.stdout.readline(), 60) == b"locked\n"
