@@ -13,7 +13,15 @@ import json
 
 import pytest
 import pytest_asyncio
-from sse_replay import (
+
+from gateway.integrations.adapters import (
+    AnthropicAdapter,
+    OpenAIChatAdapter,
+    OpenAIResponsesAdapter,
+    RawCodeAdapter,
+)
+from gateway.wire.envelopes import FENCE_CLOSE, FENCE_OPEN
+from scripts.benchlib.sse_replay import (
     CODE,
     ReplayServer,
     arguments,
@@ -24,14 +32,6 @@ from sse_replay import (
     messages_text,
     responses_stream,
 )
-
-from gateway.integrations.adapters import (
-    AnthropicAdapter,
-    OpenAIChatAdapter,
-    OpenAIResponsesAdapter,
-    RawCodeAdapter,
-)
-from gateway.wire.envelopes import FENCE_CLOSE, FENCE_OPEN
 
 openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic")

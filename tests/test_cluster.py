@@ -16,10 +16,10 @@ import urllib.request
 
 import pytest
 import pytest_asyncio
-from cluster_fixtures import ADMIN_TOKEN, CLUSTER_TOKEN, REPO, Cluster, in_thread
 from conftest import download, needs_linux
 
 from gateway.client import GatewayClient
+from scripts.benchlib.cluster import ADMIN_TOKEN, CLUSTER_TOKEN, REPO, Cluster, in_thread
 
 pytestmark = [pytest.mark.kernel, needs_linux]
 WAIT = 300  # generous: only to avoid hangs on a loaded machine

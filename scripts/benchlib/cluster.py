@@ -1,4 +1,5 @@
-"""Real servers for the cluster tests, on free 127.0.0.1 ports, stopped afterwards.
+"""Real servers for the cluster tests and for scripts.cluster / scripts.bench_cluster, on free
+127.0.0.1 ports, stopped afterwards.
 
 redis-server (Debian), the S3-compatible server of moto (PyPI), HAProxy (Debian) with
 deploy/haproxy-cluster.cfg, and gateway nodes as separate processes (so a test can SIGKILL one).
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from gateway.cluster.frontdoor import haproxy_config
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TOKENS_SPEC = "alice:tok-alice,bob:tok-bob"
 CLUSTER_TOKEN = "test-cluster-secret"
 ADMIN_TOKEN = "test-admin-token"
