@@ -13,14 +13,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import host_processes
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.client import GatewayClient
+from support.host import host_processes
 
 GATEWAY = str(Path(sys.executable).parent / "gateway")
 ADMIN = "admin-secret"
-
 
 
 class ServerProcess:

@@ -16,10 +16,11 @@ import urllib.request
 
 import pytest
 import pytest_asyncio
-from conftest import download, needs_linux
 
 from gateway.client import GatewayClient
 from scripts.benchlib.cluster import ADMIN_TOKEN, CLUSTER_TOKEN, REPO, Cluster, in_thread
+from support.host import needs_linux
+from support.http import download
 
 pytestmark = [pytest.mark.kernel, needs_linux]
 WAIT = 300  # generous: only to avoid hangs on a loaded machine

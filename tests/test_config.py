@@ -7,11 +7,11 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from conftest import test_settings
 
 from gateway import config, constraints
 from gateway.config import MiB, Settings, SettingsError, coerce, from_environment
 from gateway.errors import GatewayError
+from support.gateways import test_settings
 
 GiB = 1024 * MiB
 CLUSTER = dict(registry_url="redis://127.0.0.1:6379/0", store_url="s3://bucket/files",

@@ -9,8 +9,11 @@ import signal
 import sys
 
 import pytest
-from conftest import needs_linux
-from test_faults import (
+
+from gateway.client import GatewayClient
+from gateway.ops.datadir import DataDirInUse, DataDirLock, read_owner
+from support.host import needs_linux
+from support.processes import (
     GATEWAY_BIN,
     GatewayProcess,
     free_port,
@@ -18,9 +21,6 @@ from test_faults import (
     wait_until,
     workdir_mounts,
 )
-
-from gateway.client import GatewayClient
-from gateway.ops.datadir import DataDirInUse, DataDirLock, read_owner
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), needs_linux]
 

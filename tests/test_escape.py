@@ -14,14 +14,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import (
-    host_processes,
-    needs_linux,
-    session_of,
-    start_gateway,
-    stop_gateway,
-    test_settings,
-)
 
 from gateway.sandbox.seccomp import (
     ALLOWED_SOCKET_FAMILIES,
@@ -29,6 +21,8 @@ from gateway.sandbox.seccomp import (
     NETLINK_ERRNO,
     syscall_number,
 )
+from support.gateways import session_of, start_gateway, stop_gateway, test_settings
+from support.host import host_processes, needs_linux
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), needs_linux]
 

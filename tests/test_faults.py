@@ -15,31 +15,20 @@ import os
 import random
 import re
 import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import (
-    host_processes,
-    needs_linux,
-    session_of,
-    start_gateway,
-    stop_gateway,
-    swap_race_cells,
-    test_settings,
-)
 from websockets.asyncio.client import connect
 
 from gateway.client import GatewayClient
+from support.gateways import session_of, start_gateway, stop_gateway, test_settings
+from support.host import host_processes, needs_linux, swap_race_cells
+from support.http import http_get
+from support.processes import GatewayProcess, unmount_leftovers, wait_until, workdir_mounts
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), needs_linux]
 
-GATEWAY_BIN = Path(sys.executable).with_name("gateway")
 ALICE = {"Authorization": "Bearer tok-alice"}
 
 
@@ -49,7 +38,6 @@ def cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
-
 
 
 def descendants(root: int) -> list[int]:
@@ -84,51 +72,12 @@ def kernel_ids_alive(data_dir: Path) -> set[str]:
     return ids
 
 
-def workdir_mounts(data_dir: Path) -> set[str]:
-    prefix = str(data_dir / "workdirs") + "/"
-    mounts = set()
-    for line in Path("/proc/mounts").read_text().splitlines():
-        target = line.split()[1].replace("\\040", " ")
-        if target.startswith(prefix):
-            mounts.add(target)
-    return mounts
-
-
-def unmount_leftovers(data_dir: Path) -> None:
-    """After a SIGKILLed gateway that is not restarted: its workdir tmpfs mounts stay behind."""
-    for target in workdir_mounts(data_dir):
-        subprocess.run(["umount", "-l", target], capture_output=True)
-
-
 def cgroup_exists(kernel_id: str) -> bool:
     root = Path("/sys/fs/cgroup")
     candidates = [root / "code-interpreter-gateway" / kernel_id]
     candidates += [d / "code-interpreter-gateway" / kernel_id for d in root.iterdir()
                    if d.is_dir()]
     return any(c.exists() for c in candidates)
-
-
-async def wait_until(predicate, timeout: float, interval: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(interval)
-    return predicate()
-
-
-async def http_get(url: str, token: str | None = None, timeout: float = 30
-                   ) -> tuple[int, bytes, dict]:
-    def get():
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        try:
-            with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
-                                        timeout=timeout) as response:
-                return response.status, response.read(), dict(response.headers)
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read(), dict(exc.headers)
-
-    return await asyncio.to_thread(get)
 
 
 def metric(text: str, name: str) -> float:
@@ -146,64 +95,6 @@ async def first_output(client: GatewayClient, thread_id: str, call_id: str) -> l
         if envelope["chunk"]["type"] == "hot_code_output":
             return seen
         assert envelope["chunk"]["type"] == "hot_code", envelope
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class GatewayProcess:
-    """``gateway serve`` as a subprocess on 127.0.0.1, with alice's and bob's tokens."""
-
-    def __init__(self, data_dir: Path, *args: str) -> None:
-        self.data_dir = data_dir
-        self.args = args
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self, timeout: float = 180) -> GatewayProcess:
-        self.port = free_port()
-        self.url = f"ws://127.0.0.1:{self.port}/ws"
-        self.http = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-        env["GATEWAY_TOKENS"] = "alice:tok-alice,bob:tok-bob"
-        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.data_dir.parent / f"gateway-{self.port}.log", "wb")  # noqa: SIM115
-        self.proc = await asyncio.create_subprocess_exec(
-            str(GATEWAY_BIN), "serve", "--port", str(self.port), "--data-dir",
-            str(self.data_dir), "--pool-size", "1", "--max-kernels", "8", *self.args,
-            stdout=asyncio.subprocess.PIPE, stderr=log, env=env)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            line = await asyncio.wait_for(self.proc.stdout.readline(),
-                                          max(0.1, deadline - time.monotonic()))
-            if not line:
-                raise AssertionError(f"gateway exited with {await self.proc.wait()}")
-            if b"listening" in line:
-                return self
-
-    def kill(self, signum: int = signal.SIGKILL) -> None:
-        if self.proc and self.proc.returncode is None:
-            self.proc.send_signal(signum)
-
-    async def stop(self) -> None:
-        if self.proc and self.proc.returncode is None:
-            self.proc.terminate()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 30)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-
-    async def healthy(self, timeout: float = 5) -> bool:
-        try:
-            status, body, _ = await asyncio.wait_for(
-                http_get(self.http + "/healthz", timeout=timeout), timeout + 1)
-        except (TimeoutError, OSError):
-            return False
-        return status == 200 and json.loads(body)["status"] == "ok"
 
 
 # -- kernels dying or freezing ---------------------------------------------------------------

@@ -7,13 +7,14 @@ import hashlib
 import io
 
 import pytest
-from conftest import download, start_gateway, stop_gateway, test_settings
+
+from support.gateways import start_gateway, stop_gateway, test_settings
+from support.http import download
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
 
 
 def by_name(result) -> dict[str, dict]:

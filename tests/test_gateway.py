@@ -10,11 +10,11 @@ import re
 import urllib.request
 
 import pytest
-from conftest import session_of, thread_key
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from gateway.client import is_final
+from support.gateways import session_of, thread_key
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -13,10 +13,11 @@ import subprocess
 import urllib.request
 
 import pytest
-from conftest import needs_linux, session_of
 
 from gateway.errors import KernelStartError
 from gateway.threads.healing import StartBackoff
+from support.gateways import session_of
+from support.host import needs_linux
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), needs_linux]
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from conftest import session_of, start_gateway, stop_gateway, test_settings, thread_key
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import connect
@@ -28,6 +27,7 @@ from gateway.errors import ProtocolError
 from gateway.net import server
 from gateway.net.admin import process_rss
 from gateway.wire import protocol
+from support.gateways import session_of, start_gateway, stop_gateway, test_settings, thread_key
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

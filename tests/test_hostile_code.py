@@ -22,11 +22,12 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from conftest import download, host_processes, needs_linux, swap_race_cells
 from websockets.asyncio.client import connect
 
 from gateway.client import FINAL_STATES
 from gateway.net.admin import process_rss
+from support.host import host_processes, needs_linux, swap_race_cells
+from support.http import download
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), needs_linux]
 
@@ -110,8 +111,6 @@ def status_of(envelopes: list[dict]) -> dict:
 def output_of(envelopes: list[dict]) -> str:
     return "".join(e["chunk"]["content"] for e in envelopes
                    if e["chunk"]["type"] == "hot_code_output")
-
-
 
 
 async def wait_until(predicate, timeout: float, interval: float = 0.2) -> bool:

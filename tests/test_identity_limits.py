@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from conftest import start_gateway, stop_gateway, test_settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import MiB, Settings
@@ -11,6 +10,7 @@ from gateway.errors import FileRejected
 from gateway.net.admin import execute_admin
 from gateway.threads.files import FileStore
 from gateway.wire.protocol import client_thread_id, scoped_thread_id
+from support.gateways import start_gateway, stop_gateway, test_settings
 
 KiB = 1024
 
@@ -74,7 +74,6 @@ def test_a_full_store_says_it_is_full_for_everyone(tmp_path):
 
 
 # -- a real gateway -----------------------------------------------------------------------------
-
 
 
 @pytest.mark.asyncio(loop_scope="session")

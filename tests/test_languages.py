@@ -13,17 +13,12 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from conftest import (
-    CHROMIUM,
-    close_threads_named,
-    needs_linux,
-    start_gateway,
-    stop_gateway,
-    test_settings,
-)
 
 from gateway.errors import LanguageMismatch, LanguageUnavailable, UnknownLanguage
 from gateway.execution import languages
+from support.browser import CHROMIUM
+from support.gateways import close_threads_named, start_gateway, stop_gateway, test_settings
+from support.host import needs_linux
 
 pytestmark = needs_linux
 on_loop = pytest.mark.asyncio(loop_scope="session")

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import base64
 
-from test_translate import IPYTHON_TRACEBACK, SVG, msg, stream, texts, tiny_png
-
 from gateway.wire import envelopes
 from gateway.wire.mimebundle import DisplayBudget, display_size
 from gateway.wire.replay import ENVELOPE_OVERHEAD, approximate_size
 from gateway.wire.translate import Display, DisplayedFile, OutputTranslator
+from support.messages import IPYTHON_TRACEBACK, SVG, msg, stream, texts, tiny_png
 
 VEGA = {"$schema": "https://vega.github.io/schema/vega-lite/v5.json", "mark": "bar",
         "data": {"values": [{"a": 1}]}}

@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import needs_linux
 
 import gateway
+from support.host import needs_linux
 
 pytestmark = [pytest.mark.packaging, pytest.mark.kernel, needs_linux]
 

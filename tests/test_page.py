@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from conftest import CHROMIUM
 
 from gateway.errors import GatewayError
+from support.browser import CHROMIUM, WAIT_MS, card, open_page
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-WAIT_MS = 60_000
 
 pytestmark = [
     pytest.mark.asyncio(loop_scope="session"),
@@ -49,20 +48,6 @@ async def thread_id(running, thread_id):
     yield thread_id
     with contextlib.suppress(GatewayError):
         await running.gateway.close_thread(thread_id, "alice")
-
-
-async def open_page(page, running, query: str = "") -> None:
-    from playwright.async_api import expect
-
-    await page.goto(f"{running.http}/?token=tok-alice{query}")
-    await expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "open")
-
-
-def card(page, thread_id: str, call_id: str | None = None):
-    selector = f'[data-testid="call"][data-thread-id="{thread_id}"]'
-    if call_id is not None:
-        selector += f'[data-call-id="{call_id}"]'
-    return page.locator(selector)
 
 
 async def test_page_runs_code_and_renders_output_plot_and_file_link(running, page, thread_id):

@@ -7,8 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import CHROMIUM
-from test_page import WAIT_MS, card, open_page, page, thread_id  # noqa: F401 - fixtures
+from test_page import page, thread_id  # noqa: F401 - fixtures
+
+from support.browser import CHROMIUM, WAIT_MS, card, open_page
 
 pytestmark = [
     pytest.mark.asyncio(loop_scope="session"),

@@ -9,9 +9,10 @@ import threading
 
 import pytest
 import pytest_asyncio
-from conftest import CHROMIUM, start_gateway, stop_gateway, test_settings
-from test_page import WAIT_MS, card
-from test_tls import make_pki
+
+from support.browser import CHROMIUM, WAIT_MS, card
+from support.gateways import start_gateway, stop_gateway, test_settings
+from support.tls import make_pki
 
 pytestmark = [
     pytest.mark.asyncio(loop_scope="session"),

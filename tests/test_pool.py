@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import session_of, start_gateway, stop_gateway, test_settings, thread_key
+
+from support.gateways import session_of, start_gateway, stop_gateway, test_settings, thread_key
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

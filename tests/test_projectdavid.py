@@ -193,8 +193,9 @@ async def test_error_chunk_message_is_lost_by_the_sdk_without_a_flat_message(sdk
 
 
 async def test_compat_gateway_streams_files_and_errors_the_sdk_understands(data_root, sdk_stream):
-    from conftest import start_gateway, stop_gateway, test_settings
     from projectdavid.events import CodeExecutionGeneratedFileEvent, WebStatusEvent
+
+    from support.gateways import start_gateway, stop_gateway, test_settings
 
     running = await start_gateway(test_settings(data_root / "pd-compat", pool_size=1,
                                                 projectdavid_compat=True,

@@ -14,13 +14,14 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from conftest import host_processes, test_settings
 
 import gateway
 from gateway.app import Gateway
 from gateway.config import bundled_kernels_dir
 from gateway.errors import KernelUnavailable
 from gateway.execution.readiness import check_kernel_setup, degraded_reason, not_ready_reason
+from support.gateways import test_settings
+from support.host import host_processes
 
 GATEWAY = str(Path(sys.executable).parent / "gateway")
 SPEC = json.loads((bundled_kernels_dir() / "python3" / "kernel.json").read_text())

@@ -8,9 +8,9 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import TOKENS, session_of, start_gateway, stop_gateway, test_settings
 
 from gateway.client import GatewayClient
+from support.gateways import TOKENS, session_of, start_gateway, stop_gateway, test_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

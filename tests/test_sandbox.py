@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import needs_linux, session_of
+
+from support.gateways import session_of
+from support.host import needs_linux
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), needs_linux]
 

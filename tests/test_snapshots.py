@@ -14,11 +14,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import session_of, start_gateway, stop_gateway, test_settings, thread_key
 
 from gateway.client import GatewayClient
 from gateway.net.admin import execute_admin
 from gateway.threads.snapshots import KERNEL_FILE, SNAPSHOT_NAME, latest_snapshot
+from support.gateways import session_of, start_gateway, stop_gateway, test_settings, thread_key
 
 pytestmark = pytest.mark.kernel
 

@@ -21,7 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import pytest_asyncio
-from conftest import needs_linux, start_gateway, stop_gateway, test_settings
+
+from support.gateways import start_gateway, stop_gateway, test_settings
+from support.host import needs_linux
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), needs_linux]
 

@@ -7,9 +7,9 @@ import asyncio
 import threading
 
 import pytest
-from conftest import session_of
 
 from gateway.sandbox.workdir_io import PER_THREAD, WorkdirExecutor
+from support.gateways import session_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

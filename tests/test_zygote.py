@@ -13,8 +13,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import needs_linux, session_of, start_gateway, stop_gateway, test_settings
 from prometheus_client.parser import text_string_to_metric_families
+
+from support.gateways import session_of, start_gateway, stop_gateway, test_settings
+from support.host import needs_linux
 
 pytestmark = needs_linux
 on_loop = pytest.mark.asyncio(loop_scope="session")

@@ -232,7 +232,6 @@ class BareKernel:
             await self.km.shutdown_kernel(now=True)
 
 
-
 async def cold_start(ipc_dir: Path) -> float:
     """jupyter_client: start a default kernel, run the startup imports, then 1+1."""
     began = time.perf_counter()

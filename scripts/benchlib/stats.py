@@ -76,8 +76,6 @@ def latency_row(name: str, values_ms: list[float], *, baseline: str | None = Non
                goal, judge(ratio, goal), notes)
 
 
-
-
 # -- machine and output ----------------------------------------------------------------------
 def machine() -> dict:
     cpu = "?"

@@ -25,7 +25,6 @@ STDOUT_CELL = f"for i in range({STDOUT_LINES}): print('x'*{STDOUT_WIDTH})"
 STDOUT_BYTES = STDOUT_LINES * (STDOUT_WIDTH + 1)  # 10.2 MB
 
 
-
 async def raw_roundtrip(ws, thread_id: str) -> float:
     """One execute over a bare websockets connection; seconds until the final status."""
     call = uuid.uuid4().hex[:12]
