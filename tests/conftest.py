@@ -1,5 +1,13 @@
 """Shared fixtures: a real gateway (real sandboxed kernels) on 127.0.0.1, and real clients.
 
+The tests are in folders by kind, and the folder gives the markers (``-m "not kernel"`` runs
+unit/ alone, starting no kernel and no gateway):
+
+    unit/     pure logic: no kernel, no server, no gateway subprocess
+    kernel/   real kernels and real gateways (in-process or ``gateway serve``)   kernel
+    browser/  the live page in headless Chromium                                kernel, browser
+    cluster/  several nodes with redis-server, HAProxy and moto                 kernel, cluster
+
 The fixtures are lazy: a session that selects no test needing a gateway starts none. Helpers the
 tests import are in ``support/`` (``from support.gateways import start_gateway``)."""
 
@@ -27,6 +35,29 @@ from support.gateways import close_threads_named, start_gateway, stop_gateway, t
 os.environ["GATEWAY_TEST_SECRET"] = "must-not-leak"
 
 _thread_numbers = itertools.count(1)
+
+HERE = Path(__file__).resolve().parent
+FOLDER_MARKERS = {"unit": (), "kernel": ("kernel",), "browser": ("kernel", "browser"),
+                  "cluster": ("kernel", "cluster")}
+# What a unit test must not ask for: each starts a gateway or a browser.
+NOT_IN_UNIT = {"running", "client", "browser"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Markers from the folder; a test that uses Chromium (wherever it is) is a browser test;
+    a unit test that asks for a gateway or a browser is refused at collection."""
+    for item in items:
+        folder = item.path.resolve().relative_to(HERE).parts[0]
+        if folder not in FOLDER_MARKERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in {', '.join(FOLDER_MARKERS)}")
+        for marker in FOLDER_MARKERS[folder]:
+            item.add_marker(marker)
+        if "browser" in item.fixturenames:
+            item.add_marker("browser")
+        if folder == "unit" and NOT_IN_UNIT & set(item.fixturenames):
+            raise pytest.UsageError(f"{item.nodeid} is in unit/ but uses "
+                                    f"{sorted(NOT_IN_UNIT & set(item.fixturenames))}: "
+                                    "move it to kernel/ or browser/")
 
 
 @pytest.fixture(scope="session")
