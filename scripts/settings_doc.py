@@ -6,7 +6,7 @@
 Defaults, units, choices and ranges come from the dataclass and its declared constraints
 (gateway/constraints.py), the ``gateway serve`` flags from the command's signature, and what is
 reloaded on SIGHUP from ``gateway.net.server.RELOADABLE``. Only the descriptions are written here,
-one per field: a field without one stops the script (and tests/test_docs.py), so a new setting
+one per field: a field without one stops the script (and tests/unit/test_docs.py), so a new setting
 cannot go undocumented.
 """
 
