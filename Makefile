@@ -34,9 +34,9 @@ lint: setup
 	$(VENV)/bin/lint-imports
 
 bench: setup
-	$(PY) scripts/bench.py
-	$(PY) scripts/bench_burst.py
-	$(PY) scripts/bench_start_method.py
+	$(PY) -m scripts.bench
+	$(PY) -m scripts.bench_burst
+	$(PY) -m scripts.bench_start_method
 
 # The sdist and the wheel (which carries the kernelspec and startup as gateway.kernels).
 dist: $(VENV)/.installed
@@ -44,7 +44,7 @@ dist: $(VENV)/.installed
 	$(PY) -m build --outdir dist .
 
 # The documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link, anchor or nav
-# entry fails the build. The settings table is generated: python scripts/settings_doc.py.
+# entry fails the build. The settings table is generated: python -m scripts.settings_doc.
 # NO_MKDOCS_2_WARNING: mkdocs-material's notice about its own end of life, on every build.
 docs: $(VENV)/.installed
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict

@@ -1,8 +1,8 @@
 """A real multi-turn agent over a CSV: a model (OpenAI or Anthropic) analyses data through the
 gateway, its code pre-streamed as it is written.
 
-    OPENAI_API_KEY=... .venv/bin/python scripts/agent.py --provider openai --model gpt-5-mini
-    ANTHROPIC_API_KEY=... .venv/bin/python scripts/agent.py --provider anthropic \\
+    OPENAI_API_KEY=... .venv/bin/python -m scripts.agent --provider openai --model gpt-5-mini
+    ANTHROPIC_API_KEY=... .venv/bin/python -m scripts.agent --provider anthropic \\
         --model claude-sonnet-4-5 [--csv my.csv] [--question "..."] [--url ws://... --token T]
 
 Needs a real API key and calls the provider, so it is not run in CI (the adapters' tests replay
@@ -22,21 +22,18 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
+import websockets
 
-import websockets  # noqa: E402
-from demo import default_token, page_url, sales_csv  # noqa: E402
-
-from gateway.cli.display import print_envelope  # noqa: E402
-from gateway.client import GatewayClient, Thread  # noqa: E402
-from gateway.integrations.adapters import (  # noqa: E402
+from gateway.cli.display import print_envelope
+from gateway.client import GatewayClient, Thread
+from gateway.integrations.adapters import (
     AnthropicAdapter,
     OpenAIChatAdapter,
     ToolResult,
     anthropic_tool,
     openai_chat_tool,
 )
+from scripts.demo import default_token, page_url, sales_csv
 
 SYSTEM = ("You are a data analyst. Use the code_interpreter tool to analyse the user's CSV in "
           "/mnt/data; print what you find, make one clear chart with plt.show(), and save a "

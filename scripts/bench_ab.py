@@ -4,7 +4,7 @@ Checks the other revision out into a temporary git worktree, starts a `gateway s
 each (same venv, same settings, pool of 1), and interleaves rounds of warm `1+1` round trips
 (A then B, then B then A, ...) so background load hits both alike.
 
-    .venv/bin/python scripts/bench_ab.py --base 2d2c8f8^ [--rounds 12] [--per-round 50]
+    .venv/bin/python -m scripts.bench_ab --base 2d2c8f8^ [--rounds 12] [--per-round 50]
 
 Prints medians, p99 and the ratio (this checkout / base) and writes
 bench-results/bench-ab-<time>.json.
@@ -23,10 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scripts.benchlib.procs import GatewayProc
 
-from bench import GatewayProc  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def p99(xs: list[float]) -> float:

@@ -1,10 +1,11 @@
 """Delay from an SSE fragment leaving a (replayed) model provider to its ``hot_code`` envelope
 reaching a subscriber of the thread, per adapter.
 
-    .venv/bin/python scripts/bench_adapters.py [--url ws://... --token T] [--runs 4] [--pace 0.005]
+    .venv/bin/python -m scripts.bench_adapters [--url ws://... --token T] [--runs 4] [--pace 0.005]
 
-A replay server on 127.0.0.1 streams provider-format SSE (tests/sse_replay.py) to the real
-``openai``/``anthropic`` clients; the adapter sends each fragment as a ``code_delta``; a second
+A replay server on 127.0.0.1 streams provider-format SSE (scripts/benchlib/sse_replay.py, which
+the adapter tests use too) to the real ``openai``/``anthropic`` clients; the adapter sends each
+fragment as a ``code_delta``; a second
 connection, subscribed to the thread like the live page, timestamps every ``hot_code`` envelope.
 A fragment's delay runs from just after the server wrote it to the first envelope that carries
 the code it made certain (a fragment ending mid-escape makes nothing certain; the next one is
@@ -17,30 +18,23 @@ import argparse
 import asyncio
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+import anthropic
+import openai
 
-import anthropic  # noqa: E402
-import openai  # noqa: E402
-import sse_replay as replay  # noqa: E402
-
-from gateway.client import GatewayClient  # noqa: E402
-from gateway.integrations.adapters import (  # noqa: E402
+from gateway.client import GatewayClient
+from gateway.integrations.adapters import (
     AnthropicAdapter,
     OpenAIChatAdapter,
     OpenAIResponsesAdapter,
     RawCodeAdapter,
 )
-from gateway.integrations.mcp_server.backend import embedded_gateway  # noqa: E402
-from gateway.wire.envelopes import FENCE_CLOSE, FENCE_OPEN  # noqa: E402
-from gateway.wire.hotcode import CodeExtractor  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "scripts"))
-from demo import CALLS  # noqa: E402
+from gateway.integrations.mcp_server.backend import embedded_gateway
+from gateway.wire.envelopes import FENCE_CLOSE, FENCE_OPEN
+from gateway.wire.hotcode import CodeExtractor
+from scripts.benchlib import sse_replay as replay
+from scripts.demo import CALLS
 
 CODE = "\n".join(code for _, code in CALLS)  # ~2,700 characters of real analysis code
 

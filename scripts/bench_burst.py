@@ -12,7 +12,7 @@ not fit twice on a small host), alternating the order every round:
   at rest       after the burst, N kernels idle: PSS of one kernel's process tree (median)
                 and of everything below the gateway (the zygote included) per kernel
 
-    .venv/bin/python scripts/bench_burst.py [--base 7c23192] [--threads 60] [--rounds 1]
+    .venv/bin/python -m scripts.bench_burst [--base 7c23192] [--threads 60] [--rounds 1]
 
 Prints a table of this / base ratios and writes bench-results/bench-burst-<time>.json. The
 machine may be shared: ratios of interleaved runs are the point, not absolute numbers.
@@ -31,18 +31,11 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scripts.benchlib.procs import GatewayProc, MiB, descendants, kernel_memory, proc_pss
+from scripts.benchlib.stats import percentiles
+from scripts.benchlib.workload import ANALYSIS_CELL
 
-from bench import (  # noqa: E402
-    ANALYSIS_CELL,
-    GatewayProc,
-    MiB,
-    descendants,
-    kernel_memory,
-    percentiles,
-    proc_pss,
-)
+ROOT = Path(__file__).resolve().parent.parent
 
 BASE = "7c23192"  # main before issue 21
 # 60 threads at once must all get a kernel; a shared machine can make a start slow; a uid

@@ -6,7 +6,7 @@
    returns its result there (goal: at most the lease + 2 s); the node is then started again;
 3. THREADS threads x EXECUTIONS executions through HAProxy across both nodes: errors, wall time.
 
-    python scripts/bench_cluster.py [--round-trips 200] [--threads 50] [--executions 20]
+    python -m scripts.bench_cluster [--round-trips 200] [--threads 50] [--executions 20]
 """
 
 from __future__ import annotations
@@ -14,15 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from cluster_fixtures import Cluster  # noqa: E402
-
-from gateway.client import GatewayClient  # noqa: E402
+from gateway.client import GatewayClient
+from scripts.benchlib.cluster import Cluster
 
 WAIT = 600
 HAPROXY_NOTICES = 3.0  # deploy/haproxy-cluster.cfg checks every second, up after one success

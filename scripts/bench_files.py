@@ -2,7 +2,7 @@
 growth during each: the code before the one-port change (a git worktree) against this one, in
 the same run.
 
-    .venv/bin/python scripts/bench_files.py [--size-mib 1024] [--before REV]
+    .venv/bin/python -m scripts.bench_files [--size-mib 1024] [--before REV]
 
 Each side is a real ``gateway serve`` (its own checkout on PYTHONPATH) on a fresh data dir. The
 file is put into each store with that checkout's own ``FileStore`` before the gateway starts;
@@ -30,16 +30,19 @@ from pathlib import Path
 import orjson
 import psutil
 
+from gateway.client import GatewayClient
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from gateway.client import GatewayClient  # noqa: E402  (the checkout's, not an installed one)
 
 MiB = 2**20
 TOKEN = secrets.token_urlsafe(32)
 PUT_FILE = """
 import sys
 from pathlib import Path
-from gateway.files import FileStore
+try:
+    from gateway.threads.files import FileStore
+except ImportError:  # a checkout from before the layers (gateway/files.py)
+    from gateway.files import FileStore
 store = FileStore(Path(sys.argv[1]), 1 << 40, 1 << 40)
 with open(sys.argv[2], 'rb') as source:
     print(store.put_stream('bench', 'bench', 'big.bin', source).id)

@@ -5,18 +5,14 @@ emoji, serialized as ``{"code": "..."}`` like a function call's arguments) is fe
 1, 16 and 4096 characters, the way a model's tool-call stream would deliver it. Prints a table and
 one JSON line (for CI dashboards).
 
-    python scripts/bench_hotcode.py [--mb 10] [--repeat 3]
+    python -m scripts.bench_hotcode [--mb 10] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.wire.hotcode import CodeExtractor, HotCodeStream
 

@@ -1,7 +1,7 @@
 """What the kernel image costs: pool kernel start time and idle memory with two interpreters,
 in one run, plus each package's import time inside the sandbox.
 
-    python scripts/bench_image.py --before /tmp/img-before/bin/python \\
+    python -m scripts.bench_image --before /tmp/img-before/bin/python \\
         --after /tmp/img-after/bin/python --kernels 4 --rounds 3
 
 Each interpreter is a venv with ipykernel (``--before``: the old five packages; ``--after``: the
@@ -28,9 +28,7 @@ from pathlib import Path
 from gateway.execution.kernel import Kernel
 from gateway.sandbox.launch import HostSandbox, SandboxSpec, prepare_matplotlib_cache
 from gateway.sandbox.limits import LimitValues
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import descendants  # noqa: E402  (one process-tree walker for every benchmark)
+from scripts.benchlib.procs import descendants
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / "kernels"

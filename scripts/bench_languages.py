@@ -9,7 +9,7 @@ interleaved (python then bash, then bash then python, ...) so background load hi
 - a 20x6 DataFrame as a rich result (display chunk with its HTML table, plus the text/plain
   fallback) against `print(df.to_string())` (text only) on the same warm Python thread.
 
-    .venv/bin/python scripts/bench_languages.py [--rounds 100] [--new-threads 6]
+    .venv/bin/python -m scripts.bench_languages [--rounds 100] [--new-threads 6]
 
 Prints medians, p90 and the ratios, and writes bench-results/bench-languages-<time>.json.
 """
@@ -22,18 +22,16 @@ import json
 import math
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from gateway.app import Gateway
+from gateway.client import GatewayClient
+from gateway.config import Settings
+from gateway.embed import start_embedded
 
-from gateway.app import Gateway  # noqa: E402
-from gateway.client import GatewayClient  # noqa: E402
-from gateway.config import Settings  # noqa: E402
-from gateway.embed import start_embedded  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 WARM_CELL = {"python": "1+1", "bash": "echo 2"}
 FRAME = ("import pandas as pd, numpy as np\n"

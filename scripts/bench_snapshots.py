@@ -4,7 +4,7 @@ and per-cell snapshots on the warm `1+1` round trip, against baselines from the 
 Two in-process gateways on 127.0.0.1 (real sandboxed kernels), identical except that one has
 snapshots off. Their `1+1` rounds are interleaved so background load hits both alike.
 
-    .venv/bin/python scripts/bench_snapshots.py [--rounds 200] [--repeats 3] [--mib 100]
+    .venv/bin/python -m scripts.bench_snapshots [--rounds 200] [--repeats 3] [--mib 100]
 
 Reports:
 - snapshot: a full snapshot of the 100 MB namespace (pickled in the kernel, stored in the file
@@ -22,19 +22,13 @@ import argparse
 import asyncio
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from conftest import session_of, start_gateway, stop_gateway, test_settings  # noqa: E402
-
-from gateway.config import MiB  # noqa: E402
-from gateway.threads import snapshots  # noqa: E402
+from gateway.config import MiB
+from gateway.threads import snapshots
+from scripts.benchlib.embedded import local_settings, session_of, start_local
 
 BUILD = """
 import numpy as np, pandas as pd
@@ -149,15 +143,15 @@ async def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-snapshots-"))
     common = dict(pool_size=1, memory_limit=2048 * MiB, disk_limit=1024 * MiB)
-    on = await start_gateway(test_settings(root / "on", **common))
-    off = await start_gateway(test_settings(root / "off", snapshots=False, **common))
+    on = await start_local(local_settings(root / "on", **common))
+    off = await start_local(local_settings(root / "off", snapshots=False, **common))
     try:
         # The warm rounds first: a leased 100 MB kernel must not weigh on them.
         warm = await warm_rounds((on, off), args.rounds)
         big = await big_namespace((on, off), args.mib, args.repeats)
     finally:
-        await stop_gateway(on)
-        await stop_gateway(off)
+        await on.close()
+        await off.close()
         shutil.rmtree(root, ignore_errors=True)  # several 100 MiB snapshots
     snap, restore = statistics.median(big["snapshot_s"]), statistics.median(big["restore_s"])
     base = statistics.median(big["baseline_first_cell_s"])

@@ -4,7 +4,7 @@ One gateway at a time (`kernel_start = fork`, then `exec`, the order alternating
 a fixed pool, 20 warm-up cells, then N round trips on one thread; prints the medians and the
 ratio. The machine may be shared: the interleaved ratio is the point.
 
-    .venv/bin/python scripts/bench_start_method.py [--rounds 3] [--n 300]
+    .venv/bin/python -m scripts.bench_start_method [--rounds 3] [--n 300]
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench import GatewayProc  # noqa: E402
-from bench_burst import SETTINGS  # noqa: E402
+from scripts.bench_burst import SETTINGS
+from scripts.benchlib.procs import GatewayProc
 
 
 async def warm_rtt(method: str, tmp: Path, n: int) -> float:

@@ -5,7 +5,7 @@ throwaway CA (trustme, from the `test` extra), same settings otherwise. Rounds a
 (plain then TLS, then TLS then plain, ...) so background load hits both alike. Also times the
 connection set-up (TCP + TLS + websocket handshake), which TLS makes dearer.
 
-    .venv/bin/python scripts/bench_tls.py [--rounds 300] [--connects 30]
+    .venv/bin/python -m scripts.bench_tls [--rounds 300] [--connects 30]
 
 Prints medians, p99 and the TLS/plain ratios, the gateway process's CPU per round trip (where
 the TLS cost lands on the server side), and writes bench-results/bench-tls-<time>.json.
@@ -31,10 +31,9 @@ from pathlib import Path
 
 import trustme
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from gateway.client import GatewayClient, client_context
 
-from gateway.client import GatewayClient, client_context  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BIN = Path(sys.executable).parent
 TOKEN = secrets.token_urlsafe(32)

@@ -1,23 +1,19 @@
 """A demo cluster on 127.0.0.1: N gateway nodes, redis-server, moto's S3 server and HAProxy.
 
-    python scripts/cluster.py --nodes 3
+    python -m scripts.cluster --nodes 3
 
 prints where everything listens (connect clients to the HAProxy URL) and runs until Ctrl-C,
 then stops every process it started. The same launcher the cluster tests use
-(tests/cluster_fixtures.py); moto is an S3 emulator that keeps its data in memory.
+(scripts/benchlib/cluster.py); moto is an S3 emulator that keeps its data in memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import signal
-import sys
 import threading
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from cluster_fixtures import Cluster  # noqa: E402
+from scripts.benchlib.cluster import Cluster
 
 
 def main() -> None:

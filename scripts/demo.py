@@ -1,6 +1,6 @@
 """Replay a recorded model tool-call stream against a running gateway, live.
 
-    .venv/bin/python scripts/demo.py [--url ws://127.0.0.1:8765/ws] [--token T] [--thread ID]
+    .venv/bin/python -m scripts.demo [--url ws://127.0.0.1:8765/ws] [--token T] [--thread ID]
 
 Uploads a generated sales CSV (200 orders) to a new thread, then replays scripts/demo_stream.json:
 the argument fragments (``{"code": "..."}``, split every few characters, with the model's timing)
@@ -26,12 +26,11 @@ import urllib.parse
 from datetime import date, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from gateway.cli.display import print_envelope
+from gateway.client import GatewayClient, is_final
+from gateway.wire.envelopes import FENCE_CLOSE
 
-from gateway.cli.display import print_envelope  # noqa: E402
-from gateway.client import GatewayClient, is_final  # noqa: E402
-from gateway.wire.envelopes import FENCE_CLOSE  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 STREAM_FILE = Path(__file__).with_name("demo_stream.json")
 CSV_NAME = "sales.csv"

@@ -12,7 +12,7 @@ time so the numbers are not mixed with queueing:
   ready          kernel_info answered (startup scripts ran) and iopub connected
   warm           the warm-up cell done: the kernel is what the pool hands out
 
-    .venv/bin/python scripts/profile_start.py [--rounds 5]
+    .venv/bin/python -m scripts.profile_start [--rounds 5]
 
 Run as root for the production path (cgroups, one uid per kernel).
 """
@@ -23,17 +23,13 @@ import argparse
 import asyncio
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from gateway.app import Gateway  # noqa: E402
-from gateway.config import Settings  # noqa: E402
-from gateway.execution import kernel as kernel_module  # noqa: E402
+from gateway.app import Gateway
+from gateway.config import Settings
+from gateway.execution import kernel as kernel_module
 
 PROBES = {
     "sandbox": "pass",

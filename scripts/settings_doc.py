@@ -1,12 +1,12 @@
 """Render the settings table of docs/configuration.md from ``gateway.config.Settings``.
 
-    python scripts/settings_doc.py          # rewrite the table between the markers
-    python scripts/settings_doc.py --check  # exit 1 if the page differs from what it renders
+    python -m scripts.settings_doc          # rewrite the table between the markers
+    python -m scripts.settings_doc --check  # exit 1 if the page differs from what it renders
 
 Defaults, units, choices and ranges come from the dataclass and its declared constraints
 (gateway/constraints.py), the ``gateway serve`` flags from the command's signature, and what is
 reloaded on SIGHUP from ``gateway.net.server.RELOADABLE``. Only the descriptions are written here,
-one per field: a field without one stops the script (and tests/test_docs.py), so a new setting
+one per field: a field without one stops the script (and tests/unit/test_docs.py), so a new setting
 cannot go undocumented.
 """
 
@@ -291,7 +291,7 @@ def main() -> int:
     new = replaced(page, render())
     if args.check:
         if new != page:
-            print(f"{PAGE} is out of date: run python scripts/settings_doc.py", file=sys.stderr)
+            print(f"{PAGE} is out of date: run python -m scripts.settings_doc", file=sys.stderr)
             return 1
         return 0
     if new != page:

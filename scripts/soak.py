@@ -14,9 +14,9 @@ final states are acceptable. A side task keeps opening and closing connections a
 "Nothing lost": every execute must get exactly one final status (or error chunk); a missing one is
 counted as lost, a second one as a duplicate.
 
-    .venv/bin/python scripts/soak.py --minutes 10
-    .venv/bin/python scripts/soak.py --minutes 2 --max-executions 500 --json soak.json
-    .venv/bin/python scripts/soak.py --url ws://127.0.0.1:8765/ws --token T --pid 1234
+    .venv/bin/python -m scripts.soak --minutes 10
+    .venv/bin/python -m scripts.soak --minutes 2 --max-executions 500 --json soak.json
+    .venv/bin/python -m scripts.soak --url ws://127.0.0.1:8765/ws --token T --pid 1234
 """
 
 from __future__ import annotations
@@ -42,11 +42,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from gateway.client import GatewayClient, is_final  # noqa: E402
-from gateway.net.admin import process_rss  # noqa: E402
+from gateway.client import GatewayClient, is_final
+from gateway.net.admin import process_rss
 
 
 # -- the job mix -----------------------------------------------------------------------------

@@ -1,0 +1,86 @@
+"""A real gateway (real sandboxed kernels) on 127.0.0.1 for a test: its settings, start and stop,
+and the names of its threads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.client import GatewayClient
+from gateway.config import MiB, Settings
+from gateway.wire.protocol import scoped_thread_id
+
+TOKENS = {"tok-alice": "alice", "tok-bob": "bob"}
+
+
+def test_settings(data_dir: Path, **overrides) -> Settings:
+    values = dict(
+        host="127.0.0.1",
+        port=0,
+        tokens=TOKENS,
+        data_dir=data_dir,
+        pool_size=2,
+        max_kernels=24,
+        execution_timeout=60.0,
+        interrupt_grace=2.0,
+        memory_limit=512 * MiB,
+        pids_limit=128,
+        disk_limit=64 * MiB,
+        idle_timeout=3600.0,
+        kernel_start_timeout=120.0,  # shared CI machines can be very slow at times
+        # A fixed pool: the suite opens hundreds of threads in minutes, a "burst" that would
+        # keep 2 cores busy starting warm kernels and make start counts inexact. The adaptive
+        # target has tests of its own (test_pool_demand.py, test_pool.py).
+        pool_adaptive=False,
+        # Most tests are alice's on one shared gateway and open threads faster than they are
+        # closed; the per-identity share has tests of its own (test_identity_limits.py).
+        max_threads_per_identity=24,
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+test_settings.__test__ = False  # a helper that test modules import, not a test
+
+
+class Running:
+    """A started gateway and its server, with the URL clients use."""
+
+    def __init__(self, gateway, server) -> None:
+        self.gateway = gateway
+        self.server = server
+        self.url = f"ws://127.0.0.1:{server.port}/ws"
+        self.http = f"http://127.0.0.1:{server.port}"
+
+    async def client(self, token: str = "tok-alice") -> GatewayClient:
+        return await GatewayClient.connect(self.url, token)
+
+
+async def start_gateway(settings: Settings) -> Running:
+    from gateway.embed import start_embedded
+
+    embedded = await start_embedded(settings)
+    return Running(embedded.gateway, embedded.server)
+
+
+async def stop_gateway(running: Running) -> None:
+    await running.server.close()
+    await running.gateway.close()
+
+
+async def close_threads_named(gateway, tid: str) -> None:
+    """Close every identity's thread ``tid`` and its ``<tid>-suffix`` threads."""
+    for session in list(gateway.threads.values()):
+        name = session.client_thread_id
+        if (name == tid or name.startswith(tid + "-")) and session.thread_id in gateway.threads:
+            await gateway.close_thread(name, session.owner)
+
+
+def thread_key(thread_id: str, identity: str = "alice") -> str:
+    """The gateway's key of ``identity``'s thread (threads are scoped per identity)."""
+    return scoped_thread_id(identity, thread_id)
+
+
+def session_of(gateway, thread_id: str, identity: str = "alice"):
+    """``identity``'s live session of ``thread_id`` on ``gateway``."""
+    return gateway.threads[thread_key(thread_id, identity)]
+
