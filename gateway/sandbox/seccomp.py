@@ -211,8 +211,8 @@ def personality_denials() -> list[tuple[int, int]]:
     spelt as a union. The allowed personas other than the query are every combination of a few
     plain bits; call the other bits flags. A persona with some flags set but not all has, going
     round the flags, a set flag followed by a clear one (the first rules); one with every flag
-    set is the query unless a plain bit is clear (the last rules). tests/test_seccomp.py keeps
-    the table in that shape."""
+    set is the query unless a plain bit is clear (the last rules). tests/unit/test_seccomp.py
+    keeps the table in that shape."""
     plain = 0
     for persona in ALLOWED_PERSONALITIES:
         if persona != QUERY_PERSONALITY:

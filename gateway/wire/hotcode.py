@@ -9,7 +9,8 @@ the whole document. A JSON parser cannot do that (it needs the complete text): h
 Design, in the sans-I/O style of h11/websockets:
 
 * No I/O, no asyncio, no clocks: callers push ``str`` fragments in and get ``str`` / chunk dicts
-  out, so the logic is exhaustively testable (``tests/test_hotcode.py`` splits at every boundary).
+  out, so the logic is exhaustively testable (``tests/unit/test_hotcode.py`` splits at every
+  boundary).
 * ``CodeExtractor`` is an explicit, small state machine over the top-level JSON object. It knows
   just enough JSON to find the top-level ``"code"`` string and to skip every other value (nested
   objects, arrays, strings with ``\\"`` or ``}`` inside, scalars). Full validation is left to
