@@ -506,7 +506,7 @@ def exec_code(
     as_json: JsonOpt = False,
 ) -> None:
     """Run CODE once in a fresh sandboxed kernel and print the envelopes as they stream."""
-    from .display import run_exec
+    from .one_cell import run_exec
 
     source = sys.stdin.read() if code == "-" else code
     state = _run_gateway(run_exec(source, url, token, timeout, as_json))
