@@ -235,10 +235,14 @@ class Gateway:
                 raise NotAllowed(f"unknown thread {thread_id!r}")
             if self.draining:
                 raise PoolExhausted("the gateway is draining: no new threads")
-            self._check_thread_limit(identity)
+            self._check_thread_limit(identity, self.live_threads_by_identity().get(identity, 0))
             session = ThreadSession(key, identity, self.settings, self.pool_for,
                                     self.store, self.metrics, self.results,
                                     workdir_io=self.workdir_io)
+            # Taking a kernel, the thread itself is live: more than the share is refused (a
+            # thread released for idleness counts again only when it takes a kernel again).
+            session.admit = lambda: self._check_thread_limit(
+                identity, self.live_threads_by_identity().get(identity, 0) - 1)
             if self.cluster is not None:
                 session.fence = self.cluster.fence
                 if (reason := self._adoptions.pop(key, None)) is not None:
@@ -258,11 +262,11 @@ class Gateway:
                 counts[session.owner] = counts.get(session.owner, 0) + 1
         return counts
 
-    def _check_thread_limit(self, identity: str) -> None:
+    def _check_thread_limit(self, identity: str, live: int) -> None:
         """One identity may hold at most ``max_threads_per_identity`` live threads (threads
-        with a kernel or work queued), so it cannot take every kernel from the others."""
+        with a kernel or work queued), so it cannot take every kernel from the others;
+        ``live``: its live threads besides the one asking."""
         limit = self.settings.identity_thread_limit
-        live = self.live_threads_by_identity().get(identity, 0)
         if live >= limit:
             self.metrics.identity_limit_refusals.labels("threads").inc()
             raise IdentityLimit(f"identity {identity!r} already has {live} live threads "

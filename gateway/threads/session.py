@@ -100,6 +100,9 @@ class ThreadSession:
         # reason when not: the cell must not run here), and whether its files come back first.
         self.fence: Callable[[str], Awaitable[str | None]] | None = None
         self._adopted = False
+        # Asked before the thread takes a kernel (its first, or again after an idle release):
+        # raises when its identity already holds its share of live threads.
+        self.admit: Callable[[], None] | None = None
 
     @property
     def client_thread_id(self) -> str:
@@ -276,6 +279,8 @@ class ThreadSession:
     async def _ensure_kernel(self) -> str | None:
         """Lease, replace or heal the kernel; returns why a new kernel was needed, if one was."""
         if self.kernel is None:
+            if self.admit is not None:
+                self.admit()
             began = time.monotonic()
             self.language = self.language or languages.DEFAULT
             self.kernel = await self.pool.lease()

@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import MiB
 from gateway.net.admin import execute_admin
-from support.gateways import start_gateway, stop_gateway, test_settings
+from support.gateways import session_of, start_gateway, stop_gateway, test_settings
 
 # -- a real gateway -----------------------------------------------------------------------------
 
@@ -63,5 +63,20 @@ async def test_one_identity_cannot_take_every_kernel_or_the_whole_store(data_roo
                     break
                 await alice.thread("a1").run("1")
             assert (await alice.thread("a3").run("print('now')")).output == "now\n"
+
+            # A thread whose kernel went back for idleness is not live; taking a kernel again
+            # counts against the share like a new thread does.
+            await session_of(running.gateway, "a1").release_kernel("released by the test")
+            assert running.gateway.live_threads_by_identity().get("alice") == 1
+            assert (await alice.thread("a4").run("print('fourth')")).output == "fourth\n"
+            again = await alice.thread("a1").run("print('back')")
+            assert again.state == "error" and again.status["error_code"] == "identity_limit"
+            assert "max_threads_per_identity" in again.status["reason"], again.status
+            await alice.thread("a4").close()
+            for _ in range(100):
+                if running.gateway.live_threads_by_identity().get("alice") == 1:
+                    break
+                await alice.thread("a3").run("1")
+            assert (await alice.thread("a1").run("print('back')")).output == "back\n"
     finally:
         await stop_gateway(running)
