@@ -30,6 +30,7 @@ import pytest_asyncio
 
 from support.browser import CHROMIUM, CHROMIUM_ARGS
 from support.gateways import close_threads_named, start_gateway, stop_gateway, test_settings
+from support.projectdavid import new_sdk_stream
 
 # A variable the kernels must never see (the sandbox builds their environment from nothing).
 os.environ["GATEWAY_TEST_SECRET"] = "must-not-leak"
@@ -104,3 +105,9 @@ async def browser():
                                                    args=CHROMIUM_ARGS)
         yield browser
         await browser.close()
+
+
+@pytest.fixture
+def sdk_stream():
+    """The projectdavid SDK's chunk-to-event mapping, set up as for one run."""
+    return new_sdk_stream()

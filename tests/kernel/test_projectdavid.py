@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import copy
 import json
 
 import pytest
@@ -31,10 +30,10 @@ import pytest_asyncio
 
 from gateway.errors import GatewayError
 from gateway.wire import envelopes
+from support.projectdavid import RUN_ID, to_event, to_projectdavid_file_chunk
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-RUN_ID = "run_interop"
 CODE = ("import matplotlib.pyplot as plt\n"
         "print('caf\u00e9 \U0001F600 <ok>')\n"
         "plt.plot([3, 1, 2])\n"
@@ -43,26 +42,8 @@ CODE = ("import matplotlib.pyplot as plt\n"
         "6 * 7")
 
 
-def to_projectdavid_file_chunk(chunk: dict, base_url: str | None = None) -> dict:
-    """The package's compat shape for file chunks; other chunks unchanged."""
-    if chunk.get("type") != "code_interpreter_stream":
-        return chunk
-    return envelopes.projectdavid_file(chunk, base_url)
 
 
-@pytest.fixture
-def sdk_stream():
-    from projectdavid.clients.synchronous_inference_wrapper import SynchronousInferenceStream
-
-    stream = SynchronousInferenceStream(inference=None)  # the mapping needs no live clients
-    stream.setup(thread_id="thread_pd", assistant_id="asst_pd", message_id="msg_pd",
-                 run_id=RUN_ID)
-    return stream
-
-
-def to_event(sdk_stream, raw: dict):
-    # The SDK writes run_id into the chunk it unwraps: hand it a copy, keep ours pristine.
-    return sdk_stream._map_chunk_to_event(copy.deepcopy(raw))
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 import urllib.error
@@ -19,25 +18,12 @@ import pytest
 
 import gateway
 from gateway.app import Gateway
-from gateway.config import bundled_kernels_dir
 from gateway.errors import KernelUnavailable
 from support.gateways import test_settings
 from support.host import host_processes
+from support.kernelspecs import SPEC, kernels_dir
 
 GATEWAY = str(Path(sys.executable).parent / "gateway")
-SPEC = json.loads((bundled_kernels_dir() / "python3" / "kernel.json").read_text())
-
-
-def kernels_dir(root: Path, spec: dict | str | None = None, startup: bool = True) -> Path:
-    """A kernels_dir like the bundled one, with ``spec`` as its kernel.json (None: none)."""
-    root.mkdir(parents=True, exist_ok=True)
-    if spec is not None:
-        (root / "python3").mkdir()
-        text = spec if isinstance(spec, str) else json.dumps(spec)
-        (root / "python3" / "kernel.json").write_text(text)
-    if startup:
-        shutil.copytree(bundled_kernels_dir() / "startup", root / "startup")
-    return root
 
 
 @pytest.mark.asyncio(loop_scope="session")

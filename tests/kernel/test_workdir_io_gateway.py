@@ -6,34 +6,14 @@ The gateway half; the pure half is tests/unit/test_workdir_io.py."""
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
 
 from gateway.sandbox.workdir_io import PER_THREAD
+from support.blocking import HANG_GUARD, Blocker, guarded
 from support.gateways import session_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-HANG_GUARD = 120  # seconds; only so that a broken build fails instead of hanging
-
-
-async def guarded(awaitable):
-    return await asyncio.wait_for(awaitable, HANG_GUARD)
-
-
-class Blocker:
-    """Jobs that say when they start and then wait for ``release``."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.started: asyncio.Queue[int] = asyncio.Queue()
-        self._loop = asyncio.get_running_loop()
-
-    def job(self, number: int) -> int:
-        self._loop.call_soon_threadsafe(self.started.put_nowait, number)
-        assert self.release.wait(HANG_GUARD), "hang guard: never released"
-        return number
 
 
 async def test_a_stuck_thread_of_the_gateway_slows_no_other_thread(running, client, thread_id):

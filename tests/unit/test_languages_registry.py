@@ -7,20 +7,14 @@ The pure half; the gateway half is tests/kernel/test_languages.py."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from gateway.errors import LanguageMismatch, UnknownLanguage
 from gateway.execution import languages
-from support.gateways import close_threads_named, start_gateway, stop_gateway, test_settings
 from support.host import needs_linux
 
 pytestmark = needs_linux
-# The checkout's kernelspecs (a worktree's editable install may map gateway.kernels elsewhere;
-# tests/kernel/test_packaging.py checks that the wheel carries the same files).
-KERNELS = Path(__file__).resolve().parents[2] / "kernels"
 
 
 # -- pure: the registry ------------------------------------------------------------------------
@@ -58,32 +52,6 @@ def test_probe_names_a_missing_module(tmp_path):
     assert "no_such_module_here" in reason and "pip install no-such-module-here" in reason
 
 
-# -- a gateway with a warm bash kernel ----------------------------------------------------------
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def polyglot(data_root):
-    running = await start_gateway(test_settings(data_root / "languages", pool_size=1,
-                                                bash_pool_size=1, javascript_pool_size=1,
-                                                r_pool_size=1, max_kernels=10,
-                                                kernels_dir=KERNELS))
-    yield running
-    await stop_gateway(running)
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def tid(polyglot, thread_id):
-    """A thread id; afterwards its threads (and ``<id>-suffix`` ones) on ``polyglot`` are
-    closed, so their kernels go back to its budget."""
-    yield thread_id
-    await close_threads_named(polyglot.gateway, thread_id)
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def bash(polyglot, tid):
-    client = await polyglot.client()
-    yield client.thread(tid, language="bash")
-    await client.close()
-
-
 def test_the_session_refuses_a_switch():
     from gateway.threads.session import ThreadSession
 
@@ -110,15 +78,6 @@ def test_a_missing_deno_is_named(tmp_path):
 
 
 # -- R: IRkernel speaks ipc itself ---------------------------------------------------------------
-@pytest_asyncio.fixture(loop_scope="session")
-async def r(polyglot, tid):
-    if "r" in polyglot.gateway.unavailable_languages:
-        pytest.skip(polyglot.gateway.unavailable_languages["r"])
-    client = await polyglot.client()
-    yield client.thread(tid, language="r")
-    await client.close()
-
-
 def test_a_missing_irkernel_is_named(tmp_path):
     (tmp_path / "ir").mkdir()
     (tmp_path / "ir" / "kernel.json").write_text("{}")

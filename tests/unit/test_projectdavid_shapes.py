@@ -20,37 +20,17 @@ The pure half; the gateway half is tests/kernel/test_projectdavid.py."""
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 
 from gateway.wire import envelopes
+from support.projectdavid import to_event, to_projectdavid_file_chunk
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-RUN_ID = "run_interop"
 
 
-def to_projectdavid_file_chunk(chunk: dict, base_url: str | None = None) -> dict:
-    """The package's compat shape for file chunks; other chunks unchanged."""
-    if chunk.get("type") != "code_interpreter_stream":
-        return chunk
-    return envelopes.projectdavid_file(chunk, base_url)
 
 
-@pytest.fixture
-def sdk_stream():
-    from projectdavid.clients.synchronous_inference_wrapper import SynchronousInferenceStream
-
-    stream = SynchronousInferenceStream(inference=None)  # the mapping needs no live clients
-    stream.setup(thread_id="thread_pd", assistant_id="asst_pd", message_id="msg_pd",
-                 run_id=RUN_ID)
-    return stream
-
-
-def to_event(sdk_stream, raw: dict):
-    # The SDK writes run_id into the chunk it unwraps: hand it a copy, keep ours pristine.
-    return sdk_stream._map_chunk_to_event(copy.deepcopy(raw))
 
 
 async def test_compat_helper_shapes():

@@ -4,8 +4,6 @@ The pure half; the gateway half is tests/kernel/test_readiness_gateway.py."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -14,20 +12,7 @@ import pytest
 from gateway.config import bundled_kernels_dir
 from gateway.errors import KernelUnavailable
 from gateway.execution.readiness import check_kernel_setup, degraded_reason, not_ready_reason
-
-SPEC = json.loads((bundled_kernels_dir() / "python3" / "kernel.json").read_text())
-
-
-def kernels_dir(root: Path, spec: dict | str | None = None, startup: bool = True) -> Path:
-    """A kernels_dir like the bundled one, with ``spec`` as its kernel.json (None: none)."""
-    root.mkdir(parents=True, exist_ok=True)
-    if spec is not None:
-        (root / "python3").mkdir()
-        text = spec if isinstance(spec, str) else json.dumps(spec)
-        (root / "python3" / "kernel.json").write_text(text)
-    if startup:
-        shutil.copytree(bundled_kernels_dir() / "startup", root / "startup")
-    return root
+from support.kernelspecs import SPEC, kernels_dir
 
 
 def problems_of(kernels: Path, python: str = sys.executable) -> str:
