@@ -1,22 +1,6 @@
-"""Interop with the projectdavid SDK: real gateway envelopes through its chunk-to-event mapping.
-
-The SDK turns each raw stream chunk into a typed event in
-``projectdavid.clients.synchronous_inference_wrapper.SynchronousInferenceStream._map_chunk_to_event``:
-it unwraps ``{"stream_type": "code_execution", "chunk": {...}}`` (reading ``type`` before
-``stream_type``), then dispatches on the inner chunk's ``type``:
-
-- ``hot_code``        -> ``HotCodeEvent(content)``
-- ``hot_code_output`` -> ``CodeExecutionOutputEvent(content)``
-- ``code_interpreter_file`` (flat: ``filename``, ``file_id``, ``base64``, ``mime_type``, ``url``)
-                      -> ``CodeExecutionGeneratedFileEvent``
-- ``error``           -> ``WebStatusEvent(status="failed", message=chunk["error"] or
-                         chunk["message"])`` (flat keys, not our nested ``content``)
-- anything else (our ``code_interpreter_stream``, ``status``, ``subscribed``) -> ``None``.
-
-So hot code and output interoperate as they are; files and errors need the flat compat shapes
-of ``envelopes.projectdavid_compatible``, which the opt-in ``projectdavid_compat`` setting emits.
-
-The gateway half; the pure half is tests/unit/test_projectdavid_shapes.py."""
+"""Interop with the projectdavid SDK, the gateway half: real envelopes from a real gateway
+through the SDK's chunk-to-event mapping. How the SDK maps each chunk type, and why files and
+errors need the opt-in flat compat shapes, is in tests/unit/test_projectdavid_shapes.py."""
 
 from __future__ import annotations
 
