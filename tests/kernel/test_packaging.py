@@ -164,7 +164,7 @@ def test_the_wheel_holds_the_kernels_inside_the_package(dists):
     assert {"gateway/kernels/python3/kernel.json", "gateway/kernels/bash/kernel.json",
             "gateway/kernels/deno/kernel.json", "gateway/kernels/ir/kernel.json",
             "gateway/execution/languages/tcp_bridge.py",
-            "gateway/execution/languages/registry.py", "gateway/kernels/startup/00-gateway.py",
+            "gateway/wire/languages.py", "gateway/kernels/startup/00-gateway.py",
             "gateway/static/index.html", "gateway/py.typed"} <= names
     # The live page's vendored renderers (scripts/vendor-static.sh): no CDN, so they must ship.
     assert {"gateway/static/rich.js", "gateway/static/vendor/VERSIONS",
