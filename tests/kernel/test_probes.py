@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from gateway import auth
+from support.gateways import until_ready
 
 ADMIN = "probe-admin-token"
 
@@ -60,7 +61,7 @@ async def test_healthz_with_a_client_or_admin_token_has_the_sandbox_report(runni
 
 
 async def test_readyz_without_token_says_only_ready(running):
-    await running.gateway.pool.start()  # returns once the pool is warm again after other tests
+    await until_ready(running.gateway)
     status, body = await get(f"{running.http}/readyz")
     assert status == 200 and json.loads(body) == {"ready": True}
     pool = running.gateway.pool

@@ -19,7 +19,7 @@ import pytest
 import gateway
 from gateway.app import Gateway
 from gateway.errors import KernelUnavailable
-from support.gateways import test_settings
+from support.gateways import test_settings, until_ready
 from support.host import host_processes
 from support.kernelspecs import SPEC, kernels_dir
 
@@ -82,7 +82,7 @@ async def readyz(running) -> tuple[int, dict]:
 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_readyz_says_ready_with_no_reason(running):
-    await running.gateway.pool.start()  # returns once the pool is warm again after other tests
+    await until_ready(running.gateway)
     status, body = await readyz(running)
     assert status == 200 and body["ready"] is True and body["reason"] is None
     assert body["pool"]["warm"] >= 1

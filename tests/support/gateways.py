@@ -3,6 +3,7 @@ and the names of its threads."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from gateway.client import GatewayClient
@@ -84,3 +85,13 @@ def session_of(gateway, thread_id: str, identity: str = "alice"):
     """``identity``'s live session of ``thread_id`` on ``gateway``."""
     return gateway.threads[thread_key(thread_id, identity)]
 
+
+async def until_ready(gateway, guard: float = 300.0) -> None:
+    """Until the gateway's pool has a warm kernel again (it refills in the background after
+    earlier tests). ``guard`` only turns a pool that never refills into a failure, not a hang.
+    Calling ``pool.start()`` again instead would start a second zygote beside the first."""
+
+    deadline = asyncio.get_running_loop().time() + guard
+    while not gateway.readiness()["ready"]:
+        assert asyncio.get_running_loop().time() < deadline, gateway.readiness()["reason"]
+        await asyncio.sleep(0.1)
