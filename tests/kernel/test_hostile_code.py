@@ -28,6 +28,7 @@ from gateway.client import FINAL_STATES
 from gateway.net.admin import process_rss
 from support.host import host_processes, needs_linux, swap_race_cells
 from support.http import download
+from support.processes import wait_until
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), needs_linux]
 
@@ -111,15 +112,6 @@ def status_of(envelopes: list[dict]) -> dict:
 def output_of(envelopes: list[dict]) -> str:
     return "".join(e["chunk"]["content"] for e in envelopes
                    if e["chunk"]["type"] == "hot_code_output")
-
-
-async def wait_until(predicate, timeout: float, interval: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(interval)
-    return predicate()
 
 
 # -- resource exhaustion ---------------------------------------------------------------------
