@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 REFILL_DELAY = 0.25  # seconds between a lease and the start of its replacement
 # After failed starts the pool waits 1, 2, 4, ... up to this many seconds before the next one.
 LONGEST_REFILL_BACKOFF = 30.0
+CLOSE_MARGIN = 10.0  # seconds past kernel_start_timeout that close() waits for starts to end
 FORK_STARTS_PER_CORE = 4  # concurrent kernel starts per core when kernels are forked
 # How often the adaptive target is recomputed without a lease (so it falls back when idle).
 RETARGET_INTERVAL = 5.0
@@ -241,7 +242,7 @@ class KernelPool:
     async def _warm_one(self) -> None:
         kernel = None
         try:
-            workdir = await asyncio.to_thread(self.workdirs.create)
+            workdir = await self._new_workdir()
             try:
                 kernel = await self._start_kernel(workdir)
             except KernelStartError as exc:
@@ -324,18 +325,35 @@ class KernelPool:
                 return
 
     async def _start_leased(self) -> Kernel:
+        # Counted from here to the end, whatever happens: a lease cancelled on the way (its
+        # thread closed, its client gone) must not leave a start counted that never ends.
         self._starting += 1
-        self._retarget()  # a burst: warm kernels for the threads after this one
-        workdir = await asyncio.to_thread(self.workdirs.create)
         try:
-            kernel = await self._start_kernel(workdir)
-        except KernelStartError:
-            self.workdirs.remove(workdir)
-            raise
+            self._retarget()  # a burst: warm kernels for the threads after this one
+            workdir = await self._new_workdir()
+            try:
+                kernel = await self._start_kernel(workdir)
+            except BaseException:
+                await asyncio.shield(asyncio.to_thread(self.workdirs.remove, workdir))
+                raise
         finally:
             self._starting -= 1
         self._leased.add(kernel)
         return kernel
+
+    async def _new_workdir(self) -> Path:
+        """A fresh working directory. One whose caller is cancelled while it is being made
+        is removed once it exists: its mount and uid are not left behind."""
+        making = asyncio.ensure_future(asyncio.to_thread(self.workdirs.create))
+        try:
+            return await asyncio.shield(making)
+        except asyncio.CancelledError:
+            def remove(made: asyncio.Future[Path]) -> None:
+                if not made.cancelled() and made.exception() is None:
+                    self._spawn(asyncio.to_thread(self.workdirs.remove, made.result()))
+
+            making.add_done_callback(remove)
+            raise
 
     async def replace(self, old: Kernel, *, died: bool) -> Kernel:
         """A fresh kernel on the same working directory (after death, timeout or restart)."""
@@ -367,7 +385,7 @@ class KernelPool:
         await self._release(old, keep_workdir=False)
         self._starting += 1
         try:
-            workdir = await asyncio.to_thread(self.workdirs.create)
+            workdir = await self._new_workdir()
             try:
                 await asyncio.to_thread(prepare, workdir)
                 kernel = await self._start_kernel(workdir)
@@ -448,12 +466,18 @@ class KernelPool:
     async def close(self) -> None:
         """Shut down every kernel, warm or leased, and wait for kernels still starting."""
         self.draining = True
-        while self._starting:
+        # Bounded: a start takes at most kernel_start_timeout; should the count ever be wrong,
+        # the gateway still stops (and says so) instead of waiting for a start that never ends.
+        deadline = time.monotonic() + self.settings.kernel_start_timeout + CLOSE_MARGIN
+        while self._starting and time.monotonic() < deadline:
             async with self._changed:
                 try:
                     await asyncio.wait_for(self._changed.wait(), 1.0)
                 except TimeoutError:
                     pass
+        if self._starting:
+            log.warning("%s pool: %d kernel start(s) still counted at close; not waiting longer",
+                        self.language.name, self._starting)
         kernels = self._warm + list(self._leased)
         self._warm.clear()
         self._leased.clear()
