@@ -4,6 +4,10 @@ and the names of its threads."""
 from __future__ import annotations
 
 import asyncio
+import io
+import sys
+import threading
+import traceback
 from pathlib import Path
 
 from gateway.client import GatewayClient
@@ -63,9 +67,38 @@ async def start_gateway(settings: Settings) -> Running:
     return Running(embedded.gateway, embedded.server)
 
 
-async def stop_gateway(running: Running) -> None:
-    await running.server.close()
-    await running.gateway.close()
+STOP_GUARD = 300.0  # seconds; only so that a gateway that cannot stop fails instead of hanging
+
+
+async def stop_gateway(running: Running, guard: float = STOP_GUARD) -> None:
+    """Stop the server, then the gateway. A stop that takes longer than ``guard`` is a failure
+    that says where it is stuck (every task's and thread's stack), not a hang."""
+
+    async def stop() -> None:
+        await running.server.close()
+        await running.gateway.close()
+
+    task = asyncio.ensure_future(stop())
+    done, _ = await asyncio.wait({task}, timeout=guard)
+    if not done:
+        where = stacks_of_everything()
+        print(where, file=sys.stderr, flush=True)
+        task.cancel()
+        raise AssertionError(f"the gateway did not stop within {guard:.0f} s:\n{where}")
+    task.result()
+
+
+def stacks_of_everything() -> str:
+    """Every asyncio task's stack and every thread's, for a report of where a hang is."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        print(f"--- {task!r}", file=out)
+        task.print_stack(limit=20, file=out)
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    for ident, frame in sys._current_frames().items():
+        print(f"--- thread {names.get(ident, ident)}", file=out)
+        out.writelines(traceback.format_stack(frame, limit=20))
+    return out.getvalue()
 
 
 async def close_threads_named(gateway, tid: str) -> None:
