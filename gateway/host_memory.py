@@ -31,8 +31,8 @@ IDLE_KERNEL_COST = 64 * MiB
 # holding thousands of kernels whose owners would then all share those few cores.
 KERNELS_PER_CORE = 256
 # File descriptors the gateway holds per live kernel (its zmq sockets and context, the
-# kernel's pipes) and those it keeps for everything else (listeners, clients, the store).
-FDS_PER_KERNEL = 24
+# kernel's pipes; 26 measured) and those it keeps for everything else (listeners, clients).
+FDS_PER_KERNEL = 32
 FDS_RESERVED = 512
 # The free-memory floor by default: a sixteenth of memory, at least 256 MiB (a small host still
 # needs room for the gateway and page cache), at most 4 GiB (past that a sixteenth is more
