@@ -116,8 +116,9 @@ def test_a_value_of_no_use_to_any_field_is_a_problem_not_a_crash(name):
     (dict(max_upload_total=10 * MiB),
      ("max_upload_bytes", "50 MiB is more than max_upload_total (10 MiB): no file sent in one "
                           "message can be larger than a file sent in parts")),
-    (dict(pool_size=17, max_kernels=16), ("pool_size", "the warm pools of every language (17) are more than "
-                                       "max_kernels (16), which bounds them together")),
+    (dict(pool_size=17, max_kernels=16),
+     ("pool_size", "the warm pools of every language (17) are more than max_kernels (16), "
+                   "which bounds them together")),
     (dict(pool_size=10, bash_pool_size=4, r_pool_size=3, max_kernels=16),
      ("pool_size", "the warm pools of every language (17) are more than max_kernels (16), "
                    "which bounds them together")),
