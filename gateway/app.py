@@ -462,9 +462,15 @@ class Gateway:
             pressed = reason is not None
             hibernate = getattr(self, "hibernate_idle", None)
             if reason is not None and hibernate is not None:
-                done = hibernate(host_memory.kernels_to_free(memory, floor), reason)
-                if inspect.isawaitable(done):
-                    await done
+                try:
+                    done = hibernate(host_memory.kernels_to_free(memory, floor), reason)
+                    if inspect.isawaitable(done):
+                        await done
+                except Exception:  # the next look tries again; the watch must go on
+                    log.exception("hibernating idle threads under memory pressure failed")
+            elif reason is None:
+                for pool in self.pools.values():
+                    pool.refill()
 
     # -- introspection ----------------------------------------------------------------------
     def capacity(self) -> dict:
@@ -476,6 +482,8 @@ class Gateway:
         """For /readyz: ready when a new thread gets a warm kernel at once; else the reason."""
         snapshot = self.pool.snapshot()
         reason = not_ready_reason(snapshot, self._start_failures.message)
+        if reason is not None and (refusal := self.pool.admission()) is not None:
+            reason = f"{reason}; no kernel may start: {refusal}"
         if self.cluster is not None and self.cluster.draining:
             reason = f"node {self.cluster.node_id} is draining: it takes no new threads"
         if snapshot["failing_starts"] >= FAILING_STARTS_REPORTED:

@@ -69,6 +69,22 @@ async def test_a_new_thread_is_refused_when_the_host_memory_floor_would_be_cross
         assert "memory_floor" in refused.status["reason"]
         capacity = running.gateway.capacity()
         assert capacity["under_pressure"] is not None
+        ready = running.gateway.readiness()
+        assert not ready["ready"] and "memory_floor" in ready["reason"]
+        # Below the floor the memory watch asks for idle threads to be hibernated.
+        asked: list[tuple[int, str]] = []
+
+        async def hibernate_idle(count: int, reason: str) -> None:
+            asked.append((count, reason))
+
+        running.gateway.hibernate_idle = hibernate_idle
+        for _ in range(600):  # a guard against a hang, not a timing limit
+            if asked:
+                break
+            await asyncio.sleep(0.1)
+        count, reason = asked[0]
+        assert count == host_memory.MOST_FREED_AT_ONCE  # 1 GiB short: more than 8 idle kernels
+        assert "below the floor" in reason
     finally:
         await stop_gateway(running)
 

@@ -236,6 +236,11 @@ class KernelPool:
             self._starting += 1
             self._spawn(self._warm_one())
 
+    def refill(self) -> None:
+        """Start warm kernels up to the target as far as capacity admits: memory comes back
+        without a lease or a release to say so."""
+        self._refill()
+
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
