@@ -33,10 +33,6 @@ class Capacity:
             return f"all {self.limit} kernels are in use (max_kernels)"
         return host_memory.admits_kernel(self.read(), self.floor, starting)
 
-    def pressure(self) -> str | None:
-        """Why idle threads should give their kernels back now (None: no need)."""
-        return host_memory.under_pressure(self.read(), self.floor)
-
     def kernels_memory(self, kernel_ids: Iterable[str]) -> int | None:
         """Memory the kernels' cgroups are charged now (None: no memory cgroups here). A
         forked kernel shares the zygote's pages, charged to the gateway, so this is what the
