@@ -22,16 +22,16 @@ from pathlib import Path
 MiB = 2**20
 GiB = 2**30
 
-# What one live idle kernel is counted at. A kernel forked from the zygote costs ~36 MiB PSS
-# when idle (measured, issue 31); the gateway's side of it (a jupyter_client manager, its zmq
-# context and I/O thread, buffers) and a margin for a first import make 64 MiB.
+# What one live idle kernel is counted at. 300 idle kernels forked from the zygote cost 34 MiB
+# PSS each, and available memory fell by 39 MiB per kernel with the gateway's side counted (a
+# jupyter_client manager, its zmq context and threads); a margin for a first import: 64 MiB.
 IDLE_KERNEL_COST = 64 * MiB
 # Idle kernels use no CPU worth counting (a poller wakes each once a second), so memory is the
 # bound on a normal host. This one only keeps a host with much memory and few cores from
 # holding thousands of kernels whose owners would then all share those few cores.
 KERNELS_PER_CORE = 256
 # File descriptors the gateway holds per live kernel (its zmq sockets and context, the
-# kernel's pipes; 26 measured) and those it keeps for everything else (listeners, clients).
+# kernel's pipes; 27 measured) and those it keeps for everything else (listeners, clients).
 FDS_PER_KERNEL = 32
 FDS_RESERVED = 512
 # The free-memory floor by default: a sixteenth of memory, at least 256 MiB (a small host still
