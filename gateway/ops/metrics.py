@@ -113,15 +113,15 @@ class _CapacityCollector:
     GAUGES = (
         ("gateway_kernel_limit", "kernel_limit",
          "Kernels allowed in all (max_kernels in force; 0 resolved from the host)"),
-        ("gateway_memory_floor_bytes", "memory_floor",
+        ("gateway_memory_floor_bytes", "memory_floor_bytes",
          "Host memory kept free: no kernel starts below it (memory_floor in force)"),
-        ("gateway_host_memory_total_bytes", "memory_total",
+        ("gateway_host_memory_total_bytes", "memory_total_bytes",
          "Host memory, or the gateway's cgroup limit when lower"),
-        ("gateway_host_memory_available_bytes", "memory_available",
+        ("gateway_host_memory_available_bytes", "memory_available_bytes",
          "Host memory available now (MemAvailable, or less in the gateway's cgroup)"),
         ("gateway_host_memory_pressure", "memory_pressure",
          "PSI memory some avg10: % of the last 10 s some task waited for memory"),
-        ("gateway_kernels_memory_bytes", "kernels_memory",
+        ("gateway_kernels_memory_bytes", "kernels_memory_bytes",
          "Memory charged to the kernels' own cgroups (beyond what they share with the zygote)"),
     )
 

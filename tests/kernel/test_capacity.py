@@ -36,11 +36,11 @@ async def test_kernels_overcommit_their_memory_limit_under_the_host_derived_limi
         assert stats["leased"] == THREADS  # a kernel each, all at once
         capacity = gateway.health()["capacity"]
         assert capacity["kernel_limit"] == settings.kernel_limit
-        assert capacity["memory_floor"] == settings.memory_floor_limit
-        assert 0 < capacity["memory_available"] <= capacity["memory_total"]
+        assert capacity["memory_floor_bytes"] == settings.memory_floor_limit
+        assert 0 < capacity["memory_available_bytes"] <= capacity["memory_total_bytes"]
         if gateway.host.cgroups is not None and "memory" in gateway.host.cgroups.controllers:
             # What the kernels' own cgroups are charged: far below THREADS memory limits.
-            assert 0 < capacity["kernels_memory"] < THREADS * limit
+            assert 0 < capacity["kernels_memory_bytes"] < THREADS * limit
         metrics = gateway.metrics.render().decode()
         assert f"gateway_kernel_limit {float(settings.kernel_limit)}" in metrics
         assert "gateway_host_memory_available_bytes " in metrics

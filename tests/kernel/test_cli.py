@@ -93,7 +93,7 @@ async def test_pool_ls_and_stats(server):
     assert stats["leases"] >= 1 and stats["max_kernels"] == Settings().kernel_limit
     capacity = stats["capacity"]
     assert capacity["kernel_limit"] == stats["max_kernels"]
-    assert 0 < capacity["memory_floor"] < capacity["memory_available"]
+    assert 0 < capacity["memory_floor_bytes"] < capacity["memory_available_bytes"]
 
 
 @pytest.mark.asyncio(loop_scope="session")

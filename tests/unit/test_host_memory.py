@@ -26,6 +26,7 @@ from gateway.host_memory import (
     read_memory,
     under_pressure,
 )
+from gateway.sandbox.limits import CgroupLimiter
 
 MiB = 2**20
 GiB = 2**30
@@ -99,10 +100,29 @@ def test_capacity_snapshot_says_what_it_knows():
     settings = Settings(max_kernels=5, memory_floor=GiB)
     snapshot = Capacity(settings, None, read=lambda: HostMemory(8 * GiB, GiB // 2, 3.5)
                         ).snapshot(["k1"])
-    assert snapshot["kernel_limit"] == 5 and snapshot["memory_floor"] == GiB
-    assert snapshot["memory_available"] == GiB // 2 and snapshot["memory_pressure"] == 3.5
-    assert snapshot["kernels_memory"] is None  # no memory cgroups given
+    assert snapshot["kernel_limit"] == 5 and snapshot["memory_floor_bytes"] == GiB
+    assert snapshot["memory_available_bytes"] == GiB // 2 and snapshot["memory_pressure"] == 3.5
+    assert snapshot["kernels_memory_bytes"] is None  # no memory cgroups given
     assert snapshot["under_pressure"].startswith("host memory: 512 MiB available")
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_kernels_memory_is_the_sum_of_their_cgroups_charges(tmp_path, version):
+    if version == 2:
+        write(tmp_path, cgroup__controllers="")  # no controller: the limiter writes nothing
+    limiter = CgroupLimiter(tmp_path)
+    assert limiter.version == version
+    limiter.controllers = {"memory"}
+    name = "memory.current" if version == 2 else "memory.usage_in_bytes"
+    for kernel_id, used in (("k1", 30 * MiB), ("k2", 40 * MiB)):
+        path = limiter._dir("memory", kernel_id)
+        path.mkdir(parents=True)
+        (path / name).write_text(f"{used}\n")
+    capacity = Capacity(Settings(max_kernels=4), limiter, read=lambda: None)
+    # A kernel whose cgroup is already gone counts nothing.
+    assert capacity.kernels_memory(["k1", "k2", "gone"]) == 70 * MiB
+    assert capacity.snapshot(["k1"])["kernels_memory_bytes"] == 30 * MiB
+    assert Capacity(Settings(max_kernels=4), None).kernels_memory(["k1"]) is None
 
 
 # -- pressure -------------------------------------------------------------------------------------

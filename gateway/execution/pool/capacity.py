@@ -46,10 +46,10 @@ class Capacity:
         memory = self.read()
         return {
             "kernel_limit": self.limit,
-            "memory_floor": self.floor,
-            "memory_total": memory.total if memory else None,
-            "memory_available": memory.available if memory else None,
+            "memory_floor_bytes": self.floor,
+            "memory_total_bytes": memory.total if memory else None,
+            "memory_available_bytes": memory.available if memory else None,
             "memory_pressure": memory.pressure if memory else None,
-            "kernels_memory": self.kernels_memory(kernel_ids),
+            "kernels_memory_bytes": self.kernels_memory(kernel_ids),
             "under_pressure": host_memory.under_pressure(memory, self.floor),
         }
