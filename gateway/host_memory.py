@@ -227,7 +227,10 @@ def own_cgroup(proc: Path = PROC, cgroup_root: Path = CGROUP_ROOT,
     except OSError:
         return None
     for line in lines:
-        _, controllers, path = line.split(":", 2)
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue  # not "id:controllers:path"
+        _, controllers, path = parts
         if (v2 and controllers == "") or (not v2 and controller in controllers.split(",")):
             break
     else:

@@ -224,7 +224,7 @@ def write(directory: Path, **files: str) -> None:
 
 
 def test_an_unlimited_host_reads_as_meminfo_and_psi(tmp_path):
-    proc = fake_proc(tmp_path, "0::/\n")
+    proc = fake_proc(tmp_path, "not a cgroup line\n0::/\n")
     cgroups = tmp_path / "cgroup"
     write(cgroups, cgroup__controllers="memory pids cpu", memory__current="123")
     memory = read_memory(proc, cgroups)
