@@ -85,6 +85,14 @@ async def test_a_new_thread_is_refused_when_the_host_memory_floor_would_be_cross
         count, reason = asked[0]
         assert count == host_memory.MOST_FREED_AT_ONCE  # 1 GiB short: more than 8 idle kernels
         assert "below the floor" in reason
+        # Memory comes back (here: the floor goes down): the watch refills the warm pool
+        # without a lease or a release to set it off.
+        running.gateway.pool.capacity.floor = 256 * MiB
+        for _ in range(1200):  # a guard against a hang, not a timing limit
+            if running.gateway.pool.snapshot()["warm"] >= 1:
+                break
+            await asyncio.sleep(0.1)
+        assert running.gateway.pool.snapshot()["warm"] >= 1
     finally:
         await stop_gateway(running)
 
