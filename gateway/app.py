@@ -6,13 +6,14 @@ The websocket server and the CLI are thin shells over ``Gateway``.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import secrets
 import time
 from pathlib import Path
 
-from . import auth
+from . import auth, host_memory
 from .config import Settings
 from .errors import (
     IdentityLimit,
@@ -54,6 +55,7 @@ from .wire.replay import CallResults, FinishedCall
 log = logging.getLogger(__name__)
 
 CULL_INTERVAL = 5.0
+PRESSURE_INTERVAL = 2.0  # seconds between two looks at the host's memory
 # Consecutive failed kernel starts (the pool's or a healing thread's) after which the gateway
 # says so on /readyz and /healthz: the pool backs off, and a warm kernel may be the last one.
 FAILING_STARTS_REPORTED = 3
@@ -63,6 +65,7 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        host_memory.use_all_open_files()
         self.host = HostSandbox(enabled=settings.sandbox != "none",
                                 drop_uid=settings.kernel_uid_base > 0)
         self.host.check()
@@ -86,6 +89,7 @@ class Gateway:
                     settings.language_pool_size(language.name), group=self.pool.group)
         self.unavailable_languages: dict[str, str] = {}  # name -> why
         self.metrics.watch_pool(self.pool)
+        self.metrics.watch_capacity(self.capacity)
         self.store = _file_store(settings)
         self.cluster = None
         if settings.clustered:
@@ -109,6 +113,7 @@ class Gateway:
         self.draining = False
         self.data_lock = DataDirLock(settings.data_dir)
         self._culler: asyncio.Task | None = None
+        self._memory_watch: asyncio.Task | None = None
         # The pool logs each failed kernel start; the last one is the reason we report.
         self._start_failures = LastStartFailure()
         self._pool_log = logging.getLogger(KernelPool.__module__)
@@ -145,6 +150,7 @@ class Gateway:
             await asyncio.to_thread(self.store.ensure_bucket)
             await self.cluster.start()
         self._culler = asyncio.create_task(self._cull_idle())
+        self._memory_watch = asyncio.create_task(self._watch_memory())
         log.info("gateway ready: %d warm kernels, sandbox %s", len(self.pool._warm),
                  "on" if self.host.enabled else "OFF")
 
@@ -193,6 +199,8 @@ class Gateway:
         self._pool_log.removeHandler(self._start_failures)
         if self._culler:
             self._culler.cancel()
+        if self._memory_watch:
+            self._memory_watch.cancel()
         await self.snapshot_threads("shutdown")
         await asyncio.gather(*(t.close() for t in self.threads.values()), return_exceptions=True)
         self.threads.clear()
@@ -440,11 +448,42 @@ class Gateway:
                         "one started (files were kept; variables come back from the thread's "
                         "last snapshot where they could be saved)")
 
+    async def _watch_memory(self) -> None:
+        """Under host memory pressure, idle threads give their kernels back (through
+        ``hibernate_idle``, where the gateway has it) before the OOM killer picks a kernel."""
+        pressed = False
+        while True:
+            await asyncio.sleep(PRESSURE_INTERVAL)
+            memory = await asyncio.to_thread(host_memory.read_memory)
+            floor = self.pool.capacity.floor
+            reason = host_memory.under_pressure(memory, floor)
+            if reason is not None and not pressed:
+                log.warning("%s", reason)
+            pressed = reason is not None
+            hibernate = getattr(self, "hibernate_idle", None)
+            if reason is not None and hibernate is not None:
+                try:
+                    done = hibernate(host_memory.kernels_to_free(memory, floor), reason)
+                    if inspect.isawaitable(done):
+                        await done
+                except Exception:  # the next look tries again; the watch must go on
+                    log.exception("hibernating idle threads under memory pressure failed")
+            elif reason is None:
+                for pool in self.pools.values():
+                    pool.refill()
+
     # -- introspection ----------------------------------------------------------------------
+    def capacity(self) -> dict:
+        """The kernel limit and memory floor in force, and the host's memory now."""
+        ids = [kernel.id for pool in self.pools.values() for kernel, _ in pool.kernels()]
+        return self.pool.capacity.snapshot(ids)
+
     def readiness(self) -> dict:
         """For /readyz: ready when a new thread gets a warm kernel at once; else the reason."""
         snapshot = self.pool.snapshot()
         reason = not_ready_reason(snapshot, self._start_failures.message)
+        if reason is not None and (refusal := self.pool.admission()) is not None:
+            reason = f"{reason}; no kernel may start: {refusal}"
         if self.cluster is not None and self.cluster.draining:
             reason = f"node {self.cluster.node_id} is draining: it takes no new threads"
         if snapshot["failing_starts"] >= FAILING_STARTS_REPORTED:
@@ -464,6 +503,7 @@ class Gateway:
             "limits": {"enforced": self.host.report.enforced,
                        "not_enforced": self.host.report.missing},
             "pool": pool,
+            "capacity": self.capacity(),
             "languages": self.languages(),
             "threads": len(self.threads),
             "uptime_seconds": round(time.time() - self.started, 1),

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from . import units
+from . import host_memory, units
 from .constraints import DURATION, SIZE, Problem, Rule, constraint_of, kinds, setting
 from .errors import SettingsError
 
@@ -74,7 +74,7 @@ class Settings:
     # Adaptive warm pool (gateway/pool/demand.py): the target rises above pool_size with the
     # rate of new threads (a moving average with this time constant, in seconds, kept warm
     # for pool_horizon seconds ahead) and with bursts (new threads in pool_burst_window s),
-    # up to a ceiling from host memory, memory_limit and max_kernels.
+    # up to the kernel limit (max_kernels) and what host memory admits.
     pool_adaptive: bool = True
     pool_rate_window: float = setting(120.0, unit=DURATION, above=0)
     pool_burst_window: float = setting(30.0, unit=DURATION, above=0)
@@ -84,7 +84,13 @@ class Settings:
     javascript_pool_size: int = setting(0, minimum=0)  # Deno
     typescript_pool_size: int = setting(0, minimum=0)  # Deno
     r_pool_size: int = setting(0, minimum=0)  # IRkernel
-    max_kernels: int = setting(16, minimum=1)  # leased + warm, every language together
+    # Leased + warm, every language together. 0: from the host's memory and cores
+    # (host_memory.default_kernel_limit; Settings.kernel_limit has the number in force).
+    max_kernels: int = setting(0, minimum=1, special=((0, "from the host"),))
+    # New kernels start only while the host's available memory stays above this (what kernels
+    # really use counts, not their memory_limit); below it, or under memory pressure, idle
+    # threads give their kernels back. 0: 1/16 of memory, 256 MiB to 4 GiB.
+    memory_floor: int = setting(0, unit=SIZE, minimum=1, special=((0, "from the host"),))
     # Live threads (holding a kernel or with work queued) one identity may hold on a node.
     # 0: half of max_kernels when several identities are configured, so no identity can take
     # every kernel from the others; all of them when there is only one.
@@ -225,12 +231,26 @@ class Settings:
         return self.pool_size if language == "python" else getattr(self, f"{language}_pool_size")
 
     @property
+    def kernel_limit(self) -> int:
+        """``max_kernels`` in force (its 0 resolved from the host's size)."""
+        if self.max_kernels > 0:
+            return self.max_kernels
+        return host_memory.default_kernel_limit(host_memory.host_size(), self.memory_floor_limit)
+
+    @property
+    def memory_floor_limit(self) -> int:
+        """``memory_floor`` in force (its 0 resolved from the host's memory)."""
+        if self.memory_floor > 0:
+            return self.memory_floor
+        return host_memory.default_memory_floor(host_memory.host_size())
+
+    @property
     def identity_thread_limit(self) -> int:
         """``max_threads_per_identity`` in force (its 0 resolved from the identities)."""
         if self.max_threads_per_identity > 0:
             return self.max_threads_per_identity
         shared = len(set(self.tokens.values())) > 1
-        return max(1, self.max_kernels // 2) if shared else self.max_kernels
+        return max(1, self.kernel_limit // 2) if shared else self.kernel_limit
 
     @property
     def identity_file_limit(self) -> int:
@@ -284,6 +304,10 @@ def _warm_pools(s: Settings) -> int:
     return sum(getattr(s, name) for name in POOL_SIZES)
 
 
+def _kernel_limit(s: Settings) -> str:
+    return str(s.max_kernels) if s.max_kernels else f"{s.kernel_limit}, from this host's size"
+
+
 def _needs_cluster(name: str) -> Rule:
     return Rule((name, "registry_url"), lambda s: not getattr(s, name) or bool(s.registry_url),
                 lambda s: "needs registry_url: only several nodes (a cluster) use it")
@@ -305,9 +329,13 @@ def _at_most(smaller: str, larger: str, why: str) -> Rule:
 
 # What no single field can say: settings that contradict each other or mean nothing together.
 RULES: tuple[Rule, ...] = (
-    Rule((*POOL_SIZES, "max_kernels"), lambda s: _warm_pools(s) <= s.max_kernels,
+    Rule((*POOL_SIZES, "max_kernels", "memory_floor"), lambda s: _warm_pools(s) <= s.kernel_limit,
          lambda s: f"the warm pools of every language ({_warm_pools(s)}) are more than "
-                   f"max_kernels ({s.max_kernels}), which bounds them together"),
+                   f"max_kernels ({_kernel_limit(s)}), which bounds them together"),
+    Rule(("memory_floor",), lambda s: s.memory_floor < host_memory.host_size().memory,
+         lambda s: f"{units.describe_size(s.memory_floor)} is not less than this host's "
+                   f"memory ({units.describe_size(host_memory.host_size().memory)}): no "
+                   "kernel could ever start"),
     Rule(("execution_timeout", "max_timeout"), lambda s: s.execution_timeout <= s.max_timeout,
          lambda s: f"{s.execution_timeout:g} s is more than max_timeout "
                    f"({s.max_timeout:g} s), the longest a request may ask for"),

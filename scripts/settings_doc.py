@@ -63,7 +63,14 @@ GROUPS: list[tuple[str, dict[str, str]]] = [
         "typescript_pool_size": "warm Deno kernels for TypeScript (0: started on demand)",
         "r_pool_size": "warm R kernels, IRkernel (0: started on demand)",
         "max_kernels": "kernels in total, leased and warm, every language together; the warm "
-                       "pools of all languages must fit in it",
+                       "pools of all languages must fit in it. 0: as many idle kernels (64 MiB "
+                       "each) as fit in memory above `memory_floor`, at most 256 per core "
+                       "([capacity](operations.md#capacity-kernels-and-memory))",
+        "memory_floor": "host memory kept available: a new kernel starts only while what the "
+                        "host has left (kernels counted at what they use, not at "
+                        "`memory_limit`) stays above it; below it, or under memory pressure, "
+                        "idle threads give back their kernels. 0: 1/16 of memory, 256 MiB to "
+                        "4 GiB",
         "max_threads_per_identity": "live threads (holding a kernel or with work queued) of "
                                     "one identity on a node; more is refused with "
                                     "`identity_limit`. 0: half of `max_kernels` with several "

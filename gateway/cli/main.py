@@ -98,7 +98,8 @@ def serve(
                                              "prefer GATEWAY_TOKENS.")] = None,
     data_dir: Annotated[Path | None, Opt(help="Workdirs, file store, runtime.")] = None,
     pool_size: Annotated[int | None, Opt(help="Warm kernels kept ready.")] = None,
-    max_kernels: Annotated[int | None, Opt(help="Maximum kernels in total.")] = None,
+    max_kernels: Annotated[int | None, Opt(help="Maximum kernels in total (0: from the "
+                                                "host's memory and cores).")] = None,
     execution_timeout: Annotated[str | None, Opt(help="Default time per cell: seconds, or "
                                                       "e.g. 90s, 15m.")] = None,
     idle_timeout: Annotated[str | None, Opt(help="Idle time before a thread's kernel is "

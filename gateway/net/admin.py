@@ -103,14 +103,15 @@ async def execute_admin(gateway: Gateway, command: dict[str, Any]) -> Any:
         case "pool.ls":
             return await kernel_rows(gateway)
         case "pool.stats":  # Python's pool, and each language's under "languages"
-            return {**gateway.pool.snapshot(), "languages": gateway.languages()}
+            return {**gateway.pool.snapshot(), "languages": gateway.languages(),
+                    "capacity": gateway.capacity()}
         case "pool.resize":
             size = command.get("size")
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
                 raise ProtocolError("pool.resize: size must be a non-negative integer")
-            if size > gateway.settings.max_kernels:
+            if size > gateway.settings.kernel_limit:
                 raise ProtocolError(f"pool.resize: size exceeds max_kernels "
-                                    f"({gateway.settings.max_kernels})")
+                                    f"({gateway.settings.kernel_limit})")
             gateway.pool.resize(size)
             return gateway.pool.snapshot()
         case "pool.drain":

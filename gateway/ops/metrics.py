@@ -38,6 +38,10 @@ class Metrics:
         """Kernel gauges and counters are read from the pool at scrape time: one source of truth."""
         self.registry.register(_PoolCollector(pool))
 
+    def watch_capacity(self, capacity: Callable[[], dict]) -> None:
+        """The kernel limit, the memory floor and the host's memory, read at scrape time."""
+        self.registry.register(_CapacityCollector(capacity))
+
     def watch_results(self, results: CallResults) -> None:
         """What the finished calls kept for reconnecting clients hold, read at scrape time."""
         Gauge("gateway_retained_results", "Finished calls whose final status is kept",
@@ -79,7 +83,8 @@ class _PoolCollector:
         yield GaugeMetricFamily("gateway_pool_target", "Warm kernels the pool aims to keep",
                                 value=snapshot["target"])
         bounds = GaugeMetricFamily("gateway_pool_target_bound",
-                                   "Floor (pool_size) and memory ceiling of the warm target",
+                                   "Floor (pool_size) and ceiling (kernel limit) of the warm "
+                                   "target",
                                    labels=["bound"])
         for bound in ("floor", "ceiling"):
             bounds.add_metric([bound], snapshot[bound])
@@ -102,6 +107,35 @@ class _PoolCollector:
         yield GaugeMetricFamily("gateway_kernel_failing_starts",
                                 "Consecutive failed kernel starts (0 after any success)",
                                 value=snapshot["failing_starts"])
+
+
+class _CapacityCollector:
+    GAUGES = (
+        ("gateway_kernel_limit", "kernel_limit",
+         "Kernels allowed in all (max_kernels in force; 0 resolved from the host)"),
+        ("gateway_memory_floor_bytes", "memory_floor_bytes",
+         "Host memory kept free: no kernel starts below it (memory_floor in force)"),
+        ("gateway_host_memory_total_bytes", "memory_total_bytes",
+         "Host memory, or the gateway's cgroup limit when lower"),
+        ("gateway_host_memory_available_bytes", "memory_available_bytes",
+         "Host memory available now (MemAvailable, or less in the gateway's cgroup)"),
+        ("gateway_host_memory_pressure", "memory_pressure",
+         "PSI memory some avg10: % of the last 10 s some task waited for memory"),
+        ("gateway_kernels_memory_bytes", "kernels_memory_bytes",
+         "Memory charged to the kernels' own cgroups (beyond what they share with the zygote)"),
+    )
+
+    def __init__(self, capacity: Callable[[], dict]) -> None:
+        self.capacity = capacity
+
+    def collect(self):
+        snapshot = self.capacity()
+        for name, key, help_text in self.GAUGES:
+            if snapshot.get(key) is not None:  # a host that does not report it: no sample
+                yield GaugeMetricFamily(name, help_text, value=snapshot[key])
+        yield GaugeMetricFamily("gateway_host_memory_under_pressure",
+                                "1 while memory is below the floor or PSI is high",
+                                value=float(snapshot.get("under_pressure") is not None))
 
 
 class _IdentityCollector:

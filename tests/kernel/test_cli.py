@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.client import GatewayClient
+from gateway.config import Settings
 from support.host import host_processes
 
 GATEWAY = str(Path(sys.executable).parent / "gateway")
@@ -88,7 +89,11 @@ async def test_pool_ls_and_stats(server):
     table = server.cli("pool", "ls").stdout
     assert "cli-a" in table and "alice" in table
     stats = server.json("pool", "stats")
-    assert stats["leases"] >= 1 and stats["max_kernels"] == 16
+    # max_kernels 0 (the default) is resolved from this host's memory and cores.
+    assert stats["leases"] >= 1 and stats["max_kernels"] == Settings().kernel_limit
+    capacity = stats["capacity"]
+    assert capacity["kernel_limit"] == stats["max_kernels"]
+    assert 0 < capacity["memory_floor_bytes"] < capacity["memory_available_bytes"]
 
 
 @pytest.mark.asyncio(loop_scope="session")
@@ -139,7 +144,7 @@ def test_resize_and_wrong_admin_token(server):
     bad = subprocess.run([GATEWAY, "pool", "stats", "--url", server.admin_url,
                           "--admin-token", "wrong"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "401" in bad.stderr
-    too_big = server.cli("pool", "resize", "1000", check=False)
+    too_big = server.cli("pool", "resize", str(Settings().kernel_limit + 1), check=False)
     assert too_big.returncode == 1 and "max_kernels" in too_big.stderr
 
 

@@ -231,6 +231,9 @@ async def test_healthz_reports_pool_and_sandbox(running):
     assert health["sandbox"] == "bubblewrap"
     assert "memory" in health["limits"]["enforced"]
     assert health["pool"]["max_kernels"] == running.gateway.settings.max_kernels
+    capacity = health["capacity"]
+    assert capacity["kernel_limit"] == running.gateway.settings.kernel_limit
+    assert 0 < capacity["memory_floor_bytes"] and 0 < capacity["memory_available_bytes"]
 
 
 async def test_execution_request_for_unknown_call_without_code_is_an_error(client, thread_id):

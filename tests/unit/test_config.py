@@ -47,7 +47,7 @@ def test_an_unknown_sandbox_is_refused_by_name():
     (dict(port=65536), ("port", "65536 is out of range: 0..65535")),
     (dict(port=-1), ("port", "-1 is out of range: 0..65535")),
     (dict(pool_size=-1), ("pool_size", "-1 is out of range: at least 0")),
-    (dict(max_kernels=0), ("max_kernels", "0 is out of range: at least 1")),
+    (dict(max_kernels=-1), ("max_kernels", "-1 is out of range: 0 (from the host) or at least 1")),
     (dict(max_queued_executions=0), ("max_queued_executions", "0 is out of range: at least 1")),
     (dict(idle_timeout=0), ("idle_timeout", "0.0 is out of range: more than 0 seconds")),
     (dict(lease_wait=-1), ("lease_wait", "-1.0 is out of range: at least 0 seconds")),
@@ -116,9 +116,10 @@ def test_a_value_of_no_use_to_any_field_is_a_problem_not_a_crash(name):
     (dict(max_upload_total=10 * MiB),
      ("max_upload_bytes", "50 MiB is more than max_upload_total (10 MiB): no file sent in one "
                           "message can be larger than a file sent in parts")),
-    (dict(pool_size=17), ("pool_size", "the warm pools of every language (17) are more than "
-                                       "max_kernels (16), which bounds them together")),
-    (dict(pool_size=10, bash_pool_size=4, r_pool_size=3),
+    (dict(pool_size=17, max_kernels=16),
+     ("pool_size", "the warm pools of every language (17) are more than max_kernels (16), "
+                   "which bounds them together")),
+    (dict(pool_size=10, bash_pool_size=4, r_pool_size=3, max_kernels=16),
      ("pool_size", "the warm pools of every language (17) are more than max_kernels (16), "
                    "which bounds them together")),
     (dict(execution_timeout=7200),
@@ -167,7 +168,7 @@ def test_lenient_only_where_unambiguous():
 SIZES = {"memory_limit", "disk_limit", "file_size_limit", "replay_buffer_bytes",
          "result_retention_bytes", "max_upload_bytes", "max_upload_total", "inline_file_limit",
          "thread_file_quota", "total_file_quota", "identity_file_quota", "snapshot_limit",
-         "snapshot_every_cell_below", "max_message_bytes"}
+         "snapshot_every_cell_below", "max_message_bytes", "memory_floor"}
 DURATIONS = {"pool_rate_window", "pool_burst_window", "pool_horizon", "lease_wait",
              "idle_timeout", "kernel_start_timeout", "execution_timeout", "max_timeout",
              "shutdown_grace", "interrupt_grace", "replay_buffer_seconds", "result_retention",

@@ -35,7 +35,7 @@ def test_the_per_identity_defaults_follow_the_identities():
     assert shared.identity_thread_limit == 8
     assert shared.identity_file_limit == 5 * 1024 * MiB
     same_identity_twice = Settings(tokens={"tok-a": "alice", "tok-a2": "alice"})
-    assert same_identity_twice.identity_thread_limit == same_identity_twice.max_kernels
+    assert same_identity_twice.identity_thread_limit == same_identity_twice.kernel_limit
     chosen = Settings(tokens={"tok-a": "alice", "tok-b": "bob"}, max_threads_per_identity=3,
                       identity_file_quota=7 * MiB, thread_file_quota=7 * MiB)
     assert (chosen.identity_thread_limit, chosen.identity_file_limit) == (3, 7 * MiB)

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.config import MiB
-from gateway.execution.pool import WarmTarget, memory_ceiling
-
-GiB = 1024 * MiB
+from gateway.execution.pool import WarmTarget
 
 
 def policy(**overrides) -> WarmTarget:
@@ -43,14 +40,14 @@ def test_waiting_threads_count_as_burst():
     assert "4 waiting" in decision.reason
 
 
-def test_burst_is_capped_by_the_memory_ceiling_minus_leased_kernels():
+def test_burst_is_capped_by_the_kernel_limit_minus_leased_kernels():
     target = policy(ceiling=12)
     for i in range(60):
         target.leased(i * 0.01)
     decision = target.decide(1.0, leased=8)
     assert decision.target == 4  # 12 kernels fit in memory, 8 are in use
     assert decision.capped
-    assert "memory ceiling of 12" in decision.reason
+    assert "kernel limit of 12" in decision.reason
 
 
 def test_ceiling_never_undercuts_the_operators_floor():
@@ -123,10 +120,3 @@ def test_bad_windows_are_refused():
         policy(rate_window=0)
     with pytest.raises(ValueError):
         policy(burst_window=-1)
-
-
-def test_memory_ceiling():
-    assert memory_ceiling(16, 24 * GiB, 1 * GiB) == 16  # max_kernels binds
-    assert memory_ceiling(64, 24 * GiB, 1 * GiB) == 19  # 80 % of 24 GiB in 1 GiB kernels
-    assert memory_ceiling(64, 4 * GiB, 2 * GiB) == 1  # never below one
-    assert memory_ceiling(16, None, 1 * GiB) == 16  # memory unknown: max_kernels

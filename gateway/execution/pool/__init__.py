@@ -1,7 +1,8 @@
-"""The warm kernel pool: ``KernelPool`` (the asyncio shell) and ``WarmTarget`` (the pure policy
-that sizes it from demand and memory)."""
+"""The warm kernel pool: ``KernelPool`` (the asyncio shell), ``WarmTarget`` (the pure policy
+that sizes it from demand) and ``Capacity`` (whether the host has room for one more kernel)."""
 
-from .demand import Decision, WarmTarget, memory_ceiling
+from .capacity import Capacity
+from .demand import Decision, WarmTarget
 from .kernel_pool import KernelPool, PoolStats
 
-__all__ = ["Decision", "KernelPool", "PoolStats", "WarmTarget", "memory_ceiling"]
+__all__ = ["Capacity", "Decision", "KernelPool", "PoolStats", "WarmTarget"]

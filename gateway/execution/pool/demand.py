@@ -4,9 +4,10 @@ Sans-I/O like ``translate``: no clock, no pool, no host of its own. The pool tel
 thread leased a kernel and asks, with the time, how many leased and waiting there are; tests
 drive it with a fake clock.
 
-The target follows demand between a floor (``pool_size``, the operator's) and a ceiling derived
-from memory: kernels that could all reach their memory limit at once without exceeding a share of
-the host's memory (and never more than ``max_kernels``). Two signals raise it:
+The target follows demand between a floor (``pool_size``, the operator's) and a ceiling, the
+kernel limit (``max_kernels`` in force) less the kernels leased; whether the host's memory has
+room for each kernel the target asks for is ``Capacity``'s to say when it starts. Two signals
+raise it:
 
 - the average rate of new threads, a moving average that forgets with a time constant of
   ``rate_window`` seconds: enough warm kernels for ``horizon`` seconds of that demand;
@@ -23,17 +24,6 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-# Warm kernels may hold at most this share of host memory, each counted at its memory limit.
-MEMORY_SHARE = 0.8
-
-
-def memory_ceiling(max_kernels: int, host_memory: int | None, memory_limit: int) -> int:
-    """Kernels (warm and leased) the host can hold if every one used its whole memory limit,
-    never more than ``max_kernels``; ``max_kernels`` when host memory is unknown."""
-    if not host_memory or memory_limit <= 0:
-        return max_kernels
-    return max(1, min(max_kernels, int(host_memory * MEMORY_SHARE // memory_limit)))
-
 
 @dataclass(frozen=True)
 class Decision:
@@ -41,7 +31,7 @@ class Decision:
 
     target: int
     driver: str  # what set it: "floor", "burst" or "demand"
-    capped: bool  # demand wanted more than the memory ceiling allows
+    capped: bool  # demand wanted more than the kernel limit allows
     reason: str
     floor: int
     ceiling: int
@@ -112,7 +102,7 @@ class WarmTarget:
         room = max(0, self.ceiling - leased)
         target = max(self.floor, min(want, room))
         if target < want:
-            reason += (f"; capped at {target} by the memory ceiling of {self.ceiling} kernels "
+            reason += (f"; capped at {target} by the kernel limit of {self.ceiling} "
                        f"({leased} leased)")
         return Decision(target, driver, target < want, reason, self.floor, self.ceiling,
                         rate * 60, len(self._recent))

@@ -1,9 +1,10 @@
 """A pre-warmed pool of sandboxed kernels; a new thread leases a warm one at once.
 
 Kernels are started ahead of time with a fresh working directory each; leasing hands both to
-the thread. The pool refills in the background and never exceeds ``max_kernels`` in total.
-How many it keeps warm follows demand (``WarmTarget`` in demand.py decides, this shell feeds it
-leases and the clock).
+the thread. The pool refills in the background; a kernel starts only when ``Capacity``
+(capacity.py) admits it: fewer than ``max_kernels`` in total and room in the host's memory as
+kernels really use it. How many it keeps warm follows demand (``WarmTarget`` in demand.py
+decides, this shell feeds it leases and the clock).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from ...sandbox.workdirs import Workdirs
 from ...wire.snapshot_format import snapshot_environment
 from ..kernel import Kernel
 from ..languages import PYTHON, Language
-from .demand import Decision, WarmTarget, memory_ceiling
+from .capacity import Capacity
+from .demand import Decision, WarmTarget
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +40,8 @@ CLOSE_MARGIN = 10.0  # seconds past kernel_start_timeout that close() waits for 
 FORK_STARTS_PER_CORE = 4  # concurrent kernel starts per core when kernels are forked
 # How often the adaptive target is recomputed without a lease (so it falls back when idle).
 RETARGET_INTERVAL = 5.0
-
-
-def host_memory() -> int | None:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        return None
+# A lease refused for memory looks again this often: memory is freed without telling the pool.
+ADMISSION_RECHECK = 1.0
 
 
 @dataclass
@@ -67,7 +64,8 @@ class PoolStats:
 
 class KernelPool:
     """The kernels of one language. Pools of several languages form a ``group`` that shares
-    ``max_kernels`` (and one condition, so a kernel freed in one wakes a lease in another)."""
+    ``max_kernels`` and the host's memory (one ``Capacity``, and one condition, so a kernel
+    freed in one wakes a lease in another)."""
 
     def __init__(self, settings: Settings, host: HostSandbox, workdirs: Workdirs,
                  language: Language = PYTHON, size: int | None = None,
@@ -78,11 +76,13 @@ class KernelPool:
         self.language = language
         floor = settings.pool_size if size is None else size
         self.stats = PoolStats()
+        self.group = group if group is not None else []
+        self.group.append(self)
+        self.capacity: Capacity = (self.group[0].capacity if len(self.group) > 1
+                                   else Capacity(settings, host.cgroups))
         self.demand = WarmTarget(
-            floor,
-            memory_ceiling(settings.max_kernels, host_memory(), settings.memory_limit),
-            rate_window=settings.pool_rate_window, burst_window=settings.pool_burst_window,
-            horizon=settings.pool_horizon)
+            floor, self.capacity.limit, rate_window=settings.pool_rate_window,
+            burst_window=settings.pool_burst_window, horizon=settings.pool_horizon)
         self.decision: Decision = self.demand.decide(time.monotonic())
         self.target = floor
         self._waiting = 0  # new threads waiting in lease() for a kernel
@@ -90,8 +90,6 @@ class KernelPool:
         self._warm: list[Kernel] = []
         self._leased: set[Kernel] = set()
         self._starting = 0
-        self.group = group if group is not None else []
-        self.group.append(self)
         self._changed: asyncio.Condition = (
             self.group[0]._changed if len(self.group) > 1 else asyncio.Condition())
         self._tasks: set[asyncio.Task] = set()
@@ -116,6 +114,11 @@ class KernelPool:
         """Kernels of every language: what ``max_kernels`` bounds."""
         return sum(pool.total for pool in self.group)
 
+    def admission(self) -> str | None:
+        """May one more kernel (of any language) start now? None: yes; else why not."""
+        return self.capacity.admits(self.group_total,
+                                    sum(pool._starting for pool in self.group))
+
     async def start(self) -> None:
         """Prepare shared caches and fill the pool; returns when the first kernels are warm."""
         self._mpl_cache = await asyncio.to_thread(
@@ -127,7 +130,7 @@ class KernelPool:
             self._spawn(self._retarget_periodically())
         async with self._changed:
             await self._changed.wait_for(
-                lambda: len(self._warm) >= min(self.target, self.settings.max_kernels)
+                lambda: len(self._warm) >= min(self.target, self.capacity.limit)
                 or self._starting == 0)
 
     def _choose_start_method(self) -> None:
@@ -230,9 +233,14 @@ class KernelPool:
 
     def _refill(self) -> None:
         while (not self.draining and len(self._warm) + self._starting < self.target
-               and self.group_total < self.settings.max_kernels):
+               and self.admission() is None):
             self._starting += 1
             self._spawn(self._warm_one())
+
+    def refill(self) -> None:
+        """Start warm kernels up to the target as far as capacity admits: memory comes back
+        without a lease or a release to say so."""
+        self._refill()
 
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)
@@ -290,22 +298,23 @@ class KernelPool:
                     return kernel
                 self.stats.deaths += 1
                 self._spawn(self._discard(kernel))
-            if self.group_total >= self.settings.max_kernels:
+            if self.admission() is not None:
                 self._retire_warm_elsewhere()
-            if self.group_total < self.settings.max_kernels:
+            refusal = self.admission()
+            if refusal is None:
                 return await self._start_leased()
             remaining = deadline - time.monotonic()
             if self._starting:
                 # A kernel on its way is worth waiting for even past ``lease_wait``.
                 remaining = max(remaining, self.settings.kernel_start_timeout)
             if remaining <= 0:
-                raise PoolExhausted(
-                    f"all {self.settings.max_kernels} kernels are in use; try again later")
+                raise PoolExhausted(f"no kernel for a new thread: {refusal}; try again later")
             self._waiting += 1
             try:
                 async with self._changed:
                     try:
-                        await asyncio.wait_for(self._changed.wait(), remaining)
+                        await asyncio.wait_for(self._changed.wait(),
+                                               min(remaining, ADMISSION_RECHECK))
                     except TimeoutError:
                         pass
             finally:
@@ -313,7 +322,7 @@ class KernelPool:
             self._refill()
 
     def _retire_warm_elsewhere(self) -> None:
-        """The kernels of every language are at ``max_kernels`` and this language needs one:
+        """No more kernels may start (``max_kernels`` or memory) and this language needs one:
         an idle warm kernel of another language (kept for threads that may never come) gives
         up its place to a thread that is here now."""
         for pool in self.group:
@@ -442,7 +451,7 @@ class KernelPool:
             "new_threads_per_minute": round(decision.rate_per_minute, 2),
             "recent_new_threads": decision.recent_leases,
             "waiting": self._waiting,
-            "max_kernels": self.settings.max_kernels,
+            "max_kernels": self.capacity.limit,  # in force: 0 in the settings is resolved
             "warm": len(self._warm),
             "starting": self._starting,
             "leased": len(self._leased),
