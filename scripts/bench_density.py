@@ -70,6 +70,8 @@ DEFAULT_BUDGET = {"burst": 300.0, "many": 1800.0, "density": 900.0}
 SHOWN = ("max_kernels", "pool_size", "pool_adaptive", "max_threads_per_identity", "lease_wait",
          "idle_timeout", "memory_limit", "kernel_start", "snapshots",
          "snapshot_every_cell_below", "sandbox")
+FLOOR_NAME = re.compile(r"(memory|mem|ram).*(floor|reserve|min)|(floor|reserve|min).*"
+                        r"(memory|mem|ram)|min_(available|free)")
 CAPACITY_WORDS = re.compile(r"hibernat|floor|headroom|reserve|pressure|admission|overcommit")
 
 
@@ -102,7 +104,7 @@ def memory_floor(settings: dict) -> int | None:
     """The host-memory floor in bytes, if the gateway has such a setting (a size, or a
     fraction of the host's memory)."""
     for name, value in settings.items():
-        if "floor" in name and "memory" in name and isinstance(value, int | float) and value:
+        if FLOOR_NAME.search(name) and isinstance(value, int | float) and value > 0:
             return int(value * meminfo()["MemTotal"]) if value < 1 else int(value)
     return None
 
@@ -182,6 +184,7 @@ async def burst_once(gws: Gateways, label: str, extra: dict[str, str],
             return await timed_run(thread, "1+1", min(opts.cell_wait, deadline - time.monotonic()))
 
         runs = await asyncio.gather(*(conversation(i) for i in range(opts.threads)))
+        elapsed = time.monotonic() - began
         after = await pool_of(gw)
         await close_all(clients)
     finally:
@@ -189,11 +192,14 @@ async def burst_once(gws: Gateways, label: str, extra: dict[str, str],
     firsts = [r.first for r in runs if r.first is not None and r.state == "complete"]
     wrong = sum(1 for r in runs if r.state == "complete" and r.result.output != "2\n")
     failures = Counter(r.failure for r in runs if r.failure)
+    # How long a refused thread waited to learn it (lease_wait, a start that failed).
+    failed_after = [r.total for r in runs if r.failure and r.total is not None]
     return {"label": label, "max_kernels": before.get("max_kernels"),
             "warm_at_start": before.get("warm"), "settings": settings,
             "first_result_s": touches.summary(firsts), "errors": sum(failures.values()) + wrong,
             "failures": dict(failures), "wrong_output": wrong,
-            "seconds": round(time.monotonic() - began, 2), "pool_after": capacity_stats(after)}
+            "failed_after_s": touches.summary(failed_after),
+            "seconds": round(elapsed, 2), "pool_after": capacity_stats(after)}
 
 
 async def burst(gws: Gateways, opts: argparse.Namespace, budget: float) -> dict:
@@ -270,7 +276,8 @@ async def many(gws: Gateways, opts: argparse.Namespace, budget: float) -> dict:
             expected[i].sent += 1
             timed = await timed_run(thread, code, wait)
             status = timed.result.status
-            error = status.get("error") if isinstance(status.get("error"), dict) else {}
+            error = status.get("error")
+            error = error if isinstance(error, dict) else {}
             restored = touches.restored_of(timed.statuses)
             outcome = touches.classify(expected[i], timed.state, timed.result.output,
                                        error.get("ename"),
@@ -303,6 +310,7 @@ async def many(gws: Gateways, opts: argparse.Namespace, budget: float) -> dict:
             if not jobs.empty():
                 break
     finally:
+        elapsed = time.monotonic() - began
         reporter.cancel()
         pool = await pool_of(gw)
         await close_all(clients)
@@ -310,7 +318,7 @@ async def many(gws: Gateways, opts: argparse.Namespace, budget: float) -> dict:
         await gw.stop()
     oom_after = oom_kills()
     report: dict = {"threads": n, "concurrency": opts.concurrency,
-                    "seconds": round(time.monotonic() - began, 1),
+                    "seconds": round(elapsed, 1),
                     "stopped_by_budget": sum(len(r) for r in records.values()) < n * len(phases),
                     "cells_planned": n * len(phases),
                     "cells_done": sum(len(r) for r in records.values()), "phases": {}}
@@ -323,8 +331,8 @@ async def many(gws: Gateways, opts: argparse.Namespace, budget: float) -> dict:
                                                    touches.STALE))
     report["memory"] = {**memory, "floor": floor,
                         "below_floor": (memory["mem_available_min"] < floor) if floor else None}
-    report["oom_kills_host"] = (oom_after - oom_before) if None not in (oom_after,
-                                                                        oom_before) else None
+    report["oom_kills_host"] = (oom_after - oom_before
+                                if oom_after is not None and oom_before is not None else None)
     report["oom_kills_over_own_limit"] = limit_kills
     report["pool_end"] = capacity_stats(pool)
     return report
@@ -354,6 +362,7 @@ async def density(gws: Gateways, opts: argparse.Namespace, budget: float) -> dic
         log(f"density: keeping the release settings as they are ({exc})")
         extra = {}
     settings = gws.settings(extra)
+    log(f"density: idle threads keep their kernels: {json.dumps(extra)}")
     used_before = memory_used()
     gw = await gws.start("density", settings)
     began = time.monotonic()
@@ -371,6 +380,7 @@ async def density(gws: Gateways, opts: argparse.Namespace, budget: float) -> dic
                 return await timed_run(clients[i % len(clients)].thread(f"idle-{i}"), "1+1", wait)
 
         runs = await asyncio.gather(*(open_thread(i) for i in range(opts.threads)))
+        elapsed = time.monotonic() - began
         await asyncio.sleep(2.0)  # the last kernels' refills and snapshots settle
         pool = await pool_of(gw)
         kernels = await asyncio.to_thread(kernel_memory, gw)
@@ -386,7 +396,7 @@ async def density(gws: Gateways, opts: argparse.Namespace, budget: float) -> dic
     live = pool.get("leased")
     return {
         "threads": opts.threads, "settings_for_no_release": extra,
-        "seconds": round(time.monotonic() - began, 1),
+        "seconds": round(elapsed, 1),
         "threads_opened": len(done), "cells_complete": sum(1 for r in done
                                                            if r.state == "complete"),
         "failures": dict(failures),
@@ -437,6 +447,9 @@ def rows(report: dict) -> list[tuple[str, str, str, str]]:
                             met(bool(le(first["p99"], 3.0)) and run["errors"] == 0)))
                 out.append((f"burst {label}: errors", f"{run['errors']} {run['failures']}",
                             "0", met(run["errors"] == 0)))
+                if run["failed_after_s"]["n"]:
+                    out.append((f"burst {label}: errors, time to the error",
+                                s(run["failed_after_s"]), "-", "-"))
         if (r := b.get("ratio_p99_default_vs_16")) is not None:
             out.append(("burst p99 default / max_kernels=16 (same run)", f"{r:.3f}", "-", "-"))
             out.append(("burst p50 default / max_kernels=16 (same run)",
