@@ -35,6 +35,7 @@ import math
 import os
 import re
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -552,6 +553,8 @@ async def main() -> int:
                         help="seconds one cell may take before the client gives up on it")
     parser.add_argument("--set", type=parse_set, action="append", default=[],
                         metavar="KEY=VALUE", help="a setting for every gateway (repeatable)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the gateways' logs and data directories")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     opts = parser.parse_args()
     opts.set = dict(opts.set)
@@ -559,7 +562,11 @@ async def main() -> int:
         parser.error(f"unknown scenario(s) {sorted(unknown)}: choose from {SCENARIOS}")
     scenarios = opts.scenarios or list(SCENARIOS)
     gws = Gateways(opts)
-    settings = effective(gws.settings(), gws.tokens_spec)
+    try:
+        settings = effective(gws.settings(), gws.tokens_spec)
+    except config.SettingsError as exc:
+        shutil.rmtree(gws.tmp, ignore_errors=True)
+        parser.error(str(exc))
     report: dict = {"machine": machine(), "load_start": load(),
                     "settings": shown(settings, gws.base),
                     "overrides": {"port": "free", "data_dir": str(gws.tmp),
@@ -581,6 +588,10 @@ async def main() -> int:
             log(f"{name} failed: {exc!r}")
             report[name + "_error"] = repr(exc)
     report["load_end"] = load()
+    if any(key.endswith("_error") for key in report) or opts.keep:
+        log(f"gateway logs and data directories kept in {gws.tmp}")
+    else:  # the kernels' working directories and caches: hundreds of MiB per gateway
+        shutil.rmtree(gws.tmp, ignore_errors=True)
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
     path = out / f"bench-density-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -590,6 +601,8 @@ async def main() -> int:
     else:
         print("settings:", json.dumps(report["settings"]))
         print_table(report)
+        for key in (key for key in report if key.endswith("_error")):
+            print(f"{key.removesuffix('_error')}: did not finish: {report[key]}")
         print(f"\nload average: {report['load_start']} at the start, {report['load_end']} "
               f"at the end; machine: {report['machine']['nproc']} cores, "
               f"{report['machine']['ram']}; raw results: {path.relative_to(ROOT)}")
