@@ -105,7 +105,8 @@ def memory_floor(settings: dict) -> int | None:
     """The host-memory floor in bytes, if the gateway has such a setting (a size, or a
     fraction of the host's memory)."""
     for name, value in settings.items():
-        if FLOOR_NAME.search(name) and isinstance(value, int | float) and value > 0:
+        if (FLOOR_NAME.search(name) and isinstance(value, int | float)
+                and not isinstance(value, bool) and value > 0):
             return int(value * meminfo()["MemTotal"]) if value < 1 else int(value)
     return None
 
