@@ -37,6 +37,7 @@ bench: setup
 	$(PY) -m scripts.bench
 	$(PY) -m scripts.bench_burst
 	$(PY) -m scripts.bench_start_method
+	$(PY) -m scripts.bench_density
 
 # The sdist and the wheel (which carries the kernelspec and startup as gateway.kernels).
 dist: $(VENV)/.installed
