@@ -36,7 +36,7 @@ async def test_full_pool_gives_a_clear_error_not_a_crash(data_root):
 async def test_idle_thread_loses_its_kernel_but_not_its_files(data_root):
     # snapshots off: the variables then go with the kernel (test_snapshots.py: they come back)
     running = await start_gateway(test_settings(data_root / "idle", pool_size=1,
-                                                idle_timeout=1.0, snapshots=False))
+                                                hibernate_after=1.0, snapshots=False))
     try:
         async with await running.client() as client:
             thread = client.thread("idle")

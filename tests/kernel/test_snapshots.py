@@ -70,7 +70,7 @@ def assert_restored(status: dict) -> None:
 
 async def test_variables_survive_the_idle_release(data_root):
     running = await start_gateway(test_settings(data_root / "snap-idle", pool_size=1,
-                                                idle_timeout=2.0))
+                                                hibernate_after=2.0))
     try:
         async with await running.client() as client:
             thread = client.thread("idle")
