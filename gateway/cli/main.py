@@ -318,7 +318,8 @@ def pool_ls(url: UrlOpt = DEFAULT_ADMIN_URL, admin_token: AdminTokenOpt = "",
 @pool_app.command("stats")
 def pool_stats(url: UrlOpt = DEFAULT_ADMIN_URL, admin_token: AdminTokenOpt = "",
                as_json: JsonOpt = False, node: NodeOpt = "", registry: RegistryOpt = "") -> None:
-    """Pool sizes, warm count, waits, restarts, deaths."""
+    """Pool sizes, warm count, waits, restarts, deaths; hibernated threads, hibernations per
+    reason, restores and their time."""
     url = _node_admin_url(url, node, registry)
     _print(_admin(url, admin_token, {"op": "pool.stats"}), as_json)
 

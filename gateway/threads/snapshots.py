@@ -183,7 +183,7 @@ class ThreadSnapshots:
                                              f"(restore cell ended {result.state}: {detail})"}]}
         report.pop("error", None)
         report.pop("bytes", None)
-        if report["names"] == 0 and not report["skipped"]:
+        if report["names"] == 0 and not report["skipped"] and not report.get("state"):
             return None  # an empty namespace came back: nothing worth a line to the model
         return report
 

@@ -14,7 +14,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +37,9 @@ LONGEST_REFILL_BACKOFF = 30.0
 FORK_STARTS_PER_CORE = 4  # concurrent kernel starts per core when kernels are forked
 # How often the adaptive target is recomputed without a lease (so it falls back when idle).
 RETARGET_INTERVAL = 5.0
+# A lease waiting at capacity asks again this often for an idle thread to hibernate: a thread
+# whose cell ends frees nothing by itself, but becomes one.
+MAKE_ROOM_RETRY = 1.0
 
 
 def host_memory() -> int | None:
@@ -85,6 +88,13 @@ class KernelPool:
         self.decision: Decision = self.demand.decide(time.monotonic())
         self.target = floor
         self._waiting = 0  # new threads waiting in lease() for a kernel
+        # Set by the gateway: hibernate the least recently used idle thread (of any language),
+        # True when one was. The pool knows kernels, not threads.
+        self.make_room: Callable[[], Awaitable[bool]] | None = None
+        # Places make_room is freeing or freed for a lease of this pool, not yet taken: no
+        # refill and no other lease may take them.
+        self._reserved = 0
+        self._warming = 0  # of _starting: kernels on their way to the warm list
         self.draining = False
         self._warm: list[Kernel] = []
         self._leased: set[Kernel] = set()
@@ -114,6 +124,12 @@ class KernelPool:
     def group_total(self) -> int:
         """Kernels of every language: what ``max_kernels`` bounds."""
         return sum(pool.total for pool in self.group)
+
+    @property
+    def free_places(self) -> int:
+        """Kernels that may still start under ``max_kernels``, reserved places excluded."""
+        return (self.settings.max_kernels - self.group_total
+                - sum(pool._reserved for pool in self.group))
 
     async def start(self) -> None:
         """Prepare shared caches and fill the pool; returns when the first kernels are warm."""
@@ -229,8 +245,9 @@ class KernelPool:
 
     def _refill(self) -> None:
         while (not self.draining and len(self._warm) + self._starting < self.target
-               and self.group_total < self.settings.max_kernels):
+               and self.free_places > 0):
             self._starting += 1
+            self._warming += 1
             self._spawn(self._warm_one())
 
     def _spawn(self, coro) -> None:
@@ -252,9 +269,11 @@ class KernelPool:
                                         2.0 ** max(0, self.stats.failing_starts - 1)))
         except BaseException:
             self._starting -= 1
+            self._warming -= 1
             raise
         async with self._changed:
             self._starting -= 1
+            self._warming -= 1
             if kernel is not None:
                 if self.draining:
                     self._spawn(self._discard(kernel))
@@ -266,8 +285,9 @@ class KernelPool:
     async def lease(self) -> Kernel:
         """A warm kernel (with its fresh working directory) for a new thread.
 
-        When none is warm and the pool is at its maximum, wait up to ``lease_wait`` seconds
-        for capacity, then raise ``PoolExhausted``.
+        When none is warm and the pool is at its maximum, the least recently used idle thread
+        is hibernated for it (``make_room``); when every thread is busy, wait up to
+        ``lease_wait`` seconds for capacity, then raise ``PoolExhausted``.
         """
         if self.draining:
             raise PoolExhausted("the gateway is draining: no new threads")
@@ -289,10 +309,14 @@ class KernelPool:
                     return kernel
                 self.stats.deaths += 1
                 self._spawn(self._discard(kernel))
-            if self.group_total >= self.settings.max_kernels:
+            if self.free_places <= 0:
                 self._retire_warm_elsewhere()
-            if self.group_total < self.settings.max_kernels:
+            if self.free_places > 0:
                 return await self._start_leased()
+            # A warm kernel on its way that no other waiter claims is this lease's: no thread
+            # is hibernated for a place that is about to be free anyway.
+            if self._warming <= self._waiting and await self._make_room():
+                return await self._start_leased(reserved=True)
             remaining = deadline - time.monotonic()
             if self._starting:
                 # A kernel on its way is worth waiting for even past ``lease_wait``.
@@ -304,12 +328,28 @@ class KernelPool:
             try:
                 async with self._changed:
                     try:
-                        await asyncio.wait_for(self._changed.wait(), remaining)
+                        await asyncio.wait_for(self._changed.wait(), remaining
+                                               if self.make_room is None
+                                               else min(remaining, MAKE_ROOM_RETRY))
                     except TimeoutError:
                         pass
             finally:
                 self._waiting -= 1
             self._refill()
+
+    async def _make_room(self) -> bool:
+        """Hibernate an idle thread for this lease; its place stays reserved for it (True)."""
+        if self.make_room is None:
+            return False
+        self._reserved += 1  # before the victim's release, which refills every pool
+        try:
+            freed = await self.make_room()
+        except Exception:  # a failed hibernation must not fail the lease: it waits instead
+            log.exception("hibernating an idle thread for a new one failed")
+            freed = False
+        if not freed:
+            self._reserved -= 1
+        return freed
 
     def _retire_warm_elsewhere(self) -> None:
         """The kernels of every language are at ``max_kernels`` and this language needs one:
@@ -323,8 +363,10 @@ class KernelPool:
                 pool._spawn(pool._discard(kernel))
                 return
 
-    async def _start_leased(self) -> Kernel:
+    async def _start_leased(self, reserved: bool = False) -> Kernel:
         self._starting += 1
+        if reserved:  # the place make_room freed becomes this start's, with no gap between
+            self._reserved -= 1
         self._retarget()  # a burst: warm kernels for the threads after this one
         workdir = await asyncio.to_thread(self.workdirs.create)
         try:
@@ -424,6 +466,7 @@ class KernelPool:
             "new_threads_per_minute": round(decision.rate_per_minute, 2),
             "recent_new_threads": decision.recent_leases,
             "waiting": self._waiting,
+            "reserved": sum(pool._reserved for pool in self.group),
             "max_kernels": self.settings.max_kernels,
             "warm": len(self._warm),
             "starting": self._starting,
