@@ -63,7 +63,7 @@ async def timed(coro) -> tuple[float, object]:
 async def released(session, gateway) -> None:
     """Release the thread's kernel, then wait for a warm one: the next cell leases at once
     (kernel start times are not what is measured)."""
-    await session.hibernate("requested")
+    await session.hibernate("requested", wait=True)
     assert session.kernel is None
     while gateway.pool.snapshot()["warm"] < 1:
         await asyncio.sleep(0.1)

@@ -593,10 +593,13 @@ class ThreadSession:
             await self.snapshots.cleared()
         self.emit(envelopes.status("restarted"), None)
 
-    async def hibernate(self, reason: str, detail: str = "") -> bool:
+    async def hibernate(self, reason: str, detail: str = "", *, wait: bool = False) -> bool:
         """Store the thread (namespace snapshot with cwd, environment and execution count; the
         working directory's files) and stop its kernel; False when it is not idle: a running,
-        queued or restoring thread is never hibernated. The next request restores it."""
+        queued or restoring thread is never hibernated. The next request restores it.
+        ``wait``: first wait until a running cell and its bookkeeping are over (on request)."""
+        while wait and (self.busy or self.queued or self._kernel_lock.locked()):
+            await asyncio.sleep(0.05)
         if not self.state().has_kernel or self.busy or self.queued or self._kernel_lock.locked():
             return False
         async with self._kernel_lock:  # taken at once: it was free, and nothing yielded since

@@ -19,7 +19,10 @@ def _gateway_snapshots():
     import types
 
     magic = b"GWSNAP1\n"
-    snapshot_file = ".gateway-snapshot"  # in the working directory; hidden from file scans
+    # The working directory (/mnt/data) is where the kernel starts; the thread may chdir away,
+    # and the gateway looks for the snapshot here, not in the thread's cwd.
+    start_cwd = os.getcwd()
+    snapshot_file = os.path.join(start_cwd, ".gateway-snapshot")  # hidden from file scans
     shell = get_ipython()  # noqa: F821
     every_cell_below = int(os.environ.get("KERNEL_SNAPSHOT_EVERY_CELL_BELOW", "0"))
     default_limit = int(os.environ.get("KERNEL_SNAPSHOT_LIMIT", str(256 << 20)))
@@ -31,10 +34,8 @@ def _gateway_snapshots():
     ignored = {"In", "Out", "exit", "quit", "get_ipython"}
 
     missing = object()
-    # What the thread changes besides its names: the environment it was started with (changes
-    # are what a snapshot keeps) and the directory it started in (/mnt/data).
+    # The environment the kernel started with: what the thread changed in it is kept.
     start_environ = dict(os.environ)
-    start_cwd = os.getcwd()
 
     def thread_state(with_environment: bool) -> dict:
         """cwd and execution count; with the environment the thread set only for a full
@@ -280,6 +281,7 @@ def _gateway_snapshots():
         import pickle
 
         loaded, skipped, back = 0, [], {}
+        path = os.path.join(start_cwd, path)
         try:
             with open(path, "rb") as source:
                 if source.read(len(magic)) != magic:
