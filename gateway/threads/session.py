@@ -297,8 +297,9 @@ class ThreadSession:
             self.kernel = await self.pool.lease()
             self.metrics.pool_wait.observe(time.monotonic() - began)
             reason, self._lost_kernel_reason = self._lost_kernel_reason, None
-            if self._adopted:
+            if self._adopted:  # every stored file comes back, the hibernated ones among them
                 self._adopted = False
+                self.hibernated = None
                 reason = await self._restore_adopted(reason or "thread moved")
             elif self.hibernated is not None:
                 await self._wake(began)
@@ -368,7 +369,8 @@ class ThreadSession:
         failed = await self.workdir_jobs.run(restore_files, self.store, wanted,
                                              self.kernel.spec.workdir)
         self._saved_paths = {f.name for f in wanted} - set(failed)
-        self._woke = {"hibernated": self.hibernated, "began": began,
+        # Restore time: the lease and the files now, the namespace when the first cell comes.
+        self._woke = {"hibernated": self.hibernated, "seconds": time.monotonic() - began,
                       "files": len(wanted) - len(failed), "files_missing": sorted(failed)}
         self.hibernated = None
         log.info("thread %s restored from hibernation: %d file(s)%s", self.thread_id,
@@ -408,8 +410,8 @@ class ThreadSession:
             async with self._kernel_lock:
                 restarted_because = await self._ensure_kernel() or self._unreported_restart
                 self._unreported_restart = None
-                restored = await self._restore_snapshot()
-                restored = self._woken(restored)
+                restoring = time.monotonic()
+                restored = self._woken(await self._restore_snapshot(), restoring)
         except GatewayError as exc:
             self.emit(envelopes.status("error", reason=str(exc), error_code=exc.code,
                                        duration_ms=_ms(began)), job.call_id)
@@ -653,7 +655,7 @@ class ThreadSession:
         self._workdir_seen = now
         return failed
 
-    def _woken(self, restored: dict | None) -> dict | None:
+    def _woken(self, restored: dict | None, restoring: float) -> dict | None:
         """The first cell after a wake-up: what came back and what did not, counted."""
         woke, self._woke = self._woke, None
         if woke is None:
@@ -666,7 +668,7 @@ class ThreadSession:
             restored["failed"] = whole
         restored.update(hibernated=woke["hibernated"], files=woke["files"],
                         files_missing=woke["files_missing"])
-        self.metrics.restored(time.monotonic() - woke["began"], whole is not None)
+        self.metrics.restored(woke["seconds"] + time.monotonic() - restoring, whole is not None)
         return restored
 
     async def snapshot(self, why: str) -> dict:
