@@ -607,7 +607,12 @@ class ThreadSession:
         async with self._kernel_lock:  # taken at once: it was free, and nothing yielded since
             kernel = self.kernel
             assert kernel is not None  # checked above, with no await in between
-            report = await self._take_snapshot(f"hibernate: {reason}")
+            language = self.language or languages.DEFAULT
+            if language == languages.DEFAULT:
+                report = await self._take_snapshot(f"hibernate: {reason}")
+            else:  # the snapshot code is IPython's (kernels/startup/20-snapshots.py)
+                report = {"error": f"a {language} thread's variables are not kept (snapshots "
+                                   "are Python's)", "names": 0, "skipped": []}
             missing = await self._store_workdir(kernel.spec.workdir)
             await self.pool.release(kernel)
             self.kernel = None
@@ -620,7 +625,8 @@ class ThreadSession:
                 why += f"; files not saved: {', '.join(missing[:10])}"
             self._lost_kernel_reason = (f"{why}; a new kernel was started and the thread "
                                         "restored")
-            self.metrics.hibernated(reason, "error" in report and self.settings.snapshots)
+            self.metrics.hibernated(reason, "error" in report and self.settings.snapshots
+                                    and language == languages.DEFAULT)
             log.info("thread %s hibernated (%s%s)", self.thread_id, reason,
                      f"; snapshot failed: {report['error']}" if "error" in report else "")
             return True

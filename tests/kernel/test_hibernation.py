@@ -195,3 +195,28 @@ async def test_an_idle_thread_is_hibernated_after_hibernate_after(data_root):
     finally:
         await stop_gateway(running)
 
+
+
+async def test_a_thread_of_another_language_comes_back_in_its_language(data_root):
+    running = await start_gateway(test_settings(data_root / "hib-bash", pool_size=0,
+                                                max_kernels=1))
+    gateway = running.gateway
+    try:
+        if "bash" in gateway.unavailable_languages:
+            pytest.skip(gateway.unavailable_languages["bash"])
+        async with await running.client() as client:
+            shell = client.thread("shell", language="bash")
+            assert (await shell.run("echo kept > /mnt/data/f.txt; echo ok")).output == "ok\n"
+            # One kernel in all: a Python thread takes the bash thread's place ...
+            python = client.thread("py")
+            assert (await python.run("print(1)")).output == "1\n"
+            assert session_of(gateway, "shell").hibernated == "capacity"
+            # ... and gives it back: the bash thread is bash again, with its file.
+            back = await client.thread("shell").run("cat /mnt/data/f.txt; echo $BASH_VERSION")
+            assert back.output.startswith("kept\n") and back.output.strip() != "kept", back
+            assert back.status["restored"]["files"] == 1
+            assert "variables are not kept" in back.status["reason"]
+            assert gateway.hibernation_stats()["hibernation_failures"] == 0
+            assert session_of(gateway, "py").hibernated == "capacity"
+    finally:
+        await stop_gateway(running)
