@@ -411,7 +411,7 @@ class ThreadSession:
                 restarted_because = await self._ensure_kernel() or self._unreported_restart
                 self._unreported_restart = None
                 restoring = time.monotonic()
-                restored = self._woken(await self._restore_snapshot(), restoring)
+                restored = self._restore_report(await self._restore_snapshot(), restoring)
         except GatewayError as exc:
             self.emit(envelopes.status("error", reason=str(exc), error_code=exc.code,
                                        duration_ms=_ms(began)), job.call_id)
@@ -661,20 +661,23 @@ class ThreadSession:
         self._workdir_seen = now
         return failed
 
-    def _woken(self, restored: dict | None, restoring: float) -> dict | None:
-        """The first cell after a wake-up: what came back and what did not, counted."""
+    def _restore_report(self, restored: dict | None, restoring: float) -> dict | None:
+        """What the first status of a new kernel says came back and what did not; after a
+        wake-up also the files, and the restore is counted."""
         woke, self._woke = self._woke, None
-        if woke is None:
-            return restored
+        if restored is None and woke is None:
+            return None
         restored = dict(restored or {"names": 0, "skipped": []})
         restored.pop("kernel_died", None)
         skipped = restored.get("skipped") or []
         whole = next((item["reason"] for item in skipped if item["name"] == "*"), None)
         if whole is not None:  # nothing of the namespace came back: the kernel is clean
             restored["failed"] = whole
-        restored.update(hibernated=woke["hibernated"], files=woke["files"],
-                        files_missing=woke["files_missing"])
-        self.metrics.restored(woke["seconds"] + time.monotonic() - restoring, whole is not None)
+        if woke is not None:
+            restored.update(hibernated=woke["hibernated"], files=woke["files"],
+                            files_missing=woke["files_missing"])
+            self.metrics.restored(woke["seconds"] + time.monotonic() - restoring,
+                                  whole is not None)
         return restored
 
     async def snapshot(self, why: str) -> dict:
