@@ -155,7 +155,7 @@ class Settings:
     # `gateway files gc` deletes older files.
     file_retention: float = setting(30 * 86400.0, unit=DURATION, above=0)
 
-    # Namespace snapshots (gateway/threads/): taken in the kernel on idle release, shutdown,
+    # Namespace snapshots (gateway/threads/): taken in the kernel on hibernation, shutdown,
     # `gateway thread snapshot`, and after a cell that changed a namespace estimated below
     # snapshot_every_cell_below bytes (0: never per cell); restored into the next new kernel.
     snapshots: bool = True

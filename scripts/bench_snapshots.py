@@ -9,7 +9,7 @@ snapshots off. Their `1+1` rounds are interleaved so background load hits both a
 Reports:
 - snapshot: a full snapshot of the 100 MB namespace (pickled in the kernel, stored in the file
   store), and restore: loading it into a new kernel (placed in its working directory, then
-  unpickled there); baseline: the first cell of a thread whose kernel was released, with
+  unpickled there); baseline: the first cell of a thread that was hibernated, with
   snapshots off (lease a warm kernel + run `1+1`), so "restore / baseline" is what a restore
   adds to that first cell.
 - per-cell: warm `1+1` with snapshots on / off, nothing changed (the goal: <= 5 % more), and

@@ -72,7 +72,7 @@ class ThreadSnapshots:
 
     # -- what the session tells us -----------------------------------------------------------
     def kernel_replaced(self) -> None:
-        """A new kernel that is not a clean slate (idle release, death, healing)."""
+        """A new kernel that is not a clean slate (hibernation, death, healing)."""
         self.pending = self.settings.snapshots
 
     async def cleared(self) -> None:

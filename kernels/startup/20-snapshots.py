@@ -252,7 +252,7 @@ def _gateway_snapshots():
         return summary
 
     def take(limit: int = default_limit) -> None:
-        """A full snapshot now (idle release, shutdown, `gateway thread snapshot`); prints one
+        """A full snapshot now (hibernation, shutdown, `gateway thread snapshot`); prints one
         JSON line for the gateway."""
         try:
             summary = save(limit)
