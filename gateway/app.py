@@ -6,7 +6,6 @@ The websocket server and the CLI are thin shells over ``Gateway``.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import secrets
@@ -47,6 +46,14 @@ from .sandbox.workdirs import (
 )
 from .threads.export import notebook_bytes
 from .threads.files import FileStore, StoredFile
+from .threads.hibernation import (
+    CAPACITY,
+    DESCRIPTIONS,
+    IDLE,
+    PRESSURE,
+    SHUTDOWN,
+    least_recent_idle,
+)
 from .threads.session import Listener, ThreadSession
 from .wire import envelopes
 from .wire.protocol import Upload, scoped_thread_id
@@ -88,6 +95,8 @@ class Gateway:
                     settings, self.host, self.workdirs, language,
                     settings.language_pool_size(language.name), group=self.pool.group)
         self.unavailable_languages: dict[str, str] = {}  # name -> why
+        for pool in self.pools.values():  # at capacity, an idle thread makes room
+            pool.make_room = self.hibernate_least_recent
         self.metrics.watch_pool(self.pool)
         self.metrics.watch_capacity(self.capacity)
         self.store = _file_store(settings)
@@ -109,6 +118,7 @@ class Gateway:
                                          max_bytes=settings.result_retention_bytes)
         self.metrics.watch_results(self.results)
         self.metrics.watch_identities(self.live_threads_by_identity, self.store.usage_by_owner)
+        self.metrics.watch_hibernation(self.hibernated_count)
         self.started = time.time()
         self.draining = False
         self.data_lock = DataDirLock(settings.data_dir)
@@ -201,6 +211,8 @@ class Gateway:
             self._culler.cancel()
         if self._memory_watch:
             self._memory_watch.cancel()
+        for pool in self.pools.values():  # no kernel starts for the places hibernation frees
+            pool.draining = True
         await self.snapshot_threads("shutdown")
         await asyncio.gather(*(t.close() for t in self.threads.values()), return_exceptions=True)
         self.threads.clear()
@@ -248,7 +260,7 @@ class Gateway:
                                     self.store, self.metrics, self.results,
                                     workdir_io=self.workdir_io)
             # Taking a kernel, the thread itself is live: more than the share is refused (a
-            # thread released for idleness counts again only when it takes a kernel again).
+            # hibernated thread counts again only when it takes a kernel again).
             session.admit = lambda: self._check_thread_limit(
                 identity, self.live_threads_by_identity().get(identity, 0) - 1)
             if self.cluster is not None:
@@ -414,14 +426,16 @@ class Gateway:
                 "path": f"/mnt/data/{request.filename}"}
 
     async def snapshot_threads(self, why: str) -> None:
-        """Snapshot every thread that has a kernel, at once (bounded by snapshot_timeout)."""
+        """Hibernate every idle thread that has a kernel, at once (bounded by
+        snapshot_timeout): the next gateway on this data directory restores them."""
         sessions = [s for s in self.threads.values()
                     if s.kernel is not None and not s.closed and not s.busy]
         if not sessions or not self.settings.snapshots:
             return
         try:
             await asyncio.wait_for(
-                asyncio.gather(*(s.snapshot(why) for s in sessions), return_exceptions=True),
+                asyncio.gather(*(s.hibernate(SHUTDOWN, DESCRIPTIONS[SHUTDOWN])
+                                 for s in sessions), return_exceptions=True),
                 self.settings.snapshot_timeout)
         except TimeoutError:
             log.warning("%s: snapshots not finished after %.0f s; going on without them", why,
@@ -436,21 +450,50 @@ class Gateway:
 
     async def _cull_idle(self) -> None:
         while True:
-            await asyncio.sleep(min(CULL_INTERVAL, self.settings.idle_timeout))
-            now = time.monotonic()
-            for session in list(self.threads.values()):
-                idle = now - session.last_active
-                if session.kernel and not session.busy and idle > self.settings.idle_timeout:
-                    log.info("thread %s idle %.0f s: releasing its kernel", session.thread_id,
-                             idle)
-                    await session.release_kernel(
-                        f"thread was idle for {idle:.0f} s; its kernel was released and a new "
-                        "one started (files were kept; variables come back from the thread's "
-                        "last snapshot where they could be saved)")
+            await asyncio.sleep(min(CULL_INTERVAL, self.settings.hibernate_after))
+            try:
+                await self.hibernate_idle(len(self.threads), IDLE, idle_since=time.monotonic()
+                                          - self.settings.hibernate_after)
+            except Exception:  # one thread's failure must not end hibernation for all
+                log.exception("hibernating idle threads failed")
+
+    # -- hibernation ------------------------------------------------------------------------
+    async def hibernate_idle(self, count: int, reason: str,
+                             idle_since: float | None = None) -> int:
+        """Hibernate up to ``count`` idle threads, least recently used first (with
+        ``idle_since``: only those not active since that monotonic time); how many were.
+        Never a thread with a running, queued or restoring cell. For the idle culler, for a
+        lease at capacity, and for whatever watches the host's memory (reason "pressure")."""
+        done = 0
+        for _ in range(count + len(self.threads)):  # a thread that got busy meanwhile is passed
+            if done >= count:
+                break
+            chosen = least_recent_idle((s.state() for s in self.threads.values()), 1,
+                                       idle_since)
+            if not chosen:
+                break
+            session = self.threads[chosen[0]]
+            idle = time.monotonic() - session.last_active
+            # Chosen and locked with no await in between: two callers never pick the same one.
+            if await session.hibernate(reason, DESCRIPTIONS.get(reason, reason).format(
+                    idle=idle)):
+                done += 1
+        return done
+
+    async def hibernate_least_recent(self) -> bool:
+        """The pool is at max_kernels and a thread needs a kernel: the least recently used
+        idle thread gives up its own (the pool's ``make_room``)."""
+        return await self.hibernate_idle(1, CAPACITY) == 1
+
+    def hibernated_count(self) -> int:
+        return sum(1 for s in self.threads.values() if s.hibernated is not None)
+
+    def hibernation_stats(self) -> dict:
+        return self.metrics.hibernation.snapshot(self.hibernated_count())
 
     async def _watch_memory(self) -> None:
-        """Under host memory pressure, idle threads give their kernels back (through
-        ``hibernate_idle``, where the gateway has it) before the OOM killer picks a kernel."""
+        """Under host memory pressure, the least recently used idle threads are hibernated
+        (their kernels stop) before the OOM killer picks a kernel."""
         pressed = False
         while True:
             await asyncio.sleep(PRESSURE_INTERVAL)
@@ -460,15 +503,12 @@ class Gateway:
             if reason is not None and not pressed:
                 log.warning("%s", reason)
             pressed = reason is not None
-            hibernate = getattr(self, "hibernate_idle", None)
-            if reason is not None and hibernate is not None:
+            if reason is not None:
                 try:
-                    done = hibernate(host_memory.kernels_to_free(memory, floor), reason)
-                    if inspect.isawaitable(done):
-                        await done
+                    await self.hibernate_idle(host_memory.kernels_to_free(memory, floor), PRESSURE)
                 except Exception:  # the next look tries again; the watch must go on
                     log.exception("hibernating idle threads under memory pressure failed")
-            elif reason is None:
+            else:
                 for pool in self.pools.values():
                     pool.refill()
 

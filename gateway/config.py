@@ -97,8 +97,12 @@ class Settings:
     max_threads_per_identity: int = setting(0, minimum=0)
     # How long a new thread waits for a kernel when the pool is full (0: not at all).
     lease_wait: float = setting(10.0, unit=DURATION, minimum=0)
-    # A thread idle this long loses its kernel (files stay).
-    idle_timeout: float = setting(1800.0, unit=DURATION, above=0)
+    # A thread idle this long is hibernated: variables, files and state are stored, its kernel
+    # stops, its next request restores it. Minutes, not half an hour: an idle kernel holds
+    # memory and a place under max_kernels that a live conversation could use, and a restore
+    # costs about a kernel start plus loading the snapshot. A thread is hibernated sooner when
+    # a new one needs its place (the least recently used idle thread first).
+    hibernate_after: float = setting(600.0, unit=DURATION, above=0)
     kernel_start_timeout: float = setting(30.0, unit=DURATION, above=0)
 
     # Execution
@@ -157,7 +161,7 @@ class Settings:
     # `gateway files gc` deletes older files.
     file_retention: float = setting(30 * 86400.0, unit=DURATION, above=0)
 
-    # Namespace snapshots (gateway/threads/): taken in the kernel on idle release, shutdown,
+    # Namespace snapshots (gateway/threads/): taken in the kernel on hibernation, shutdown,
     # `gateway thread snapshot`, and after a cell that changed a namespace estimated below
     # snapshot_every_cell_below bytes (0: never per cell); restored into the next new kernel.
     snapshots: bool = True
@@ -367,6 +371,9 @@ RULES: tuple[Rule, ...] = (
 )
 
 FIELDS = {f.name for f in dataclasses.fields(Settings)}
+# Settings that were renamed: the old name is refused with the new one, never ignored, so a
+# deployment that still sets it learns its value no longer applies.
+RENAMED = {"idle_timeout": "hibernate_after"}
 _CONSTRAINTS = {f.name: constraint_of(f) for f in dataclasses.fields(Settings)}
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -399,7 +406,7 @@ def from_environment(
                 take(name, raw, f"in {config_file}")
         except (OSError, ValueError) as exc:  # missing, unreadable, not TOML
             found.append(("config", f"cannot read {config_file}: {exc}"))
-    for name in sorted(FIELDS):
+    for name in sorted(FIELDS | RENAMED.keys()):
         raw = environ.get(f"GATEWAY_{name.upper()}")
         if raw is not None:
             take(name, raw, f"from GATEWAY_{name.upper()}")
@@ -447,6 +454,8 @@ def coerce(name: str, raw: Any) -> Any:
     or a duration may carry a unit (``512MiB``, ``15m``), a bool is one of true/false, yes/no,
     on/off, 1/0. Other values (a TOML number, a table) pass as they are: ``Settings`` checks
     their types. Raises ValueError saying what is allowed."""
+    if name in RENAMED:
+        raise ValueError(f"renamed to {RENAMED[name]!r}: set that instead")
     if name not in FIELDS:
         close = difflib.get_close_matches(name, FIELDS, n=1)
         raise ValueError("no such setting" + (f" (did you mean {close[0]!r}?)" if close else ""))

@@ -9,7 +9,7 @@ snapshots off. Their `1+1` rounds are interleaved so background load hits both a
 Reports:
 - snapshot: a full snapshot of the 100 MB namespace (pickled in the kernel, stored in the file
   store), and restore: loading it into a new kernel (placed in its working directory, then
-  unpickled there); baseline: the first cell of a thread whose kernel was released, with
+  unpickled there); baseline: the first cell of a thread that was hibernated, with
   snapshots off (lease a warm kernel + run `1+1`), so "restore / baseline" is what a restore
   adds to that first cell.
 - per-cell: warm `1+1` with snapshots on / off, nothing changed (the goal: <= 5 % more), and
@@ -63,7 +63,7 @@ async def timed(coro) -> tuple[float, object]:
 async def released(session, gateway) -> None:
     """Release the thread's kernel, then wait for a warm one: the next cell leases at once
     (kernel start times are not what is measured)."""
-    await session.release_kernel("released by the benchmark")
+    await session.hibernate("requested", wait=True)
     assert session.kernel is None
     while gateway.pool.snapshot()["warm"] < 1:
         await asyncio.sleep(0.1)

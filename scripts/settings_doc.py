@@ -75,10 +75,12 @@ GROUPS: list[tuple[str, dict[str, str]]] = [
                                     "one identity on a node; more is refused with "
                                     "`identity_limit`. 0: half of `max_kernels` with several "
                                     "identities, all of them with one",
-        "lease_wait": "how long a new thread waits for a kernel when all are in use (0: not at "
-                      "all)",
-        "idle_timeout": "an idle thread's kernel is released (files stay; variables go to a "
-                        "snapshot)",
+        "lease_wait": "how long a new thread waits for a kernel when all are in use and no "
+                      "idle thread can be hibernated for it (0: not at all)",
+        "hibernate_after": "an idle thread is hibernated: variables, files, cwd, environment "
+                           "and execution count are stored and its kernel stops; its next "
+                           "request restores them. Renamed from `idle_timeout`, which is "
+                           "refused",
         "kernel_start_timeout": "how long one kernel start may take; a new thread waits this "
                                 "long for a kernel already starting, even past `lease_wait`",
     }),

@@ -56,7 +56,7 @@ def _run_gateway(coroutine):
 
 # Flags given as text, like --set: sizes and durations may carry a unit (512MiB, 15m).
 TEXT_FLAGS = ("token", "allowed_origins", "allowed_hosts", "memory_limit", "disk_limit",
-              "execution_timeout", "idle_timeout", "shutdown_grace")
+              "execution_timeout", "hibernate_after", "idle_timeout", "shutdown_grace")
 
 
 def _read_settings(config_file: Path | None = None, assignments: list[str] | None = None,
@@ -102,8 +102,10 @@ def serve(
                                                 "host's memory and cores).")] = None,
     execution_timeout: Annotated[str | None, Opt(help="Default time per cell: seconds, or "
                                                       "e.g. 90s, 15m.")] = None,
-    idle_timeout: Annotated[str | None, Opt(help="Idle time before a thread's kernel is "
-                                                 "released: seconds, or e.g. 30m.")] = None,
+    hibernate_after: Annotated[str | None, Opt(help="Idle time before a thread is "
+                                                    "hibernated: seconds, or e.g. 10m.")] = None,
+    # Renamed: still accepted as a flag only to be refused with the new name (config.RENAMED).
+    idle_timeout: Annotated[str | None, Opt(hidden=True)] = None,
     sandbox: Annotated[str | None, Opt(help="'bwrap' (default) or 'none' (unsafe).")] = None,
     memory_limit: Annotated[str | None, Opt(help="Memory per kernel: bytes, or e.g. "
                                                  "512MiB, 1GiB.")] = None,
@@ -317,7 +319,8 @@ def pool_ls(url: UrlOpt = DEFAULT_ADMIN_URL, admin_token: AdminTokenOpt = "",
 @pool_app.command("stats")
 def pool_stats(url: UrlOpt = DEFAULT_ADMIN_URL, admin_token: AdminTokenOpt = "",
                as_json: JsonOpt = False, node: NodeOpt = "", registry: RegistryOpt = "") -> None:
-    """Pool sizes, warm count, waits, restarts, deaths."""
+    """Pool sizes, warm count, waits, restarts, deaths; hibernated threads, hibernations per
+    reason, restores and their time."""
     url = _node_admin_url(url, node, registry)
     _print(_admin(url, admin_token, {"op": "pool.stats"}), as_json)
 

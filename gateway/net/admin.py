@@ -103,8 +103,8 @@ async def execute_admin(gateway: Gateway, command: dict[str, Any]) -> Any:
         case "pool.ls":
             return await kernel_rows(gateway)
         case "pool.stats":  # Python's pool, and each language's under "languages"
-            return {**gateway.pool.snapshot(), "languages": gateway.languages(),
-                    "capacity": gateway.capacity()}
+            return {**gateway.pool.snapshot(), "hibernation": gateway.hibernation_stats(),
+                    "languages": gateway.languages(), "capacity": gateway.capacity()}
         case "pool.resize":
             size = command.get("size")
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from .hibernation_stats import HibernationStats
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -33,6 +35,22 @@ class Metrics:
             "gateway_identity_limit_refusals",
             "Requests refused because their identity reached its own limit", ["limit"],
             registry=r)
+        self.hibernation = HibernationStats()  # plain counts: pool stats reads them too
+        self.restore_seconds = Histogram(
+            "gateway_restore_seconds",
+            "Time from a hibernated thread's request to its restored kernel (lease included)",
+            registry=r, buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60))
+
+    def hibernated(self, reason: str, snapshot_failed: bool) -> None:
+        self.hibernation.hibernated(reason, snapshot_failed)
+
+    def restored(self, seconds: float, failed: bool) -> None:
+        self.hibernation.restored(seconds, failed)
+        self.restore_seconds.observe(seconds)
+
+    def watch_hibernation(self, hibernated_now: Callable[[], int]) -> None:
+        """Hibernated threads now, hibernations per reason and restores, read at scrape time."""
+        self.registry.register(_HibernationCollector(self.hibernation, hibernated_now))
 
     def watch_pool(self, pool: KernelPool) -> None:
         """Kernel gauges and counters are read from the pool at scrape time: one source of truth."""
@@ -136,6 +154,30 @@ class _CapacityCollector:
         yield GaugeMetricFamily("gateway_host_memory_under_pressure",
                                 "1 while memory is below the floor or PSI is high",
                                 value=float(snapshot.get("under_pressure") is not None))
+
+
+class _HibernationCollector:
+    def __init__(self, stats: HibernationStats, hibernated_now: Callable[[], int]) -> None:
+        self.stats = stats
+        self.hibernated_now = hibernated_now
+
+    def collect(self):
+        yield GaugeMetricFamily("gateway_hibernated_threads",
+                                "Threads whose kernel is stopped and state stored",
+                                value=self.hibernated_now())
+        hibernations = CounterMetricFamily("gateway_hibernations", "Threads hibernated, by "
+                                           "reason (idle, capacity, pressure, shutdown, ...)",
+                                           labels=["reason"])
+        for reason, count in sorted(self.stats.hibernations.items()):
+            hibernations.add_metric([reason], count)
+        yield hibernations
+        restores = CounterMetricFamily("gateway_restores", "Hibernated threads restored, by "
+                                       "outcome (failed: the namespace did not come back and "
+                                       "the thread went on with a clean kernel)",
+                                       labels=["outcome"])
+        restores.add_metric(["ok"], self.stats.restores - self.stats.restore_failures)
+        restores.add_metric(["failed"], self.stats.restore_failures)
+        yield restores
 
 
 class _IdentityCollector:

@@ -24,6 +24,7 @@ from ..wire.tool_output import tool_output
 from ..wire.translate import Display, DisplayedFile, OutputTranslator
 from .cells import CELL_NAME, CellRecord
 from .healing import StartBackoff, latest_versions, restore_files
+from .hibernation import ThreadState
 from .snapshots import ThreadSnapshots
 
 if TYPE_CHECKING:
@@ -100,9 +101,14 @@ class ThreadSession:
         # reason when not: the cell must not run here), and whether its files come back first.
         self.fence: Callable[[str], Awaitable[str | None]] | None = None
         self._adopted = False
-        # Asked before the thread takes a kernel (its first, or again after an idle release):
+        # Asked before the thread takes a kernel (its first, or again after hibernation):
         # raises when its identity already holds its share of live threads.
         self.admit: Callable[[], None] | None = None
+        self.hibernated: str | None = None  # why, while the thread is hibernated
+        self._workdir_seen: dict[str, tuple[int, int]] = {}  # the scan after the last cell
+        # After a wake-up, until the first cell's status reports it: why it slept, which files
+        # came back, when the wake-up began.
+        self._woke: dict | None = None
 
     @property
     def client_thread_id(self) -> str:
@@ -256,6 +262,11 @@ class ThreadSession:
     def busy(self) -> bool:
         return self.current is not None
 
+    def state(self) -> ThreadState:
+        """What the choice of threads to hibernate looks at (hibernation.py)."""
+        return ThreadState(self.thread_id, self.last_active, self.kernel is not None and
+                           not self.closed, self.busy, self.queued, self._kernel_lock.locked())
+
     @property
     def live(self) -> bool:
         """Holds (or is getting) a kernel, or has work: counts against its identity's share."""
@@ -286,9 +297,12 @@ class ThreadSession:
             self.kernel = await self.pool.lease()
             self.metrics.pool_wait.observe(time.monotonic() - began)
             reason, self._lost_kernel_reason = self._lost_kernel_reason, None
-            if self._adopted:
+            if self._adopted:  # every stored file comes back, the hibernated ones among them
                 self._adopted = False
+                self.hibernated = None
                 reason = await self._restore_adopted(reason or "thread moved")
+            elif self.hibernated is not None:
+                await self._wake(began)
             return reason
         self._start_backoff.check()
         try:
@@ -346,6 +360,22 @@ class ThreadSession:
             note += f"; not restored: {', '.join(sorted(failed)[:10])}"
         return note
 
+    async def _wake(self, began: float) -> None:
+        """A hibernated thread got a kernel: its files go back into the new working directory
+        now; its namespace, cwd and environment before the first cell (``_restore_snapshot``)."""
+        assert self.kernel is not None  # just leased
+        wanted = await asyncio.to_thread(latest_versions, self.store, self.thread_id,
+                                         self._saved_paths)
+        failed = await self.workdir_jobs.run(restore_files, self.store, wanted,
+                                             self.kernel.spec.workdir)
+        self._saved_paths = {f.name for f in wanted} - set(failed)
+        # Restore time: the lease and the files now, the namespace when the first cell comes.
+        self._woke = {"hibernated": self.hibernated, "seconds": time.monotonic() - began,
+                      "files": len(wanted) - len(failed), "files_missing": sorted(failed)}
+        self.hibernated = None
+        log.info("thread %s restored from hibernation: %d file(s)%s", self.thread_id,
+                 len(wanted) - len(failed), f", {len(failed)} not restored" if failed else "")
+
     async def _restore_adopted(self, reason: str) -> str:
         """Every stored path of the thread, newest version each, into the fresh directory."""
         wanted = latest_versions(self.store, self.thread_id, None)
@@ -380,7 +410,8 @@ class ThreadSession:
             async with self._kernel_lock:
                 restarted_because = await self._ensure_kernel() or self._unreported_restart
                 self._unreported_restart = None
-                restored = await self._restore_snapshot()
+                restoring = time.monotonic()
+                restored = self._restore_report(await self._restore_snapshot(), restoring)
         except GatewayError as exc:
             self.emit(envelopes.status("error", reason=str(exc), error_code=exc.code,
                                        duration_ms=_ms(began)), job.call_id)
@@ -426,6 +457,7 @@ class ThreadSession:
         for name in changed_files(before, after):
             await self._announce_workdir_file(workdir, name, job.call_id, files)
         self._saved_paths &= {display_name(name) for name in after}
+        self._workdir_seen = after
         state, details = await self._conclude(result, translator)
         self.executions += 1
         if restarted_because:
@@ -434,7 +466,7 @@ class ThreadSession:
         details["tool_output"] = tool_output(translator.text, state, files, details.get("reason"),
                                              translator.dropped_chars)
         if restored is not None:
-            details["restored"] = {"names": restored["names"], "skipped": restored["skipped"]}
+            details["restored"] = restored
             details["tool_output"] = restored_line(restored) + "\n" + details["tool_output"]
         self.emit(envelopes.status(state, execution_count=result.execution_count,
                                    duration_ms=_ms(began), files=files, **details), job.call_id)
@@ -563,15 +595,90 @@ class ThreadSession:
             await self.snapshots.cleared()
         self.emit(envelopes.status("restarted"), None)
 
-    async def release_kernel(self, reason: str) -> None:
-        """Idle culling: free the kernel (and its working directory); files stay in the store."""
-        async with self._kernel_lock:
-            if self.kernel is not None and self.current is None:
-                await self._take_snapshot("idle release")
-                await self.pool.release(self.kernel)
-                self.kernel = None
-                self._lost_kernel_reason = reason
-                self.snapshots.kernel_replaced()
+    async def hibernate(self, reason: str, detail: str = "", *, wait: bool = False) -> bool:
+        """Store the thread (namespace snapshot with cwd, environment and execution count; the
+        working directory's files) and stop its kernel; False when it is not idle: a running,
+        queued or restoring thread is never hibernated. The next request restores it.
+        ``wait``: first wait until a running cell and its bookkeeping are over (on request)."""
+        while wait and (self.busy or self.queued or self._kernel_lock.locked()):
+            await asyncio.sleep(0.05)
+        if not self.state().has_kernel or self.busy or self.queued or self._kernel_lock.locked():
+            return False
+        async with self._kernel_lock:  # taken at once: it was free, and nothing yielded since
+            kernel = self.kernel
+            assert kernel is not None  # checked above, with no await in between
+            language = self.language or languages.DEFAULT
+            if language == languages.DEFAULT:
+                report = await self._take_snapshot(f"hibernate: {reason}")
+            else:  # the snapshot code is IPython's (kernels/startup/20-snapshots.py)
+                report = {"error": f"a {language} thread's variables are not kept (snapshots "
+                                   "are Python's)", "names": 0, "skipped": []}
+            missing = await self._store_workdir(kernel.spec.workdir)
+            await self.pool.release(kernel)
+            self.kernel = None
+            self.hibernated = reason
+            self.snapshots.kernel_replaced()
+            why = f"thread was hibernated ({detail or reason})"
+            if "error" in report:  # stopped anyway: keeping a kernel is what cannot wait
+                why += f"; its variables could not be saved: {report['error']}"
+            if missing:
+                why += f"; files not saved: {', '.join(missing[:10])}"
+            self._lost_kernel_reason = (f"{why}; a new kernel was started and the thread "
+                                        "restored")
+            self.metrics.hibernated(reason, "error" in report and self.settings.snapshots
+                                    and language == languages.DEFAULT)
+            log.info("thread %s hibernated (%s%s)", self.thread_id, reason,
+                     f"; snapshot failed: {report['error']}" if "error" in report else "")
+            return True
+
+    async def _store_workdir(self, workdir: Path) -> list[str]:
+        """Put into the store what the working directory holds and the store does not yet
+        (files changed since the last cell's scan, uploads); the paths that failed."""
+        try:
+            now = await self.workdir_jobs.run(snapshot, workdir)
+        except OSError as exc:
+            log.warning("thread %s: working directory not scanned: %s", self.thread_id, exc)
+            return []
+        failed: list[str] = []
+        for name in sorted(now):
+            shown = display_name(name)
+            if now[name] == self._workdir_seen.get(name) and shown in self._saved_paths:
+                continue
+
+            def store(name: str = name, shown: str = shown) -> StoredFile:
+                with open_regular_file(workdir, name) as reader:
+                    return self.store.put_stream(self.thread_id, self.owner, shown, reader)
+
+            try:
+                await self.workdir_jobs.run(store)
+            except (GatewayError, OSError) as exc:
+                log.warning("thread %s: file not stored at hibernation: %s", self.thread_id,
+                            exc)
+                failed.append(shown)
+                continue
+            self._saved_paths.add(shown)
+        self._saved_paths &= {display_name(name) for name in now}
+        self._workdir_seen = now
+        return failed
+
+    def _restore_report(self, restored: dict | None, restoring: float) -> dict | None:
+        """What the first status of a new kernel says came back and what did not; after a
+        wake-up also the files, and the restore is counted."""
+        woke, self._woke = self._woke, None
+        if restored is None and woke is None:
+            return None
+        restored = dict(restored or {"names": 0, "skipped": []})
+        restored.pop("kernel_died", None)
+        skipped = restored.get("skipped") or []
+        whole = next((item["reason"] for item in skipped if item["name"] == "*"), None)
+        if whole is not None:  # nothing of the namespace came back: the kernel is clean
+            restored["failed"] = whole
+        if woke is not None:
+            restored.update(hibernated=woke["hibernated"], files=woke["files"],
+                            files_missing=woke["files_missing"])
+            self.metrics.restored(woke["seconds"] + time.monotonic() - restoring,
+                                  whole is not None)
+        return restored
 
     async def snapshot(self, why: str) -> dict:
         """A snapshot of the namespace now (shutdown, ``gateway thread snapshot``); waits for
@@ -644,6 +751,7 @@ class ThreadSession:
             "owner": self.owner,
             "language": self.language or languages.DEFAULT,
             "kernel": self.kernel.id if self.kernel else None,
+            "hibernated": self.hibernated,
             "busy": self.busy,
             "queued": self.queued,
             "executions": self.executions,

@@ -72,7 +72,7 @@ class ThreadSnapshots:
 
     # -- what the session tells us -----------------------------------------------------------
     def kernel_replaced(self) -> None:
-        """A new kernel that is not a clean slate (idle release, death, healing)."""
+        """A new kernel that is not a clean slate (hibernation, death, healing)."""
         self.pending = self.settings.snapshots
 
     async def cleared(self) -> None:
@@ -183,7 +183,7 @@ class ThreadSnapshots:
                                              f"(restore cell ended {result.state}: {detail})"}]}
         report.pop("error", None)
         report.pop("bytes", None)
-        if report["names"] == 0 and not report["skipped"]:
+        if report["names"] == 0 and not report["skipped"] and not report.get("state"):
             return None  # an empty namespace came back: nothing worth a line to the model
         return report
 

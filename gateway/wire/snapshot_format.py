@@ -59,12 +59,37 @@ def _checked(report: dict[str, Any]) -> dict[str, Any]:
             skipped.append({"name": item["name"][:MAX_REASON_CHARS],
                             "reason": str(reason)[:MAX_REASON_CHARS]})
     checked["skipped"] = skipped[:MAX_SKIPPED_REPORTED]
+    state = report.get("state")
+    if isinstance(state, dict):  # what a restore brought back besides names
+        back: dict[str, Any] = {}
+        if isinstance(state.get("cwd"), str):
+            back["cwd"] = state["cwd"][:MAX_REASON_CHARS]
+        if isinstance(state.get("environment"), list):
+            back["environment"] = [str(name)[:MAX_REASON_CHARS]
+                                   for name in state["environment"][:MAX_SKIPPED_REPORTED]]
+        count = state.get("execution_count")
+        if isinstance(count, int) and not isinstance(count, bool):
+            back["execution_count"] = count
+        checked["state"] = back
     return checked
 
 
 def restored_line(restored: dict[str, Any]) -> str:
     """One line for ``tool_output``: the model learns which names are gone and why."""
+    if restored.get("failed"):
+        return (f"[the thread's variables could NOT be restored ({restored['failed']}); this "
+                "kernel starts clean: define them again]")
     line = f"[variables restored from the thread's last snapshot: {restored['names']} name(s)"
+    if restored.get("files"):
+        line += f"; {restored['files']} file(s) back in /mnt/data"
+    state = restored.get("state") or {}
+    if "cwd" in state:
+        line += f"; working directory {state['cwd']}"
+    if state.get("environment"):
+        line += f"; environment variable(s) {', '.join(state['environment'][:10])}"
+    missing = restored.get("files_missing") or []
+    if missing:
+        line += f"; files NOT restored: {', '.join(missing[:10])}"
     skipped = restored.get("skipped") or []
     if skipped:
         listed = "; ".join(f"{item['name']} ({item['reason']})" for item in skipped[:10])

@@ -19,7 +19,10 @@ def _gateway_snapshots():
     import types
 
     magic = b"GWSNAP1\n"
-    snapshot_file = ".gateway-snapshot"  # in the working directory; hidden from file scans
+    # The working directory (/mnt/data) is where the kernel starts; the thread may chdir away,
+    # and the gateway looks for the snapshot here, not in the thread's cwd.
+    start_cwd = os.getcwd()
+    snapshot_file = os.path.join(start_cwd, ".gateway-snapshot")  # hidden from file scans
     shell = get_ipython()  # noqa: F821
     every_cell_below = int(os.environ.get("KERNEL_SNAPSHOT_EVERY_CELL_BELOW", "0"))
     default_limit = int(os.environ.get("KERNEL_SNAPSHOT_LIMIT", str(256 << 20)))
@@ -31,6 +34,51 @@ def _gateway_snapshots():
     ignored = {"In", "Out", "exit", "quit", "get_ipython"}
 
     missing = object()
+    # The environment the kernel started with: what the thread changed in it is kept.
+    start_environ = dict(os.environ)
+
+    def thread_state(with_environment: bool) -> dict:
+        """cwd and execution count; with the environment the thread set only for a full
+        snapshot: after a cell (post_run_cell) os.environ still holds that cell's ``env``,
+        values the gateway sets for one cell and must never write anywhere."""
+        state = {"execution_count": shell.execution_count}
+        try:
+            state["cwd"] = os.getcwd()
+        except OSError:  # the directory was deleted under the kernel
+            pass
+        if with_environment:
+            changed = {k: v for k, v in os.environ.items() if start_environ.get(k) != v}
+            unset = sorted(set(start_environ) - set(os.environ))
+            if changed:
+                state["environ"] = changed
+            if unset:
+                state["unset"] = unset
+        return state
+
+    def apply_state(state: dict, skipped: list) -> dict:
+        """Bring back a snapshot's cwd, environment and execution count; what came back."""
+        back = {}
+        cwd = state.get("cwd")
+        if isinstance(cwd, str) and cwd != os.getcwd():
+            try:
+                if cwd.startswith(start_cwd + os.sep):  # an empty directory is not a file
+                    os.makedirs(cwd, exist_ok=True)     # the gateway keeps: made again
+                os.chdir(cwd)
+                back["cwd"] = cwd
+            except OSError as exc:
+                skipped.append({"name": "(working directory)", "reason": reason_of(exc)})
+        environ = state.get("environ") or {}
+        for name, value in environ.items():
+            os.environ[name] = value
+        for name in state.get("unset") or []:
+            os.environ.pop(name, None)
+        if environ or state.get("unset"):
+            back["environment"] = sorted([*environ, *(state.get("unset") or [])])
+        count = state.get("execution_count")
+        if isinstance(count, int) and count > shell.execution_count:
+            shell.execution_count = count
+            back["execution_count"] = count
+        return back
 
     def user_names() -> list:
         # Runs after every cell: the namespace also holds IPython's _i1, _1, ... (two names
@@ -106,7 +154,7 @@ def _gateway_snapshots():
         text = f"{type(exc).__name__}: {exc}"
         return text if len(text) <= 200 else text[:197] + "..."
 
-    def write(path: str, names: list, limit: int) -> dict:
+    def write(path: str, names: list, limit: int, state: dict) -> dict:
         """Pickle ``names`` into ``path``; over ``limit`` the largest are skipped and named."""
         import cloudpickle
 
@@ -149,11 +197,13 @@ def _gateway_snapshots():
             if total > limit:
                 entries = drop_largest(out, entries, names, limit, skipped)
             index = json.dumps({"version": 1, "created": time.time(), "modules": modules,
-                                "names": entries, "skipped": skipped}).encode()
+                                "names": entries, "skipped": skipped,
+                                "state": state}).encode()
             out.write(index)
             out.write(len(index).to_bytes(8, "big"))
         kept_names = [name for name, _, _ in entries]
-        digest = json.dumps([modules, skipped, [[n, digests[n]] for n in kept_names]])
+        digest = json.dumps([modules, skipped, [[n, digests[n]] for n in kept_names], state],
+                            sort_keys=True)
         return {"names": len(entries) + len(modules), "skipped": skipped,
                 "bytes": os.path.getsize(path), "digest": digest}
 
@@ -180,11 +230,11 @@ def _gateway_snapshots():
                 kept.append([name, offset, out.tell() - offset])
         return kept
 
-    def save(limit: int, names: list | None = None) -> dict:
+    def save(limit: int, names: list | None = None, full: bool = True) -> dict:
         names = user_names() if names is None else names
         partial = snapshot_file + ".part"
         try:
-            summary = write(partial, names, limit)
+            summary = write(partial, names, limit, thread_state(with_environment=full))
             digest = summary.pop("digest")
             if digest == state["digest"]:
                 os.unlink(partial)  # the same as the last one, which the gateway has
@@ -202,7 +252,7 @@ def _gateway_snapshots():
         return summary
 
     def take(limit: int = default_limit) -> None:
-        """A full snapshot now (idle release, shutdown, `gateway thread snapshot`); prints one
+        """A full snapshot now (hibernation, shutdown, `gateway thread snapshot`); prints one
         JSON line for the gateway."""
         try:
             summary = save(limit)
@@ -221,7 +271,7 @@ def _gateway_snapshots():
             if sum(estimate(value) for _, value in names) > every_cell_below:
                 seen(names)  # too large to take after every cell; a full snapshot takes it
                 return
-            save(every_cell_below, names)
+            save(every_cell_below, names, full=False)
         except Exception:  # a snapshot must never break the user's cell
             pass
 
@@ -230,7 +280,8 @@ def _gateway_snapshots():
         line: how many names came back and which did not, with why."""
         import pickle
 
-        loaded, skipped = 0, []
+        loaded, skipped, back = 0, [], {}
+        path = os.path.join(start_cwd, path)
         try:
             with open(path, "rb") as source:
                 if source.read(len(magic)) != magic:
@@ -253,6 +304,7 @@ def _gateway_snapshots():
                         loaded += 1
                     except Exception as exc:
                         skipped.append({"name": name, "reason": reason_of(exc)})
+                back = apply_state(index.get("state") or {}, skipped)
         except Exception as exc:
             skipped.append({"name": "*", "reason": f"snapshot unreadable: {reason_of(exc)}"})
         finally:
@@ -261,7 +313,8 @@ def _gateway_snapshots():
             except OSError:
                 pass
         seen(user_names())
-        print("@gateway-restore-report " + json.dumps({"names": loaded, "skipped": skipped}))
+        print("@gateway-restore-report " + json.dumps({"names": loaded, "skipped": skipped,
+                                                       "state": back}))
 
     module.take = take
     module.restore = restore

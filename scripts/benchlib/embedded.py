@@ -28,7 +28,7 @@ def local_settings(data_dir: Path, **overrides) -> Settings:
         memory_limit=512 * MiB,
         pids_limit=128,
         disk_limit=64 * MiB,
-        idle_timeout=3600.0,
+        hibernate_after=3600.0,
         kernel_start_timeout=120.0,
         pool_adaptive=False,  # a fixed pool: start counts stay exact
         max_threads_per_identity=24,

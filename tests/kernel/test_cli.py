@@ -166,7 +166,7 @@ def test_serve_refuses_settings_it_cannot_mean_with_one_message(tmp_path):
     with open(errors, "w") as sink:
         process = subprocess.Popen(
             [GATEWAY, "serve", "--port", "0", "--data-dir", str(tmp_path / "data"),
-             "--pool-size", "0", "--set", "sandbox=banana", "--idle-timeout", "-5s"],
+             "--pool-size", "0", "--set", "sandbox=banana", "--hibernate-after", "-5s"],
             stdout=subprocess.PIPE, stderr=sink, env=env, text=True)
     try:
         first = process.stdout.readline()  # the listening line, had it started
@@ -179,7 +179,7 @@ def test_serve_refuses_settings_it_cannot_mean_with_one_message(tmp_path):
     message = errors.read_text()
     assert message.startswith("error: invalid settings:\n"), message
     assert "sandbox: 'banana' is not one of 'bwrap', 'none' [on the command line]" in message
-    assert "idle_timeout: '-5s' is not a duration" in message
+    assert "hibernate_after: '-5s' is not a duration" in message
     assert "snapshots: 'banana' is not a bool" in message and "GATEWAY_SNAPSHOTS" in message
     assert "Traceback" not in message and message.count("error:") == 1
     assert not (tmp_path / "data").exists(), "nothing was started"

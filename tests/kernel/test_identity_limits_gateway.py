@@ -66,7 +66,7 @@ async def test_one_identity_cannot_take_every_kernel_or_the_whole_store(data_roo
 
             # A thread whose kernel went back for idleness is not live; taking a kernel again
             # counts against the share like a new thread does.
-            await session_of(running.gateway, "a1").release_kernel("released by the test")
+            assert await session_of(running.gateway, "a1").hibernate("requested", wait=True)
             assert running.gateway.live_threads_by_identity().get("alice") == 1
             assert (await alice.thread("a4").run("print('fourth')")).output == "fourth\n"
             again = await alice.thread("a1").run("print('back')")

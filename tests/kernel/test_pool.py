@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from support.blocking import CELL_UNTIL_GO, guarded, let_cell_go, wait_busy
 from support.gateways import session_of, start_gateway, stop_gateway, test_settings, thread_key
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -18,11 +19,19 @@ async def test_full_pool_gives_a_clear_error_not_a_crash(data_root):
         async with await running.client() as client:
             first, second, third = (client.thread(f"full-{i}") for i in range(3))
             assert (await first.run("1")).state == "complete"
-            assert (await second.run("2")).state == "complete"
+            # Both kernels run a cell: no idle thread can be hibernated for the third one.
+            second_runs = asyncio.ensure_future(second.run(CELL_UNTIL_GO))
+            first_runs = asyncio.ensure_future(first.run(CELL_UNTIL_GO))
+            for name in ("full-0", "full-1"):
+                await wait_busy(session_of(running.gateway, name))
             refused = await third.run("3")
             assert refused.state == "error"
             assert refused.status["error_code"] == "pool_exhausted"
             assert "kernels are in use" in refused.status["reason"]
+            for name in ("full-0", "full-1"):
+                let_cell_go(session_of(running.gateway, name))
+            assert (await guarded(first_runs)).output == "go\n"
+            assert (await guarded(second_runs)).output == "go\n"
             await first.close()
             for _ in range(100):  # closing frees a place; the next lease starts a kernel
                 if thread_key("full-0") not in running.gateway.threads:
@@ -36,7 +45,7 @@ async def test_full_pool_gives_a_clear_error_not_a_crash(data_root):
 async def test_idle_thread_loses_its_kernel_but_not_its_files(data_root):
     # snapshots off: the variables then go with the kernel (test_snapshots.py: they come back)
     running = await start_gateway(test_settings(data_root / "idle", pool_size=1,
-                                                idle_timeout=1.0, snapshots=False))
+                                                hibernate_after=1.0, snapshots=False))
     try:
         async with await running.client() as client:
             thread = client.thread("idle")

@@ -153,7 +153,7 @@ async def test_results_by_id_outlive_the_kernel_and_only_for_their_owner(running
                             "print('answer', 42)")
     assert done.state == "complete"
     session = session_of(running.gateway, thread_id)
-    await session.release_kernel("released by the test")
+    assert await session.hibernate("requested", wait=True)
     assert session.kernel is None
     url = f"{running.http}/threads/{thread_id}/calls/{done.call_id}"
     status, body = await asyncio.to_thread(http_get_json, url, "tok-alice")

@@ -70,7 +70,7 @@ def assert_restored(status: dict) -> None:
 
 async def test_variables_survive_the_idle_release(data_root):
     running = await start_gateway(test_settings(data_root / "snap-idle", pool_size=1,
-                                                idle_timeout=2.0))
+                                                hibernate_after=2.0))
     try:
         async with await running.client() as client:
             thread = client.thread("idle")
@@ -90,7 +90,10 @@ async def test_variables_survive_the_idle_release(data_root):
             assert clean.output == "[]\n" and "restored" not in clean.status
             await wait_released(session_of(running.gateway, "idle"))
             later = await thread.run("print('x' in globals())")
-            assert later.output == "False\n" and "restored" not in later.status
+            assert later.output == "False\n", later.status
+            # The wake-up is reported (the file notes.txt came back), no variable with it.
+            assert later.status["restored"]["names"] == 0
+            assert later.status["restored"]["hibernated"] == "idle"
     finally:
         await stop_gateway(running)
 
@@ -212,7 +215,10 @@ async def test_a_dead_kernel_comes_back_with_the_last_per_cell_snapshot(running,
     assert died.state == "killed"
     after = await thread.run("print(values, name, math.pi > 3)")
     assert after.output == "[1, 2, 3, 4] kept True\n", after.status
-    assert after.status["restored"] == {"names": 3, "skipped": []}
+    # The per-cell snapshot also keeps the execution count: numbering goes on, as in one kernel.
+    assert after.status["restored"] == {"names": 3, "skipped": [],
+                                        "state": {"execution_count": 3}}
+    assert after.status["execution_count"] == 3
 
 
 async def test_restart_is_a_clean_slate_even_after_a_later_death(running, client, thread_id):

@@ -24,3 +24,31 @@ class Blocker:
         self._loop.call_soon_threadsafe(self.started.put_nowait, number)
         assert self.release.wait(HANG_GUARD), "hang guard: never released"
         return number
+
+
+# A cell that runs until the test puts the file "go" into its working directory
+# (``let_cell_go``), then prints "go"; a test that never does fails after HANG_GUARD.
+CELL_UNTIL_GO = f"""
+import os, time
+for _ in range({HANG_GUARD * 20}):
+    if os.path.exists("/mnt/data/go"):
+        break
+    time.sleep(0.05)
+else:
+    raise TimeoutError("hang guard: never let go")
+os.remove("/mnt/data/go")
+print("go")
+"""
+
+
+async def wait_busy(session) -> None:
+    """Until the thread's cell runs (a ``gateway.threads.session.ThreadSession``)."""
+    for _ in range(HANG_GUARD * 20):
+        if session.busy:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"thread {session.client_thread_id} never started its cell")
+
+
+def let_cell_go(session) -> None:
+    (session.kernel.spec.workdir / "go").write_text("")

@@ -30,7 +30,7 @@ def test_settings(data_dir: Path, **overrides) -> Settings:
         memory_limit=512 * MiB,
         pids_limit=128,
         disk_limit=64 * MiB,
-        idle_timeout=3600.0,
+        hibernate_after=3600.0,
         kernel_start_timeout=120.0,  # shared CI machines can be very slow at times
         # A fixed pool: the suite opens hundreds of threads in minutes, a "burst" that would
         # keep 2 cores busy starting warm kernels and make start counts inexact. The adaptive

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway import config, constraints
-from gateway.config import MiB, Settings, SettingsError, coerce, from_environment
+from gateway.config import FIELDS, MiB, Settings, SettingsError, coerce, from_environment
 from gateway.errors import GatewayError
 from support.gateways import test_settings
 
@@ -49,7 +49,7 @@ def test_an_unknown_sandbox_is_refused_by_name():
     (dict(pool_size=-1), ("pool_size", "-1 is out of range: at least 0")),
     (dict(max_kernels=-1), ("max_kernels", "-1 is out of range: 0 (from the host) or at least 1")),
     (dict(max_queued_executions=0), ("max_queued_executions", "0 is out of range: at least 1")),
-    (dict(idle_timeout=0), ("idle_timeout", "0.0 is out of range: more than 0 seconds")),
+    (dict(hibernate_after=0), ("hibernate_after", "0.0 is out of range: more than 0 seconds")),
     (dict(lease_wait=-1), ("lease_wait", "-1.0 is out of range: at least 0 seconds")),
     (dict(execution_timeout=float("inf")), ("execution_timeout", "inf is not a finite number")),
     (dict(cpu_limit=0), ("cpu_limit", "0.0 is out of range: more than 0")),
@@ -143,23 +143,23 @@ def test_what_the_rules_allow():
 
 def test_every_problem_at_once_in_one_message():
     with pytest.raises(SettingsError) as caught:
-        Settings(sandbox="banana", port=70000, idle_timeout=-5, tls_cert="c.pem",
+        Settings(sandbox="banana", port=70000, hibernate_after=-5, tls_cert="c.pem",
                  log_level="loud")
     assert [name for name, _ in caught.value.problems] == [
-        "port", "idle_timeout", "sandbox", "log_level", "tls_cert"]
+        "port", "hibernate_after", "sandbox", "log_level", "tls_cert"]
     assert str(caught.value) == (
         "invalid settings:\n"
         "  port: 70000 is out of range: 0..65535\n"
-        "  idle_timeout: -5.0 is out of range: more than 0 seconds\n"
+        "  hibernate_after: -5.0 is out of range: more than 0 seconds\n"
         "  sandbox: 'banana' is not one of 'bwrap', 'none'\n"
         "  log_level: 'loud' is not one of 'DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL'\n"
         "  tls_cert: tls_cert and tls_key go together: set both (PEM files) or neither")
 
 
 def test_lenient_only_where_unambiguous():
-    settings = Settings(idle_timeout=90, log_level="debug", data_dir="/srv/gw",
+    settings = Settings(hibernate_after=90, log_level="debug", data_dir="/srv/gw",
                         allowed_hosts=["gw.example"])
-    assert settings.idle_timeout == 90.0 and type(settings.idle_timeout) is float
+    assert settings.hibernate_after == 90.0 and type(settings.hibernate_after) is float
     assert settings.data_dir == Path("/srv/gw") and settings.allowed_hosts == ("gw.example",)
 
 
@@ -170,7 +170,7 @@ SIZES = {"memory_limit", "disk_limit", "file_size_limit", "replay_buffer_bytes",
          "thread_file_quota", "total_file_quota", "identity_file_quota", "snapshot_limit",
          "snapshot_every_cell_below", "max_message_bytes", "memory_floor"}
 DURATIONS = {"pool_rate_window", "pool_burst_window", "pool_horizon", "lease_wait",
-             "idle_timeout", "kernel_start_timeout", "execution_timeout", "max_timeout",
+             "hibernate_after", "kernel_start_timeout", "execution_timeout", "max_timeout",
              "shutdown_grace", "interrupt_grace", "replay_buffer_seconds", "result_retention",
              "file_retention", "snapshot_timeout", "node_lease"}
 
@@ -187,7 +187,7 @@ def test_sizes_and_durations_are_declared_not_guessed():
 @pytest.mark.parametrize(("name", "text", "value"), [
     ("memory_limit", "512MiB", 512 * MiB), ("disk_limit", "1GiB", GiB),
     ("max_message_bytes", "10MB", 10**7), ("thread_file_quota", "1073741824", GiB),
-    ("idle_timeout", "15m", 900.0), ("file_retention", "30d", 30 * 86400.0),
+    ("hibernate_after", "15m", 900.0), ("file_retention", "30d", 30 * 86400.0),
     ("execution_timeout", "90s", 90.0), ("result_retention", "2h", 7200.0),
     ("lease_wait", "0.5", 0.5), ("cpu_limit", "1.5", 1.5), ("pool_size", "3", 3),
     ("port", "0", 0), ("allowed_hosts", "a.example, b.example", ("a.example",
@@ -202,8 +202,8 @@ def test_text_is_read_by_the_fields_type_and_unit(name, text, value):
     ("memory_limit", "12 parsecs", "'12 parsecs' is not a size: bytes, or a whole number"),
     ("memory_limit", "1.5GiB", "'1.5GiB' is not a size"),
     ("memory_limit", "-5", "'-5' is not a size"),
-    ("idle_timeout", "-5s", "'-5s' is not a duration: seconds, or a number with ms, s, m, h"),
-    ("idle_timeout", "soon", "'soon' is not a duration"),
+    ("hibernate_after", "-5s", "'-5s' is not a duration: seconds, or a number with ms, s, m, h"),
+    ("hibernate_after", "soon", "'soon' is not a duration"),
     ("pool_size", "5MiB", "'5MiB' is not a whole number"),  # a count, not a size
     ("max_output_chars", "1MiB", "'1MiB' is not a whole number"),
     ("cpu_limit", "2 cores", "'2 cores' is not a number"),
@@ -226,6 +226,23 @@ def test_an_unknown_name_is_an_error_with_the_closest_one():
         assert str(caught.value) == message
 
 
+def test_a_renamed_setting_is_refused_with_its_new_name_from_every_source(tmp_path):
+    # idle_timeout now means hibernation (hibernate_after): silently ignoring the old name
+    # would run a deployment on a default it never chose.
+    file = tmp_path / "gateway.toml"
+    file.write_text('idle_timeout = "30m"\n')
+    with pytest.raises(SettingsError) as caught:
+        from_environment({"GATEWAY_IDLE_TIMEOUT": "1h"}, config_file=file,
+                         texts={"idle_timeout": "5m"})
+    message = "renamed to 'hibernate_after': set that instead"
+    assert sorted(caught.value.problems) == sorted([
+        ("idle_timeout", f"{message} [in {file}]"),
+        ("idle_timeout", f"{message} [from GATEWAY_IDLE_TIMEOUT]"),
+        ("idle_timeout", f"{message} [on the command line]"),
+    ])
+    assert "idle_timeout" not in FIELDS
+
+
 @pytest.mark.parametrize(("text", "value"), [
     ("true", True), ("TRUE", True), ("1", True), ("yes", True), ("On", True),
     ("false", False), ("0", False), ("no", False), ("off", False), (" False ", False),
@@ -243,7 +260,7 @@ def test_a_bad_token_entry_never_shows_the_token():
 def test_every_source_at_once_and_where_each_value_came_from(tmp_path):
     file = tmp_path / "gateway.toml"
     file.write_text('pool_size = "abc"\nmax_kernels = 1.5\nsandbox = 3\nsandbx = "none"\n'
-                    'memory_limit = "512MiB"\nidle_timeout = "15m"\nsnapshots = "banana"\n')
+                    'memory_limit = "512MiB"\nhibernate_after = "15m"\nsnapshots = "banana"\n')
     with pytest.raises(SettingsError) as caught:
         from_environment({"GATEWAY_LOG_JSON": "banana", "GATEWAY_PORT": "99999"},
                          config_file=file, texts={"kernel_start": "spawn", "disk_limit": "1pb"},
@@ -267,11 +284,11 @@ def test_every_source_at_once_and_where_each_value_came_from(tmp_path):
 
 def test_units_in_every_source(tmp_path):
     file = tmp_path / "gateway.toml"
-    file.write_text('memory_limit = "512MiB"\nidle_timeout = "15m"\nfile_retention = 86400\n'
+    file.write_text('memory_limit = "512MiB"\nhibernate_after = "15m"\nfile_retention = 86400\n'
                     'snapshots = "off"\n')
     settings = from_environment({"GATEWAY_DISK_LIMIT": "1GiB", "GATEWAY_LEASE_WAIT": "2s"},
                                 config_file=file, texts={"execution_timeout": "2m"})
-    assert (settings.memory_limit, settings.idle_timeout, settings.file_retention) == (
+    assert (settings.memory_limit, settings.hibernate_after, settings.file_retention) == (
         512 * MiB, 900.0, 86400.0)
     assert settings.snapshots is False
     assert (settings.disk_limit, settings.lease_wait, settings.execution_timeout) == (

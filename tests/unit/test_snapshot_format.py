@@ -70,3 +70,34 @@ def test_the_gateway_process_never_loads_a_pickle():
                  if re.search(r"\b(import (cloud)?pickle|from (cloud)?pickle|"
                               r"import dill|marshal\.loads?)\b", path.read_text())]
     assert offenders == []
+
+
+def test_the_state_a_restore_brought_back_is_checked_and_bounded():
+    report = parse_report(RESTORE_MARKER + json.dumps({
+        "names": 2, "skipped": [],
+        "state": {"cwd": "/mnt/data/" + "d" * 500, "environment": ["A", 7] + ["B"] * 100,
+                  "execution_count": 12, "extra": "dropped"}}), RESTORE_MARKER)
+    state = report["state"]
+    assert set(state) == {"cwd", "environment", "execution_count"}
+    assert len(state["cwd"]) == 200 and state["environment"][:2] == ["A", "7"]
+    assert len(state["environment"]) == 50 and state["execution_count"] == 12
+    forged = parse_report(RESTORE_MARKER + json.dumps({
+        "names": 1, "skipped": [], "state": {"cwd": 5, "execution_count": True}}),
+        RESTORE_MARKER)
+    assert forged["state"] == {}
+
+
+def test_restored_line_says_what_came_back_besides_names():
+    line = restored_line({"names": 3, "skipped": [], "files": 2, "files_missing": ["big.bin"],
+                          "state": {"cwd": "/mnt/data/sub", "environment": ["MY_VAR"]}})
+    assert "\n" not in line
+    assert "2 file(s) back in /mnt/data" in line and "working directory /mnt/data/sub" in line
+    assert "MY_VAR" in line and "files NOT restored: big.bin" in line
+
+
+def test_a_failed_restore_says_the_kernel_is_clean():
+    line = restored_line({"names": 0, "failed": "snapshot unreadable: ValueError: not a "
+                                                "snapshot file",
+                          "skipped": [{"name": "*", "reason": "snapshot unreadable"}]})
+    assert line.startswith("[the thread's variables could NOT be restored (snapshot unreadable")
+    assert "starts clean" in line and "\n" not in line

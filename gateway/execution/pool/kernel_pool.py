@@ -15,7 +15,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,8 +40,9 @@ CLOSE_MARGIN = 10.0  # seconds past kernel_start_timeout that close() waits for 
 FORK_STARTS_PER_CORE = 4  # concurrent kernel starts per core when kernels are forked
 # How often the adaptive target is recomputed without a lease (so it falls back when idle).
 RETARGET_INTERVAL = 5.0
-# A lease refused for memory looks again this often: memory is freed without telling the pool.
-ADMISSION_RECHECK = 1.0
+# A lease that may not start a kernel looks again this often: memory is freed without telling
+# the pool, and a thread whose cell ends frees nothing by itself but becomes one to hibernate.
+RECHECK = 1.0
 
 
 @dataclass
@@ -86,6 +87,13 @@ class KernelPool:
         self.decision: Decision = self.demand.decide(time.monotonic())
         self.target = floor
         self._waiting = 0  # new threads waiting in lease() for a kernel
+        # Set by the gateway: hibernate the least recently used idle thread (of any language),
+        # True when one was. The pool knows kernels, not threads.
+        self.make_room: Callable[[], Awaitable[bool]] | None = None
+        # Places make_room is freeing or freed for a lease of this pool, not yet taken: no
+        # refill and no other lease may take them.
+        self._reserved = 0
+        self._warming = 0  # of _starting: kernels on their way to the warm list
         self.draining = False
         self._warm: list[Kernel] = []
         self._leased: set[Kernel] = set()
@@ -115,8 +123,10 @@ class KernelPool:
         return sum(pool.total for pool in self.group)
 
     def admission(self) -> str | None:
-        """May one more kernel (of any language) start now? None: yes; else why not."""
-        return self.capacity.admits(self.group_total,
+        """May one more kernel (of any language) start now? None: yes; else why not. A place
+        reserved for a lease that hibernated a thread for it counts as taken."""
+        reserved = sum(pool._reserved for pool in self.group)
+        return self.capacity.admits(self.group_total + reserved,
                                     sum(pool._starting for pool in self.group))
 
     async def start(self) -> None:
@@ -235,6 +245,7 @@ class KernelPool:
         while (not self.draining and len(self._warm) + self._starting < self.target
                and self.admission() is None):
             self._starting += 1
+            self._warming += 1
             self._spawn(self._warm_one())
 
     def refill(self) -> None:
@@ -261,9 +272,11 @@ class KernelPool:
                                         2.0 ** max(0, self.stats.failing_starts - 1)))
         except BaseException:
             self._starting -= 1
+            self._warming -= 1
             raise
         async with self._changed:
             self._starting -= 1
+            self._warming -= 1
             if kernel is not None:
                 if self.draining:
                     self._spawn(self._discard(kernel))
@@ -275,8 +288,9 @@ class KernelPool:
     async def lease(self) -> Kernel:
         """A warm kernel (with its fresh working directory) for a new thread.
 
-        When none is warm and the pool is at its maximum, wait up to ``lease_wait`` seconds
-        for capacity, then raise ``PoolExhausted``.
+        When none is warm and the pool is at its maximum, the least recently used idle thread
+        is hibernated for it (``make_room``); when every thread is busy, wait up to
+        ``lease_wait`` seconds for capacity, then raise ``PoolExhausted``.
         """
         if self.draining:
             raise PoolExhausted("the gateway is draining: no new threads")
@@ -303,6 +317,10 @@ class KernelPool:
             refusal = self.admission()
             if refusal is None:
                 return await self._start_leased()
+            # A warm kernel on its way that no other waiter claims is this lease's: no thread
+            # is hibernated for a place that is about to be free anyway.
+            if self._warming <= self._waiting and await self._make_room():
+                return await self._start_leased(reserved=True)
             remaining = deadline - time.monotonic()
             if self._starting:
                 # A kernel on its way is worth waiting for even past ``lease_wait``.
@@ -313,13 +331,26 @@ class KernelPool:
             try:
                 async with self._changed:
                     try:
-                        await asyncio.wait_for(self._changed.wait(),
-                                               min(remaining, ADMISSION_RECHECK))
+                        await asyncio.wait_for(self._changed.wait(), min(remaining, RECHECK))
                     except TimeoutError:
                         pass
             finally:
                 self._waiting -= 1
             self._refill()
+
+    async def _make_room(self) -> bool:
+        """Hibernate an idle thread for this lease; its place stays reserved for it (True)."""
+        if self.make_room is None:
+            return False
+        self._reserved += 1  # before the victim's release, which refills every pool
+        try:
+            freed = await self.make_room()
+        except Exception:  # a failed hibernation must not fail the lease: it waits instead
+            log.exception("hibernating an idle thread for a new one failed")
+            freed = False
+        if not freed:
+            self._reserved -= 1
+        return freed
 
     def _retire_warm_elsewhere(self) -> None:
         """No more kernels may start (``max_kernels`` or memory) and this language needs one:
@@ -333,10 +364,12 @@ class KernelPool:
                 pool._spawn(pool._discard(kernel))
                 return
 
-    async def _start_leased(self) -> Kernel:
+    async def _start_leased(self, reserved: bool = False) -> Kernel:
         # Counted from here to the end, whatever happens: a lease cancelled on the way (its
         # thread closed, its client gone) must not leave a start counted that never ends.
         self._starting += 1
+        if reserved:  # the place make_room freed becomes this start's, with no gap between
+            self._reserved -= 1
         try:
             self._retarget()  # a burst: warm kernels for the threads after this one
             workdir = await self._new_workdir()
@@ -451,6 +484,7 @@ class KernelPool:
             "new_threads_per_minute": round(decision.rate_per_minute, 2),
             "recent_new_threads": decision.recent_leases,
             "waiting": self._waiting,
+            "reserved": sum(pool._reserved for pool in self.group),
             "max_kernels": self.capacity.limit,  # in force: 0 in the settings is resolved
             "warm": len(self._warm),
             "starting": self._starting,
