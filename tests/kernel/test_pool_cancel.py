@@ -20,13 +20,16 @@ async def test_a_lease_cancelled_while_its_workdir_is_made_counts_no_start(data_
     running = await start_gateway(test_settings(data_root / "cancelled-lease", pool_size=0))
     pool = running.gateway.pool
     try:
-        entered, release = threading.Event(), threading.Event()
+        entered, release, made = threading.Event(), threading.Event(), threading.Event()
         make = pool.workdirs.create
 
         def slow_create():
             entered.set()
             assert release.wait(HANG_GUARD), "hang guard: never released"
-            return make()
+            try:
+                return make()
+            finally:
+                made.set()
 
         monkeypatch.setattr(pool.workdirs, "create", slow_create)
         lease = asyncio.create_task(pool.lease())
@@ -38,6 +41,7 @@ async def test_a_lease_cancelled_while_its_workdir_is_made_counts_no_start(data_
             await lease
         assert pool.snapshot()["starting"] == 0
         # The directory made for nobody is removed once it exists (its mount and uid too).
+        assert await guarded(asyncio.to_thread(made.wait, HANG_GUARD))
         for _ in range(200):
             if not any(pool.workdirs.root.iterdir()):
                 break
