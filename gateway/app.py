@@ -52,6 +52,7 @@ from .threads.hibernation import (
     IDLE,
     PRESSURE,
     SHUTDOWN,
+    can_hibernate,
     least_recent_idle,
 )
 from .threads.session import Listener, ThreadSession
@@ -255,14 +256,13 @@ class Gateway:
                 raise NotAllowed(f"unknown thread {thread_id!r}")
             if self.draining:
                 raise PoolExhausted("the gateway is draining: no new threads")
-            self._check_thread_limit(identity, self.live_threads_by_identity().get(identity, 0))
+            # Refused only when the share is taken by threads that cannot give their kernel up
+            # (a cell runs or waits): idle ones are hibernated when this one takes a kernel.
+            self._check_thread_limit(identity, self._working_threads_of(identity))
             session = ThreadSession(key, identity, self.settings, self.pool_for,
                                     self.store, self.metrics, self.results,
                                     workdir_io=self.workdir_io)
-            # Taking a kernel, the thread itself is live: more than the share is refused (a
-            # hibernated thread counts again only when it takes a kernel again).
-            session.admit = lambda: self._check_thread_limit(
-                identity, self.live_threads_by_identity().get(identity, 0) - 1)
+            session.admit = lambda: self._admit(identity)
             if self.cluster is not None:
                 session.fence = self.cluster.fence
                 if (reason := self._adoptions.pop(key, None)) is not None:
@@ -282,6 +282,23 @@ class Gateway:
                 counts[session.owner] = counts.get(session.owner, 0) + 1
         return counts
 
+    def _working_threads_of(self, identity: str) -> int:
+        """``identity``'s live threads that may not be hibernated now (a cell runs or waits,
+        or their kernel is being set up)."""
+        return sum(1 for s in self.threads.values()
+                   if s.owner == identity and s.live and not can_hibernate(s.state()))
+
+    async def _admit(self, identity: str) -> None:
+        """A thread of ``identity`` takes a kernel. Within the share it may; at the share, the
+        identity's own least recently used idle thread is hibernated for it (an identity's
+        threads may far outnumber its kernels, as all threads may); when every one of its
+        threads is working, it is refused."""
+        live = self.live_threads_by_identity().get(identity, 0) - 1  # besides the one asking
+        limit = self.settings.identity_thread_limit
+        while live >= limit and await self.hibernate_idle(1, CAPACITY, owner=identity) == 1:
+            live -= 1
+        self._check_thread_limit(identity, live)
+
     def _check_thread_limit(self, identity: str, live: int) -> None:
         """One identity may hold at most ``max_threads_per_identity`` live threads (threads
         with a kernel or work queued), so it cannot take every kernel from the others;
@@ -290,8 +307,8 @@ class Gateway:
         if live >= limit:
             self.metrics.identity_limit_refusals.labels("threads").inc()
             raise IdentityLimit(f"identity {identity!r} already has {live} live threads "
-                                f"(max_threads_per_identity = {limit}): close one, or wait "
-                                "until one is idle and its kernel is released")
+                                f"(max_threads_per_identity = {limit}), each running or "
+                                "waiting for a cell: wait until one is done, or close one")
 
     def adopt(self, thread_id: str, reason: str) -> None:
         """Cluster: this node just claimed a thread that ran elsewhere before."""
@@ -458,18 +475,19 @@ class Gateway:
                 log.exception("hibernating idle threads failed")
 
     # -- hibernation ------------------------------------------------------------------------
-    async def hibernate_idle(self, count: int, reason: str,
-                             idle_since: float | None = None) -> int:
+    async def hibernate_idle(self, count: int, reason: str, idle_since: float | None = None,
+                             owner: str | None = None) -> int:
         """Hibernate up to ``count`` idle threads, least recently used first (with
-        ``idle_since``: only those not active since that monotonic time); how many were.
-        Never a thread with a running, queued or restoring cell. For the idle culler, for a
-        lease at capacity, and for whatever watches the host's memory (reason "pressure")."""
+        ``idle_since``: only those not active since that monotonic time; with ``owner``: only
+        that identity's); how many were. Never a thread with a running, queued or restoring
+        cell. For the idle culler, for a lease at capacity, for an identity at its share, and
+        for the memory watch (reason "pressure")."""
         done = 0
         for _ in range(count + len(self.threads)):  # a thread that got busy meanwhile is passed
             if done >= count:
                 break
-            chosen = least_recent_idle((s.state() for s in self.threads.values()), 1,
-                                       idle_since)
+            chosen = least_recent_idle((s.state() for s in self.threads.values()
+                                        if owner is None or s.owner == owner), 1, idle_since)
             if not chosen:
                 break
             session = self.threads[chosen[0]]

@@ -101,9 +101,10 @@ class ThreadSession:
         # reason when not: the cell must not run here), and whether its files come back first.
         self.fence: Callable[[str], Awaitable[str | None]] | None = None
         self._adopted = False
-        # Asked before the thread takes a kernel (its first, or again after hibernation):
-        # raises when its identity already holds its share of live threads.
-        self.admit: Callable[[], None] | None = None
+        # Asked before the thread takes a kernel (its first, or again after hibernation): at
+        # its identity's share, one of the identity's idle threads is hibernated for it; when
+        # all of them are working, it raises.
+        self.admit: Callable[[], Awaitable[None]] | None = None
         self.hibernated: str | None = None  # why, while the thread is hibernated
         self._workdir_seen: dict[str, tuple[int, int]] = {}  # the scan after the last cell
         # After a wake-up, until the first cell's status reports it: why it slept, which files
@@ -291,7 +292,7 @@ class ThreadSession:
         """Lease, replace or heal the kernel; returns why a new kernel was needed, if one was."""
         if self.kernel is None:
             if self.admit is not None:
-                self.admit()
+                await self.admit()
             began = time.monotonic()
             self.language = self.language or languages.DEFAULT
             self.kernel = await self.pool.lease()
