@@ -293,8 +293,10 @@ class Gateway:
         identity's own least recently used idle thread is hibernated for it (an identity's
         threads may far outnumber its kernels, as all threads may); when every one of its
         threads is working, it is refused."""
-        live = self.live_threads_by_identity().get(identity, 0) - 1  # besides the one asking
         limit = self.settings.identity_thread_limit
+        if limit >= self.pool.capacity.limit:
+            return  # no stricter than the kernel limit: the pool makes room (or refuses) itself
+        live = self.live_threads_by_identity().get(identity, 0) - 1  # besides the one asking
         while live >= limit and await self.hibernate_idle(1, CAPACITY, owner=identity) == 1:
             live -= 1
         self._check_thread_limit(identity, live)
