@@ -20,13 +20,16 @@ def _gateway_snapshots():
 
     magic = b"GWSNAP1\n"
     snapshot_file = ".gateway-snapshot"  # in the working directory; hidden from file scans
+    # Left by a cell whose namespace changed: the gateway then runs ``flush`` (a hidden cell)
+    # after it sent the cell's status, so the snapshot is not part of the cell's time.
+    due_file = ".gateway-snapshot-due"
     shell = get_ipython()  # noqa: F821
     every_cell_below = int(os.environ.get("KERNEL_SNAPSHOT_EVERY_CELL_BELOW", "0"))
     default_limit = int(os.environ.get("KERNEL_SNAPSHOT_LIMIT", str(256 << 20)))
     module = types.ModuleType("_gateway_snapshots")
     # fingerprint: what the namespace looked like when last seen; keys: every key of the
     # namespace then (IPython's _i1, _1, ... included), for a C-speed check of new names.
-    state = {"fingerprint": None, "keys": None, "digest": None}
+    state = {"fingerprint": None, "keys": None, "digest": None, "due": False}
     # IPython's own names, and what a startup file left behind on purpose.
     ignored = {"In", "Out", "exit", "quit", "get_ipython"}
 
@@ -211,7 +214,9 @@ def _gateway_snapshots():
         print("@gateway-snapshot-report " + json.dumps(summary))
 
     def after_cell(result) -> None:
-        """post_run_cell: a snapshot when the namespace changed and is small enough."""
+        """post_run_cell: when the namespace changed and is small enough, a snapshot is due.
+        It runs before the kernel reports the cell done, so it only checks and leaves
+        ``due_file``; the gateway runs ``flush`` once the cell's status is out."""
         if every_cell_below <= 0 or not result.info.store_history:
             return
         try:
@@ -221,9 +226,21 @@ def _gateway_snapshots():
             if sum(estimate(value) for _, value in names) > every_cell_below:
                 seen(names)  # too large to take after every cell; a full snapshot takes it
                 return
-            save(every_cell_below, names)
+            state["due"] = True
+            with open(due_file, "wb"):
+                pass
         except Exception:  # a snapshot must never break the user's cell
             pass
+
+    def flush() -> None:
+        """The snapshot ``after_cell`` found due (a hidden cell of the gateway; no output)."""
+        if not state["due"]:
+            return
+        state["due"] = False
+        try:
+            save(every_cell_below)
+        except Exception:  # as after_cell: the next change tries again
+            state["fingerprint"] = state["keys"] = None
 
     def restore(path: str) -> None:
         """Load a snapshot the gateway placed at ``path`` (then delete it); prints one JSON
@@ -264,6 +281,7 @@ def _gateway_snapshots():
         print("@gateway-restore-report " + json.dumps({"names": loaded, "skipped": skipped}))
 
     module.take = take
+    module.flush = flush
     module.restore = restore
     sys.modules[module.__name__] = module
     shell.events.register("post_run_cell", after_cell)
