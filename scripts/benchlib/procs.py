@@ -125,7 +125,7 @@ class GatewayProc:
         if self.src is not None:  # A/B a change: same venv, another checkout's gateway/
             env["PYTHONPATH"] = str(self.src)
             # -P: the working directory must not shadow PYTHONPATH with another gateway/
-            launcher = [sys.executable, "-P", "-c", "from gateway.cli import main; main()"]
+            launcher = [sys.executable, "-P", "-c", "from gateway.cli.main import app; app()"]
         cmd = [*launcher, "serve", "--port", str(self.port),
                "--data-dir", str(self.data_dir), *self.args]
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log_path.open("w"),
