@@ -209,17 +209,22 @@ class Kernel:
         interrupt_grace: float,
         store_history: bool = True,
         interrupted: bool = False,
+        silent: bool = False,
     ) -> RunResult:
         """Execute ``code``; feed this cell's iopub messages to ``on_message`` until idle.
 
         ``store_history=False`` runs a cell the user never sees: not in ``In``, the execution
         count or ``executions``. ``interrupted``: the user interrupted the cell before it was
-        sent (it is interrupted at once, with the same re-send and grace)."""
+        sent (it is interrupted at once, with the same re-send and grace). ``silent`` (implies
+        ``store_history=False``): the kernel also skips its per-cell hooks (matplotlib's
+        figure flush, the snapshot check) and announces no ``execute_input``."""
         client = self._client
         assert client is not None  # a kernel runs cells once started
+        store_history = store_history and not silent
         self.executions += store_history
         self._discard_shell_replies()
-        msg_id = client.execute(code, store_history=store_history, allow_stdin=False)
+        msg_id = client.execute(code, silent=silent, store_history=store_history,
+                                allow_stdin=False)
         self._running = True
         self._user_interrupt_at = None
         try:

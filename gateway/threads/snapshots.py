@@ -134,7 +134,7 @@ class ThreadSnapshots:
         else:
             result = await kernel.run(FLUSH_CODE, lambda msg: None,
                                       self.settings.snapshot_timeout,
-                                      self.settings.interrupt_grace, store_history=False)
+                                      self.settings.interrupt_grace, silent=True)
             if result.state != "complete":
                 log.warning("thread %s: per-cell snapshot ended %s: %s", self.thread_id,
                             result.state, result.reason)
