@@ -202,6 +202,7 @@ def _gateway_snapshots():
                 pass
             raise
         seen(names)
+        state["due"] = False  # a full snapshot (take) covers a per-cell one still due
         return summary
 
     def take(limit: int = default_limit) -> None:
