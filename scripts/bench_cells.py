@@ -16,7 +16,7 @@ Prints medians, p90 and the ratios (gateway / baseline; <= 1.0 means the gateway
 and writes bench-results/bench-cells-<time>.json. Stops by itself (``--deadline``).
 
     .venv/bin/python -m scripts.bench_cells [--cells 300] [--chunk 10] [--notebooks 4]
-    .venv/bin/python -m scripts.bench_cells --only notebook --think 0.5
+    .venv/bin/python -m scripts.bench_cells --only notebook --think 0   # back to back
     .venv/bin/python -m scripts.bench_cells --set snapshot_every_cell_below=0   # A/B a setting
 """
 
@@ -211,7 +211,8 @@ def report(results: dict) -> None:
             print(f"  {name} cpu per cell: {value:.2f} ms")
     if "notebook" in results:
         nb = results["notebook"]
-        print("\nnotebook wall (ms)              median     p90      n")
+        print(f"\nnotebook wall (ms), {nb['think_s']} s between cells"
+              "\n                                median     p90      n")
         for side, row in nb["sides"].items():
             print(f"  {side:<28} {row['median_ms']:7.1f} {row['p90_ms']:7.1f} {row['n']:6d}")
         for name, value in nb["ratios"].items():
@@ -242,8 +243,9 @@ def main() -> int:
     parser.add_argument("--chunk", type=int, default=10,
                         help="1+1 cells in a row per side before the next side's turn")
     parser.add_argument("--notebooks", type=int, default=4, help="notebook runs per side")
-    parser.add_argument("--think", type=float, default=0.0,
-                        help="seconds between notebook cells (an agent's turn; not counted)")
+    parser.add_argument("--think", type=float, default=0.5,
+                        help="seconds between notebook cells, an agent's turn (not counted); "
+                             "0: back to back, the per-cell snapshot then delays the next cell")
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help=f"comma-separated: {', '.join(SECTIONS)}")
     parser.add_argument("--set", action="append", default=[], type=lambda s: s.split("=", 1),
