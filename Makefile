@@ -35,6 +35,7 @@ lint: setup
 
 bench: setup
 	$(PY) -m scripts.bench
+	$(PY) -m scripts.bench_cells
 	$(PY) -m scripts.bench_burst
 	$(PY) -m scripts.bench_start_method
 	$(PY) -m scripts.bench_density

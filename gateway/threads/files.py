@@ -9,7 +9,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -90,6 +90,35 @@ def _mib(size: int) -> str:
     return f"{size // 2**20} MiB"
 
 
+class Usage:
+    """Bytes stored per thread, per identity and in all, kept as files come and go: a quota
+    check must not sum the whole table (every cell stores a record, so it grows with use)."""
+
+    def __init__(self, rows: Iterable[tuple[str, str, int]] = ()) -> None:
+        self.threads: dict[str, int] = {}
+        self.owners: dict[str, int] = {}
+        self.total = 0
+        for thread_id, owner, size in rows:
+            self.add(thread_id, owner, size)
+
+    def add(self, thread_id: str, owner: str, size: int) -> None:
+        self.threads[thread_id] = self.threads.get(thread_id, 0) + size
+        self.owners[owner] = self.owners.get(owner, 0) + size
+        self.total += size
+
+    def remove(self, thread_id: str, owner: str, size: int) -> None:
+        for counts, key in ((self.threads, thread_id), (self.owners, owner)):
+            left = counts.get(key, 0) - size
+            if left > 0:
+                counts[key] = left
+            else:
+                counts.pop(key, None)
+        self.total = max(0, self.total - size)
+
+    def of(self, thread_id: str, owner: str) -> tuple[int, int, int]:
+        return self.threads.get(thread_id, 0), self.owners.get(owner, 0), self.total
+
+
 class _Store(Protocol):
     """What a class using ``StreamingPut`` supplies (for the type checker only)."""
 
@@ -129,7 +158,12 @@ class FileStore(StreamingPut):
                                   check_same_thread=False)
         self._lock = threading.Lock()
         self.db.execute("PRAGMA journal_mode=WAL")
+        # Durable across a crash of the gateway; a power loss may lose the last commits, as
+        # it may the blobs (never fsynced): no sync per stored cell record.
+        self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        self.usage = Usage(self.db.execute(
+            "SELECT thread_id, owner, SUM(size) FROM files GROUP BY thread_id, owner"))
 
     def put(self, thread_id: str, owner: str, name: str, data: bytes,
             mime_type: str | None = None) -> StoredFile:
@@ -142,15 +176,16 @@ class FileStore(StreamingPut):
                             len(data), hashlib.sha256(data).hexdigest())
 
     def _check_quota(self, thread_id: str, owner: str, size: int) -> None:
-        self.quotas.check(thread_id, owner, size, lambda: (
-            self._used("thread_id = ?", thread_id), self._used("owner = ?", owner),
-            self._used("1 = ?", 1)))
+        def used() -> tuple[int, int, int]:
+            with self._lock:
+                return self.usage.of(thread_id, owner)
+
+        self.quotas.check(thread_id, owner, size, used)
 
     def usage_by_owner(self) -> dict[str, int]:
         """Bytes stored per identity."""
         with self._lock:
-            rows = self.db.execute("SELECT owner, SUM(size) FROM files GROUP BY owner")
-            return {owner: int(size) for owner, size in rows.fetchall()}
+            return dict(self.usage.owners)
 
     def _commit(self, file_id: str, partial: Path, thread_id: str, owner: str, name: str,
                 mime_type: str | None, size: int, sha256: str) -> StoredFile:
@@ -163,13 +198,8 @@ class FileStore(StreamingPut):
                 (stored.id, stored.thread_id, stored.owner, stored.name, stored.mime_type,
                  stored.size, stored.sha256, stored.created),
             )
+            self.usage.add(stored.thread_id, stored.owner, stored.size)
         return stored
-
-    def _used(self, where: str, value: object) -> int:
-        with self._lock:
-            row = self.db.execute(f"SELECT COALESCE(SUM(size), 0) FROM files WHERE {where}",
-                                  (value,))
-            return int(row.fetchone()[0])
 
     def not_yet_stored(self, stored: StoredFile) -> str | None:
         """Why a stored file is not safe yet (None: it is; always, on local disk)."""
@@ -202,10 +232,12 @@ class FileStore(StreamingPut):
         """Delete files created more than ``older_than`` seconds ago; returns how many."""
         cutoff = time.time() - older_than
         with self._lock:
-            ids = [row[0] for row in self.db.execute("SELECT id FROM files WHERE created < ?",
-                                                     (cutoff,))]
-            for file_id in ids:
+            rows = self.db.execute("SELECT id, thread_id, owner, size FROM files "
+                                   "WHERE created < ?", (cutoff,)).fetchall()
+            ids = [row[0] for row in rows]
+            for file_id, thread_id, owner, size in rows:
                 self.db.execute("DELETE FROM files WHERE id = ?", (file_id,))
+                self.usage.remove(thread_id, owner, size)
         for file_id in ids:
             (self.blobs / file_id).unlink(missing_ok=True)
         return len(ids)

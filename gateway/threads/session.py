@@ -487,7 +487,7 @@ class ThreadSession:
         self.current = None
         async with self._kernel_lock:
             if self.kernel is kernel and state != "killed":
-                await self.snapshots.collect(workdir)
+                await self.snapshots.after_cell(kernel)
 
     @staticmethod
     async def _hidden_cell(kernel: Kernel, code: str, timeout: float) -> None:

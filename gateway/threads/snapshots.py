@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 SNAPSHOT_NAME = INTERNAL_PREFIX + "snapshot"  # in the store, a file of the thread
 KERNEL_FILE = ".gateway-snapshot"  # where the kernel writes one (20-snapshots.py)
 RESTORE_FILE = ".gateway-restore"  # where the gateway puts one for the kernel to load
+DUE_FILE = ".gateway-snapshot-due"  # a cell changed the namespace: a per-cell snapshot is due
+FLUSH_CODE = "__import__('sys').modules['_gateway_snapshots'].flush()"
 SIZE_SLACK = 1 << 20  # the index and framing beyond snapshot_limit
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL
 
@@ -112,6 +114,32 @@ class ThreadSnapshots:
                  report.get("names"), len(report.get("skipped", [])),
                  f", failed: {report['error']}" if "error" in report else "")
         return report
+
+    async def after_cell(self, kernel: Kernel) -> None:
+        """After a cell's status went out: the per-cell snapshot its kernel found due (taken
+        now, as a hidden cell, so it never delays the status), then stored. The thread's next
+        cell waits for this (the session holds the kernel lock), so a snapshot taken here is
+        always of the namespace the cell left."""
+        if not self.settings.snapshots:
+            return
+        workdir = kernel.spec.workdir
+        try:
+            # Removed first: a cell that changes the namespace again leaves a new one. Only
+            # the link itself goes, whatever the kernel put there.
+            os.unlink(workdir / DUE_FILE)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("thread %s: snapshot marker not removed: %s", self.thread_id, exc)
+        else:
+            result = await kernel.run(FLUSH_CODE, lambda msg: None,
+                                      self.settings.snapshot_timeout,
+                                      self.settings.interrupt_grace, silent=True)
+            if result.state != "complete":
+                log.warning("thread %s: per-cell snapshot ended %s: %s", self.thread_id,
+                            result.state, result.reason)
+                return
+        await self.collect(workdir)
 
     async def collect(self, workdir: Path) -> StoredFile | None:
         """Store the snapshot the kernel last wrote (after a cell, or a ``take``), once."""

@@ -20,16 +20,19 @@ def _gateway_snapshots():
 
     magic = b"GWSNAP1\n"
     # The working directory (/mnt/data) is where the kernel starts; the thread may chdir away,
-    # and the gateway looks for the snapshot here, not in the thread's cwd.
+    # and the gateway looks for these files here, not in the thread's cwd.
     start_cwd = os.getcwd()
     snapshot_file = os.path.join(start_cwd, ".gateway-snapshot")  # hidden from file scans
+    # Left by a cell whose namespace changed: the gateway then runs ``flush`` (a hidden cell)
+    # after it sent the cell's status, so the snapshot is not part of the cell's time.
+    due_file = os.path.join(start_cwd, ".gateway-snapshot-due")
     shell = get_ipython()  # noqa: F821
     every_cell_below = int(os.environ.get("KERNEL_SNAPSHOT_EVERY_CELL_BELOW", "0"))
     default_limit = int(os.environ.get("KERNEL_SNAPSHOT_LIMIT", str(256 << 20)))
     module = types.ModuleType("_gateway_snapshots")
     # fingerprint: what the namespace looked like when last seen; keys: every key of the
     # namespace then (IPython's _i1, _1, ... included), for a C-speed check of new names.
-    state = {"fingerprint": None, "keys": None, "digest": None}
+    state = {"fingerprint": None, "keys": None, "digest": None, "due": False}
     # IPython's own names, and what a startup file left behind on purpose.
     ignored = {"In", "Out", "exit", "quit", "get_ipython"}
 
@@ -249,6 +252,7 @@ def _gateway_snapshots():
                 pass
             raise
         seen(names)
+        state["due"] = False  # a full snapshot (take) covers a per-cell one still due
         return summary
 
     def take(limit: int = default_limit) -> None:
@@ -261,7 +265,9 @@ def _gateway_snapshots():
         print("@gateway-snapshot-report " + json.dumps(summary))
 
     def after_cell(result) -> None:
-        """post_run_cell: a snapshot when the namespace changed and is small enough."""
+        """post_run_cell: when the namespace changed and is small enough, a snapshot is due.
+        It runs before the kernel reports the cell done, so it only checks and leaves
+        ``due_file``; the gateway runs ``flush`` once the cell's status is out."""
         if every_cell_below <= 0 or not result.info.store_history:
             return
         try:
@@ -271,9 +277,23 @@ def _gateway_snapshots():
             if sum(estimate(value) for _, value in names) > every_cell_below:
                 seen(names)  # too large to take after every cell; a full snapshot takes it
                 return
-            save(every_cell_below, names, full=False)
+            state["due"] = True
+            with open(due_file, "wb"):
+                pass
         except Exception:  # a snapshot must never break the user's cell
             pass
+
+    def flush() -> None:
+        """The snapshot ``after_cell`` found due (a hidden cell of the gateway; no output)."""
+        if not state["due"]:
+            return
+        state["due"] = False
+        try:
+            # Without the environment, as every per-cell snapshot: a thread's own variables are
+            # recorded by the full snapshots (hibernation), not a cell's one-off ``env``.
+            save(every_cell_below, full=False)
+        except Exception:  # as after_cell: the next change tries again
+            state["fingerprint"] = state["keys"] = None
 
     def restore(path: str) -> None:
         """Load a snapshot the gateway placed at ``path`` (then delete it); prints one JSON
@@ -317,6 +337,7 @@ def _gateway_snapshots():
                                                        "state": back}))
 
     module.take = take
+    module.flush = flush
     module.restore = restore
     sys.modules[module.__name__] = module
     shell.events.register("post_run_cell", after_cell)

@@ -124,8 +124,12 @@ class GatewayProc:
         launcher = [str(BIN / "gateway")]
         if self.src is not None:  # A/B a change: same venv, another checkout's gateway/
             env["PYTHONPATH"] = str(self.src)
+            # The editable install maps gateway.kernels to this checkout's kernels/: the other
+            # tree's kernel-side code (startup files) must come with its gateway.
+            if (self.src / "kernels").is_dir():
+                env.setdefault("GATEWAY_KERNELS_DIR", str(self.src / "kernels"))
             # -P: the working directory must not shadow PYTHONPATH with another gateway/
-            launcher = [sys.executable, "-P", "-c", "from gateway.cli import main; main()"]
+            launcher = [sys.executable, "-P", "-c", "from gateway.cli.main import app; app()"]
         cmd = [*launcher, "serve", "--port", str(self.port),
                "--data-dir", str(self.data_dir), *self.args]
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log_path.open("w"),

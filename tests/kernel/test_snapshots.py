@@ -221,6 +221,34 @@ async def test_a_dead_kernel_comes_back_with_the_last_per_cell_snapshot(running,
     assert after.status["execution_count"] == 3
 
 
+async def test_the_per_cell_snapshot_is_taken_after_the_cells_status(running, client,
+                                                                      thread_id):
+    """Pickling ``gate`` waits for a file the test writes only once it has the status: a
+    snapshot taken inside the cell would hold the status back until the wait gives up."""
+    thread = client.thread(thread_id)
+    gated = await asyncio.wait_for(thread.run("""
+import os, time
+class Gate:
+    def __reduce__(self):
+        deadline = time.time() + 60
+        while not os.path.exists("go") and time.time() < deadline:
+            time.sleep(0.01)
+        with open("pickled", "w") as out:
+            out.write("after the status" if os.path.exists("go") else "before the status")
+        return (Gate, ())
+gate = Gate()
+"""), 120)
+    assert gated.state == "complete", gated.status
+    workdir = session_of(running.gateway, thread_id).kernel.spec.workdir
+    (workdir / "go").write_text("")
+    # The thread's next cell runs once the snapshot is stored.
+    after = await asyncio.wait_for(thread.run("print(open('pickled').read())"), 120)
+    assert after.output == "after the status\n", after.status
+    assert (await thread.run("import os\nos._exit(1)")).state == "killed"
+    back = await thread.run("print(type(gate).__name__)")
+    assert back.output == "Gate\n", back.status
+
+
 async def test_restart_is_a_clean_slate_even_after_a_later_death(running, client, thread_id):
     thread = client.thread(thread_id)
     await thread.run("secret_plan = 1")
