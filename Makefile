@@ -22,8 +22,11 @@ setup: system $(VENV)/.installed
 run: setup
 	@mkdir -p $(DATA)
 	@test -s $(DATA)/token || $(PY) -c 'import secrets; print(secrets.token_urlsafe(24))' > $(DATA)/token
+	@test -s $(DATA)/admin-token || $(PY) -c 'import secrets; print(secrets.token_urlsafe(24))' > $(DATA)/admin-token
 	@echo "live page: http://127.0.0.1:$(PORT)/?token=$$(cat $(DATA)/token)"
-	GATEWAY_TOKENS="$$(cat $(DATA)/token)" $(VENV)/bin/gateway serve --port $(PORT) --data-dir $(DATA)
+	@echo "admin:     GATEWAY_ADMIN_TOKEN=$$(cat $(DATA)/admin-token) $(VENV)/bin/gateway pool stats --url ws://127.0.0.1:$(PORT)/admin"
+	GATEWAY_TOKENS="$$(cat $(DATA)/token)" GATEWAY_ADMIN_TOKEN="$$(cat $(DATA)/admin-token)" \
+		$(VENV)/bin/gateway serve --port $(PORT) --data-dir $(DATA)
 
 test: setup
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)

@@ -403,10 +403,16 @@ async def admin_call(url: str, token: str, command: dict, timeout: float = 120,
                      ssl: ssl.SSLContext | None = None) -> object:
     """One admin command over ``/admin``; returns its result or raises ``AdminError``."""
     extra: dict[str, Any] = {"ssl": ssl or _default_context()} if url.startswith("wss:") else {}
-    async with connect(url, additional_headers={"Authorization": f"Bearer {token}"},
-                       max_size=None, compression=None, **extra) as connection:
-        await connection.send(orjson.dumps(command).decode())
-        answer = orjson.loads(await asyncio.wait_for(connection.recv(), timeout))
+    try:
+        async with connect(url, additional_headers={"Authorization": f"Bearer {token}"},
+                           max_size=None, compression=None, **extra) as connection:
+            await connection.send(orjson.dumps(command).decode())
+            answer = orjson.loads(await asyncio.wait_for(connection.recv(), timeout))
+    except InvalidStatus as exc:  # refused before the websocket opened: say why, not how
+        status = exc.response.status_code
+        raise AdminError("unauthorized" if status == 401 else f"http_{status}",
+                         f"HTTP {status}: " + ADMIN_REFUSALS.get(status, "the gateway refused "
+                                                                 "the admin connection")) from exc
     if not answer.get("ok"):
         error = answer.get("error", {})
         raise AdminError(error.get("code", "error"), error.get("message", "admin command failed"))
@@ -420,6 +426,14 @@ class UploadError(Exception):
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
+
+
+ADMIN_REFUSALS = {
+    401: "the admin token was refused: it must be the server's admin token (its "
+         "GATEWAY_ADMIN_TOKEN; a server started without one takes no admin commands), "
+         "not a client token",
+    403: "this origin may not use the admin endpoint",
+}
 
 
 class AdminError(Exception):

@@ -144,6 +144,8 @@ def test_resize_and_wrong_admin_token(server):
     bad = subprocess.run([GATEWAY, "pool", "stats", "--url", server.admin_url,
                           "--admin-token", "wrong"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "401" in bad.stderr
+    # A clear line, not a traceback: the client token is the usual mistake.
+    assert "Traceback" not in bad.stderr and "admin token was refused" in bad.stderr, bad.stderr
     too_big = server.cli("pool", "resize", str(Settings().kernel_limit + 1), check=False)
     assert too_big.returncode == 1 and "max_kernels" in too_big.stderr
 
