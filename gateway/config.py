@@ -91,7 +91,8 @@ class Settings:
     # really use counts, not their memory_limit); below it, or under memory pressure, idle
     # threads give their kernels back. 0: 1/16 of memory, 256 MiB to 4 GiB.
     memory_floor: int = setting(0, unit=SIZE, minimum=1, special=((0, "from the host"),))
-    # Live threads (holding a kernel or with work queued) one identity may hold on a node.
+    # Live threads (holding a kernel or with work queued) one identity may hold on a node; at
+    # the share, its own least recently used idle thread is hibernated for the next one.
     # 0: half of max_kernels when several identities are configured, so no identity can take
     # every kernel from the others; all of them when there is only one.
     max_threads_per_identity: int = setting(0, minimum=0)

@@ -72,9 +72,11 @@ GROUPS: list[tuple[str, dict[str, str]]] = [
                         "idle threads give back their kernels. 0: 1/16 of memory, 256 MiB to "
                         "4 GiB",
         "max_threads_per_identity": "live threads (holding a kernel or with work queued) of "
-                                    "one identity on a node; more is refused with "
-                                    "`identity_limit`. 0: half of `max_kernels` with several "
-                                    "identities, all of them with one",
+                                    "one identity on a node; at the share its least recently "
+                                    "used idle thread is hibernated for the next, and a thread "
+                                    "is refused with `identity_limit` only when all of them "
+                                    "work. 0: half of `max_kernels` with several identities, "
+                                    "all of them with one",
         "lease_wait": "how long a new thread waits for a kernel when all are in use and no "
                       "idle thread can be hibernated for it (0: not at all)",
         "hibernate_after": "an idle thread is hibernated: variables, files, cwd, environment "
