@@ -49,6 +49,7 @@ from .threads.files import FileStore, StoredFile
 from .threads.hibernation import (
     CAPACITY,
     DESCRIPTIONS,
+    HEADROOM,
     IDLE,
     PRESSURE,
     SHUTDOWN,
@@ -500,10 +501,14 @@ class Gateway:
                 done += 1
         return done
 
-    async def hibernate_least_recent(self) -> bool:
-        """The pool is at max_kernels and a thread needs a kernel: the least recently used
-        idle thread gives up its own (the pool's ``make_room``)."""
-        return await self.hibernate_idle(1, CAPACITY) == 1
+    async def hibernate_least_recent(self, min_idle: float = 0.0) -> bool:
+        """The pool is at max_kernels and a thread needs a kernel (``min_idle`` 0), or the pool
+        keeps a warm kernel for the next one (threads idle ``min_idle`` seconds and more): the
+        least recently used idle thread gives up its own (the pool's ``make_room``)."""
+        if min_idle <= 0:
+            return await self.hibernate_idle(1, CAPACITY) == 1
+        return await self.hibernate_idle(1, HEADROOM,
+                                         idle_since=time.monotonic() - min_idle) == 1
 
     def hibernated_count(self) -> int:
         return sum(1 for s in self.threads.values() if s.hibernated is not None)

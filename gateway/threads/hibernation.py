@@ -14,13 +14,16 @@ from dataclasses import dataclass
 # Why threads are hibernated: the label of the hibernation counters.
 IDLE = "idle"  # idle for hibernate_after
 CAPACITY = "capacity"  # another thread needs a kernel and all max_kernels are in use
+HEADROOM = "headroom"  # all max_kernels are in use: a warm kernel for the next thread instead
 PRESSURE = "pressure"  # the host is short of memory
 SHUTDOWN = "shutdown"  # the gateway stops
 REQUESTED = "requested"  # an operator asked
-REASONS = (IDLE, CAPACITY, PRESSURE, SHUTDOWN, REQUESTED)
+REASONS = (IDLE, CAPACITY, HEADROOM, PRESSURE, SHUTDOWN, REQUESTED)
 # What the thread's next status says about the reason (with how long it had been idle).
 DESCRIPTIONS = {IDLE: "idle for {idle:.0f} s",
                 CAPACITY: "idle for {idle:.0f} s when another thread needed its kernel",
+                HEADROOM: "idle for {idle:.0f} s when every kernel was in use (a warm kernel "
+                          "is kept for the next thread)",
                 PRESSURE: "idle for {idle:.0f} s when the host ran short of memory",
                 SHUTDOWN: "the gateway stopped", REQUESTED: "by an operator"}
 

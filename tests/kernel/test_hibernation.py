@@ -220,3 +220,32 @@ async def test_a_thread_of_another_language_comes_back_in_its_language(data_root
             assert session_of(gateway, "py").hibernated == "capacity"
     finally:
         await stop_gateway(running)
+
+
+async def test_at_the_limit_a_long_idle_thread_is_hibernated_for_a_warm_kernel(data_root):
+    running = await start_gateway(test_settings(
+        data_root / "hib-headroom", pool_size=1, max_kernels=2))
+    gateway = running.gateway
+    gateway.pool.headroom_idle = 0.5  # seconds (30 in service): the test need not wait
+    try:
+        async with await running.client() as client:
+            a, b, c = (client.thread(name) for name in "abc")
+            assert (await a.run("value = 'a'; print(value)")).output == "a\n"
+            assert (await b.run("value = 'b'; print(value)")).output == "b\n"
+            # Both places taken by threads, none warm: the pool hibernates the thread idle
+            # longer than headroom_idle for a warm kernel, before anyone asks for one.
+            async with asyncio.timeout(HANG_GUARD):
+                while session_of(gateway, "a").hibernated is None or not gateway.pool._warm:
+                    await asyncio.sleep(0.1)
+            assert session_of(gateway, "a").hibernated == "headroom"
+            assert gateway.pool._reserved == 0 and gateway.pool.group_total == 2
+            # A new thread takes the warm kernel at once: nobody is hibernated for it.
+            first = await c.run("value = 'c'; print(value)")
+            assert first.output == "c\n" and "restored" not in first.status, first.status
+            assert gateway.hibernation_stats()["hibernations"].get("capacity", 0) == 0
+            back = await a.run("print(value)")
+            assert back.output == "a\n", back
+            assert back.status["restored"]["hibernated"] == "headroom"
+            assert "a warm kernel is kept for the next thread" in back.status["reason"]
+    finally:
+        await stop_gateway(running)

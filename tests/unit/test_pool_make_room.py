@@ -67,18 +67,26 @@ def pool(tmp_path: Path, **overrides) -> Pool:
 
 
 class Gateway:
-    """Threads holding leased kernels; ``make_room`` releases the oldest idle one."""
+    """Threads holding leased kernels; ``make_room`` releases the oldest idle one. Those in
+    ``idle`` went idle just now; those in ``long_idle`` long ago (past HEADROOM_IDLE)."""
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
         self.idle: list = []
-        self.calls = 0
+        self.long_idle: list = []
+        self.calls = 0  # for a lease (min_idle 0)
+        self.headroom_calls = 0  # for a warm kernel (min_idle > 0)
 
-    async def make_room(self) -> bool:
-        self.calls += 1
-        if not self.idle:
+    async def make_room(self, min_idle: float) -> bool:
+        if min_idle > 0:
+            self.headroom_calls += 1
+            candidates = self.long_idle
+        else:
+            self.calls += 1
+            candidates = self.long_idle or self.idle
+        if not candidates:
             return False
-        kernel = self.idle.pop(0)  # chosen at once: a second caller gets the next one
+        kernel = candidates.pop(0)  # chosen at once: a second caller gets the next one
         await self.pool.release(kernel)
         return True
 
@@ -112,7 +120,7 @@ async def test_with_nobody_idle_the_lease_fails_as_before(tmp_path):
 async def test_a_failing_make_room_leaves_no_reserved_place(tmp_path):
     kernels = pool(tmp_path)
 
-    async def broken() -> bool:
+    async def broken(min_idle: float) -> bool:
         raise RuntimeError("snapshot store gone")
 
     kernels.make_room = broken
@@ -121,4 +129,47 @@ async def test_a_failing_make_room_leaves_no_reserved_place(tmp_path):
     with pytest.raises(PoolExhausted):
         await kernels.lease()
     assert kernels._reserved == 0 and kernels.admission() is not None
+    await kernels.close()
+
+
+async def settle(kernels: Pool) -> None:
+    """Let the pool's background starts and hibernations run to their end."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+    while kernels._tasks:
+        await asyncio.wait(set(kernels._tasks))
+
+
+async def test_at_the_limit_a_long_idle_thread_gives_its_kernel_for_a_warm_one(tmp_path):
+    kernels = pool(tmp_path, pool_size=1, max_kernels=3)
+    gateway = Gateway(kernels)
+    kernels.make_room = gateway.make_room
+    await settle(kernels)
+    old, recent, busy = (await kernels.lease(), await kernels.lease(), await kernels.lease())
+    gateway.long_idle, gateway.idle = [old], [recent]
+    kernels.refill()
+    await settle(kernels)
+    assert gateway.headroom_calls >= 1 and gateway.long_idle == []
+    assert len(kernels._warm) == 1, "the long idle thread's place became a warm kernel"
+    assert kernels._leased == {recent, busy}, "a thread idle only briefly keeps its kernel"
+    assert kernels.group_total == 3 and kernels._reserved == 0
+    lease_calls = gateway.calls
+    newcomer = await kernels.lease()
+    assert gateway.calls == lease_calls, "the new thread found a warm kernel: no hibernation"
+    assert newcomer not in (old, recent, busy)
+    await kernels.close()
+
+
+async def test_without_a_long_idle_thread_nothing_is_hibernated_for_warmth(tmp_path):
+    kernels = pool(tmp_path, pool_size=1, max_kernels=2)
+    gateway = Gateway(kernels)
+    kernels.make_room = gateway.make_room
+    await settle(kernels)
+    first, second = await kernels.lease(), await kernels.lease()
+    gateway.idle = [first, second]
+    kernels.refill()
+    await settle(kernels)
+    assert gateway.headroom_calls >= 1, "the pool asked"
+    assert gateway.idle == [first, second] and kernels._leased == {first, second}
+    assert kernels._warm == [] and kernels._reserved == 0 and not kernels._making_headroom
     await kernels.close()

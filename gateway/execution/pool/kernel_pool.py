@@ -40,6 +40,10 @@ CLOSE_MARGIN = 10.0  # seconds past kernel_start_timeout that close() waits for 
 FORK_STARTS_PER_CORE = 4  # concurrent kernel starts per core when kernels are forked
 # How often the adaptive target is recomputed without a lease (so it falls back when idle).
 RETARGET_INTERVAL = 5.0
+# A thread idle this long may be hibernated so that the pool, at its kernel limit, keeps its warm
+# kernels: the next new or waking thread then leases one at once instead of waiting for a
+# hibernation and a start. Shorter idles are left alone (a conversation between turns).
+HEADROOM_IDLE = 30.0
 # A lease that may not start a kernel looks again this often: memory is freed without telling
 # the pool, and a thread whose cell ends frees nothing by itself but becomes one to hibernate.
 RECHECK = 1.0
@@ -89,7 +93,10 @@ class KernelPool:
         self._waiting = 0  # new threads waiting in lease() for a kernel
         # Set by the gateway: hibernate the least recently used idle thread (of any language),
         # True when one was. The pool knows kernels, not threads.
-        self.make_room: Callable[[], Awaitable[bool]] | None = None
+        # ``make_room(min_idle)``: only a thread idle for at least ``min_idle`` seconds.
+        self.make_room: Callable[[float], Awaitable[bool]] | None = None
+        self._making_headroom = False  # a _headroom() task runs (one per pool)
+        self.headroom_idle = HEADROOM_IDLE
         # Places make_room is freeing or freed for a lease of this pool, not yet taken: no
         # refill and no other lease may take them.
         self._reserved = 0
@@ -242,11 +249,45 @@ class KernelPool:
         return kernel
 
     def _refill(self) -> None:
-        while (not self.draining and len(self._warm) + self._starting < self.target
-               and self.admission() is None):
+        while self._short_of_warm() and self.admission() is None:
             self._starting += 1
             self._warming += 1
             self._spawn(self._warm_one())
+        if (self._short_of_warm() and self._at_kernel_limit() and self.make_room is not None
+                and not self._making_headroom):
+            self._making_headroom = True
+            self._spawn(self._headroom())
+
+    def _short_of_warm(self) -> bool:
+        return not self.draining and len(self._warm) + self._starting < self.target
+
+    def _at_kernel_limit(self) -> bool:
+        """Every place under ``max_kernels`` taken (reserved ones included). Only then does a
+        hibernation buy a warm kernel: a refusal for memory is the memory watch's to answer."""
+        reserved = sum(pool._reserved for pool in self.group)
+        return self.group_total + reserved >= self.capacity.limit
+
+    async def _headroom(self) -> None:
+        """At the kernel limit with fewer warm kernels than the target:
+        hibernate threads idle for ``headroom_idle`` seconds, least recently used first, one
+        warm kernel each, so a lease finds one ready. Stops when no such thread is left."""
+        assert self.make_room is not None  # _refill() checked
+        try:
+            while self._short_of_warm() and self._at_kernel_limit():
+                self._reserved += 1  # the victim's release must not start someone else's
+                try:
+                    freed = await self.make_room(self.headroom_idle)
+                except Exception:  # the next retarget tries again
+                    log.exception("hibernating an idle thread for a warm kernel failed")
+                    freed = False
+                self._reserved -= 1
+                if not freed or not self._short_of_warm():
+                    return
+                self._starting += 1
+                self._warming += 1
+                self._spawn(self._warm_one())
+        finally:
+            self._making_headroom = False
 
     def refill(self) -> None:
         """Start warm kernels up to the target as far as capacity admits: memory comes back
@@ -344,7 +385,7 @@ class KernelPool:
             return False
         self._reserved += 1  # before the victim's release, which refills every pool
         try:
-            freed = await self.make_room()
+            freed = await self.make_room(0.0)
         except Exception:  # a failed hibernation must not fail the lease: it waits instead
             log.exception("hibernating an idle thread for a new one failed")
             freed = False
