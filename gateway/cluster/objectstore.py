@@ -17,6 +17,7 @@ import secrets
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterable
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, cast
@@ -222,9 +223,16 @@ class ObjectFileStore(StreamingPut):
     def collect_garbage(self, older_than: float) -> int:
         """Delete files created more than ``older_than`` seconds ago; returns how many."""
         cutoff = time.time() - older_than
-        # decode_responses=True, no scores: str ids and records (redis-py's annotations are wider).
-        ids = cast("list[str]", self.redis.zrangebyscore(PREFIX + "files", 0, cutoff))
-        for file_id in ids:
+        # decode_responses=True, no scores: str ids (redis-py's annotations are wider).
+        return self.delete(cast("list[str]",
+                                self.redis.zrangebyscore(PREFIX + "files", 0, cutoff)))
+
+    def delete(self, file_ids: Iterable[str]) -> int:
+        """Delete these files from the bucket and the registry (their quota is freed); how
+        many were. One the bucket refuses to delete stays registered, for the next try."""
+        deleted = 0
+        for file_id in file_ids:
+            # decode_responses=True: str records (redis-py's annotations are wider).
             record = cast("dict[str, str]", self.redis.hgetall(PREFIX + "file:" + file_id))
             try:
                 self.s3.delete_object(Bucket=self.bucket, Key=self.prefix + file_id)
@@ -243,7 +251,8 @@ class ObjectFileStore(StreamingPut):
                     pipe.decrby(PREFIX + "bytes:total", int(record["size"]))
                 pipe.execute()
             (self.blobs / file_id).unlink(missing_ok=True)
-        return len(ids)
+            deleted += 1
+        return deleted
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it is missing (a demo or test server starts empty)."""

@@ -232,15 +232,25 @@ class FileStore(StreamingPut):
         """Delete files created more than ``older_than`` seconds ago; returns how many."""
         cutoff = time.time() - older_than
         with self._lock:
-            rows = self.db.execute("SELECT id, thread_id, owner, size FROM files "
-                                   "WHERE created < ?", (cutoff,)).fetchall()
-            ids = [row[0] for row in rows]
-            for file_id, thread_id, owner, size in rows:
+            ids = [row[0] for row in self.db.execute("SELECT id FROM files WHERE created < ?",
+                                                     (cutoff,))]
+        return self.delete(ids)
+
+    def delete(self, file_ids: Iterable[str]) -> int:
+        """Delete these files (their quota is freed); how many there were."""
+        deleted = []
+        with self._lock:
+            for file_id in file_ids:
+                row = self.db.execute("SELECT thread_id, owner, size FROM files WHERE id = ?",
+                                      (file_id,)).fetchone()
+                if row is None:
+                    continue
                 self.db.execute("DELETE FROM files WHERE id = ?", (file_id,))
-                self.usage.remove(thread_id, owner, size)
-        for file_id in ids:
+                self.usage.remove(*row)
+                deleted.append(file_id)
+        for file_id in deleted:
             (self.blobs / file_id).unlink(missing_ok=True)
-        return len(ids)
+        return len(deleted)
 
     def close(self) -> None:
         self.db.close()

@@ -84,11 +84,14 @@ class ThreadSnapshots:
         if not self.settings.snapshots:
             return
         try:
-            await asyncio.to_thread(self.store.put, self.thread_id, self.owner, SNAPSHOT_NAME,
-                                    empty_snapshot(), "application/octet-stream")
+            stored = await asyncio.to_thread(self.store.put, self.thread_id, self.owner,
+                                             SNAPSHOT_NAME, empty_snapshot(),
+                                             "application/octet-stream")
         except GatewayError as exc:
             log.warning("thread %s: the restart's empty snapshot was not stored: %s",
                         self.thread_id, exc)
+            return
+        await self._forget_older(stored)
 
     # -- taking ------------------------------------------------------------------------------
     async def take(self, kernel: Kernel, why: str) -> dict:
@@ -167,12 +170,28 @@ class ThreadSnapshots:
             log.warning("thread %s: snapshot not stored: %s", self.thread_id, exc)
             return None
         self._stored = key
+        await self._forget_older(stored)
         # Stored: the working directory's copy would only take the thread's disk and show in
         # its listing. Not if the kernel wrote a newer one meanwhile (another inode).
         with contextlib.suppress(OSError):
             if os.stat(workdir / KERNEL_FILE, follow_symlinks=False).st_ino == info.st_ino:
                 os.unlink(workdir / KERNEL_FILE)
         return stored
+
+    async def _forget_older(self, newest: StoredFile) -> None:
+        """Only the newest snapshot is ever restored: the older ones would only fill the
+        thread's quota (each changed cell stores one)."""
+        def forget() -> None:
+            older = [stored.id for stored in self.store.list(self.thread_id)
+                     if stored.name == SNAPSHOT_NAME and stored.owner == self.owner
+                     and stored.id != newest.id and stored.created <= newest.created]
+            if older:
+                self.store.delete(older)
+
+        try:
+            await asyncio.to_thread(forget)
+        except Exception as exc:  # a registry or bucket error: kept until the next snapshot
+            log.warning("thread %s: older snapshots not deleted: %s", self.thread_id, exc)
 
     # -- restoring ---------------------------------------------------------------------------
     async def restore(self, kernel: Kernel) -> dict | None:

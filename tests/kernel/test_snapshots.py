@@ -221,6 +221,23 @@ async def test_a_dead_kernel_comes_back_with_the_last_per_cell_snapshot(running,
     assert after.status["execution_count"] == 3
 
 
+async def test_only_the_newest_snapshot_is_kept(running, client, thread_id):
+    """Each changed cell stores a snapshot; the older ones are deleted, so a long thread does
+    not fill its file quota with namespaces nobody restores."""
+    thread = client.thread(thread_id)
+    for number in range(4):
+        changed = await thread.run(f"data_{number} = bytes(200_000)")
+        assert changed.state == "complete", changed.status
+    await thread.run("pass")  # the last change's snapshot is stored before this cell runs
+    key = thread_key(thread_id)
+    kept = [stored for stored in running.gateway.store.list(key) if stored.name == SNAPSHOT_NAME]
+    assert len(kept) == 1, kept
+    assert kept[0].id == latest_snapshot(running.gateway.store, key, "alice").id
+    assert (await thread.run("import os\nos._exit(1)")).state == "killed"
+    back = await thread.run("print(len(data_0) + len(data_3))")
+    assert back.output == "400000\n", back.status
+
+
 async def test_the_per_cell_snapshot_is_taken_after_the_cells_status(running, client,
                                                                       thread_id):
     """Pickling ``gate`` waits for a file the test writes only once it has the status: a

@@ -52,3 +52,17 @@ def test_collected_files_give_their_room_back(tmp_path):
         assert store.usage_by_owner() == {"alice": 20 * KiB}
     finally:
         store.close()
+
+
+def test_deleted_files_give_their_room_back_and_unknown_ids_are_ignored(tmp_path):
+    store = FileStore(tmp_path, thread_quota=100 * KiB, total_quota=1000 * KiB)
+    try:
+        old = store.put("alice/t1", "alice", "a.bin", b"a" * 60 * KiB)
+        kept = store.put("alice/t1", "alice", "b.bin", b"b" * 30 * KiB)
+        assert store.delete([old.id, "file_unknown"]) == 1
+        assert not os.path.exists(store.path(old)) and os.path.exists(store.path(kept))
+        assert [stored.id for stored in store.list("alice/t1")] == [kept.id]
+        assert store.usage_by_owner() == {"alice": 30 * KiB}
+        store.put("alice/t1", "alice", "c.bin", b"c" * 60 * KiB)  # the room is back
+    finally:
+        store.close()
