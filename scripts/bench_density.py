@@ -115,6 +115,7 @@ class Gateways:
     """The gateways of one run: each with the run's settings and its own data directory."""
 
     def __init__(self, opts: argparse.Namespace) -> None:
+        self.opts = opts
         self.tmp = Path(tempfile.mkdtemp(prefix="bench-density-"))
         self.base = {"kernel_uid_base": UID_BASE, **opts.set}
         self.count = 0
@@ -133,7 +134,8 @@ class Gateways:
         self.count += 1
         args = [arg for key, value in overrides.items() for arg in ("--set", f"{key}={value}")]
         gw = GatewayProc(f"{name}-{self.count}", self.tmp, *args,
-                         env={"GATEWAY_TOKENS": self.tokens_spec})
+                         env={"GATEWAY_TOKENS": self.tokens_spec},
+                         src=self.opts.gateway_src.resolve() if self.opts.gateway_src else None)
         await gw.start()
         try:
             await gw.wait_warm(timeout=300, settle=1.0)
@@ -554,6 +556,8 @@ async def main() -> int:
                         help="seconds one cell may take before the client gives up on it")
     parser.add_argument("--set", type=parse_set, action="append", default=[],
                         metavar="KEY=VALUE", help="a setting for every gateway (repeatable)")
+    parser.add_argument("--gateway-src", type=Path, help="run another checkout's gateway/ "
+                        "(same venv): an A/B against this one in separate runs")
     parser.add_argument("--keep", action="store_true",
                         help="keep the gateways' logs and data directories")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
