@@ -402,6 +402,15 @@ def thread_snapshot(thread_id: str, url: UrlOpt = DEFAULT_ADMIN_URL,
            as_json)
 
 
+@thread_app.command("hibernate")
+def thread_hibernate(thread_id: str, url: UrlOpt = DEFAULT_ADMIN_URL,
+                     admin_token: AdminTokenOpt = "", as_json: JsonOpt = False) -> None:
+    """Hibernate THREAD_ID now, after its running cell: variables, files, cwd and environment
+    are stored and its kernel stops; its next request restores it."""
+    _print(_admin(url, admin_token, {"op": "thread.hibernate", "thread_id": thread_id}),
+           as_json)
+
+
 @thread_app.command("export")
 def thread_export(
     thread_id: str,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import GatewayError, ProtocolError
 from ..threads.cells import INTERNAL_PREFIX
+from ..threads.hibernation import DESCRIPTIONS, REQUESTED
 from ..wire.protocol import client_thread_id
 
 if TYPE_CHECKING:
@@ -129,6 +130,15 @@ async def execute_admin(gateway: Gateway, command: dict[str, Any]) -> Any:
             session = _session(gateway, command.get("thread_id"))
             return {"thread_id": session.client_thread_id, "owner": session.owner,
                     **await session.snapshot("requested")}
+        case "thread.hibernate":
+            session = _session(gateway, command.get("thread_id"))
+            done = await session.hibernate(REQUESTED, DESCRIPTIONS[REQUESTED], wait=True)
+            answer = {"thread_id": session.client_thread_id, "owner": session.owner,
+                      "hibernated": done}
+            if not done:
+                answer["reason"] = ("already hibernated" if session.hibernated is not None
+                                    else "the thread has no kernel")
+            return answer
         case "files.ls":
             # The gateway's own files of a thread (snapshots, cell records) only when asked.
             thread_id, everything = command.get("thread_id"), command.get("all") is True

@@ -293,6 +293,21 @@ async def test_snapshot_on_request(running, client, thread_id):
     assert after.output == "99 threading\n", after.status
 
 
+async def test_hibernation_on_request(running, client, thread_id):
+    thread = client.thread(thread_id)
+    await thread.run("import os\nos.environ['MINE'] = 'set'\nkept = [1, 2]")
+    answer = await execute_admin(running.gateway, {"op": "thread.hibernate",
+                                                   "thread_id": thread_id})
+    assert answer == {"thread_id": thread_id, "owner": "alice", "hibernated": True}
+    again = await execute_admin(running.gateway, {"op": "thread.hibernate",
+                                                  "thread_id": thread_id})
+    assert again["hibernated"] is False and again["reason"] == "already hibernated"
+    back = await thread.run("print(kept, os.environ['MINE'])")
+    assert back.output == "[1, 2] set\n", back.status
+    assert back.status["restored"]["hibernated"] == "requested"
+    assert "by an operator" in back.status["reason"]
+
+
 async def test_a_forged_snapshot_only_hurts_its_own_thread(running, client, thread_id):
     """A cell writes a hostile pickle as its thread's snapshot: it runs in that thread's next
     sandboxed kernel, never in the gateway, never in another thread."""
