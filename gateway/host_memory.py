@@ -43,6 +43,11 @@ FLOOR_MAX = 4 * GiB
 # PSI "some avg10": the share of the last 10 s in which some task waited for memory. Above this
 # the kernel is reclaiming hard: idle threads give their memory back before the OOM killer acts.
 PRESSURE_LIMIT = 10.0
+# ... but only while available memory is within this multiple of the floor. PSI counts every
+# stalled task on the host, also one reclaiming against its own cgroup's limit (a kernel at its
+# memory_limit, a container) while the host has gigabytes free: hibernating idle threads then
+# frees nothing that anyone is short of.
+PRESSURE_ZONE = 2
 # Idle threads hibernated at most in one look under pressure: the next look (seconds later)
 # sees what they freed, and a thread with a large namespace frees far more than an idle kernel.
 MOST_FREED_AT_ONCE = 8
@@ -100,6 +105,10 @@ def admits_kernel(memory: HostMemory | None, floor: int, starting: int,
     ``max_kernels`` still bounds the count."""
     if memory is None:
         return None
+    if (pressed := under_pressure(memory, floor)) is not None:
+        # Idle threads are being hibernated to free memory: no kernel may take it meanwhile
+        # (a lease at capacity still hibernates a thread for its own place).
+        return f"{pressed}; no kernel starts until it eases"
     after = memory.available - (starting + 1) * estimate
     if after >= floor:
         return None
@@ -110,15 +119,18 @@ def admits_kernel(memory: HostMemory | None, floor: int, starting: int,
 def under_pressure(memory: HostMemory | None, floor: int,
                    pressure_limit: float = PRESSURE_LIMIT) -> str | None:
     """Why idle threads should give back their memory now (None: no need): available memory
-    below the floor, or tasks stalled on memory (PSI some avg10) above ``pressure_limit`` %."""
+    below the floor, or, within ``PRESSURE_ZONE`` times the floor, tasks stalled on memory
+    (PSI some avg10) above ``pressure_limit`` %."""
     if memory is None:
         return None
     if memory.available < floor:
         return (f"host memory: {_mib(memory.available)} available, below the floor of "
                 f"{_mib(floor)} (memory_floor)")
-    if memory.pressure is not None and memory.pressure > pressure_limit:
+    if (memory.pressure is not None and memory.pressure > pressure_limit
+            and memory.available < PRESSURE_ZONE * floor):
         return (f"host memory pressure: tasks waited for memory {memory.pressure:.1f} % of "
-                f"the last 10 s (over {pressure_limit:g} %)")
+                f"the last 10 s (over {pressure_limit:g} %) with {_mib(memory.available)} "
+                "available")
     return None
 
 

@@ -133,9 +133,25 @@ def test_pressure_is_memory_below_the_floor_or_tasks_waiting_for_memory():
     assert under_pressure(HostMemory(24 * GiB, 4 * GiB, None), floor) is None  # no PSI
     low = under_pressure(HostMemory(24 * GiB, 900 * MiB, 0.0), floor)
     assert low is not None and "below the floor of 1024 MiB" in low
-    stalled = under_pressure(HostMemory(24 * GiB, 4 * GiB, 42.0), floor)
-    assert stalled is not None and "42.0 %" in stalled
+    stalled = under_pressure(HostMemory(24 * GiB, 1536 * MiB, 42.0), floor)
+    assert stalled is not None and "42.0 %" in stalled and "1536 MiB available" in stalled
     assert under_pressure(None, floor) is None
+
+
+def test_stalls_count_only_when_memory_is_getting_short():
+    """PSI also counts tasks reclaiming against their own cgroup's limit (a kernel at its
+    memory_limit) while the host has plenty: that is no reason to hibernate anyone."""
+    floor = GiB
+    assert under_pressure(HostMemory(24 * GiB, 4 * GiB, 87.0), floor) is None
+    assert under_pressure(HostMemory(24 * GiB, 2 * GiB, 87.0), floor) is None  # the zone's edge
+    assert under_pressure(HostMemory(24 * GiB, 2 * GiB - 1, 87.0), floor) is not None
+
+
+def test_no_kernel_starts_under_pressure_even_above_the_floor():
+    floor = GiB
+    assert admits_kernel(HostMemory(24 * GiB, 1536 * MiB, 3.0), floor, 0) is None
+    refused = admits_kernel(HostMemory(24 * GiB, 1536 * MiB, 40.0), floor, 0)
+    assert refused is not None and "no kernel starts until it eases" in refused
 
 
 def test_threads_freed_under_pressure_cover_the_deficit_a_few_at_a_time():
