@@ -10,9 +10,10 @@ count). `--set KEY=VALUE` overrides any setting, for every gateway the run start
            default), one gateway after the other, in the same run: the ratio default / 16.
   many     N threads (default 1000) build a 5 MiB DataFrame each, then all are touched
            round-robin 3 times by a cell that checks the thread's own variables (tag,
-           checksum, a counter), C cells in flight: time to the first result of each round,
-           restores (from the statuses), errors and mismatches; host MemAvailable (minimum,
-           vs a memory floor if the gateway has one), gateway RSS, OOM kills.
+           checksum, a counter), C cells in flight (--rate R: touches start R per second):
+           time to the first result of each round, restores (from the statuses), errors
+           and mismatches; host MemAvailable (minimum, vs a memory floor if the gateway has
+           one), gateway RSS, OOM kills.
   density  K threads (default 300) run one trivial cell and stay idle (hibernation, if the
            gateway has it, set off): how many hold a live kernel, PSS per kernel (the kernels'
            process trees, and everything below the gateway), host memory used.
@@ -264,6 +265,17 @@ async def many(gws: Gateways, opts: argparse.Namespace, budget: float) -> dict:
     jobs: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
     clients = await connections(gws, gw, opts.concurrency)
     limit_kills = 0
+    next_start = time.monotonic()
+
+    async def pace(phase: str) -> None:
+        """--rate: touches start 1/rate seconds apart (open loop, up to --concurrency in
+        flight), so restores are measured at a rate the host sustains, not only flat out."""
+        nonlocal next_start
+        if not opts.rate or phase == "build":
+            return
+        now = time.monotonic()
+        next_start = max(now, next_start) + 1 / opts.rate
+        await asyncio.sleep(next_start - 1 / opts.rate - now)
 
     async def work() -> None:
         nonlocal limit_kills
@@ -272,6 +284,7 @@ async def many(gws: Gateways, opts: argparse.Namespace, budget: float) -> dict:
                 phase, i = jobs.get_nowait()
             except asyncio.QueueEmpty:
                 return
+            await pace(phase)
             wait = min(opts.cell_wait, deadline - time.monotonic())
             if wait <= 0:
                 return
@@ -321,7 +334,7 @@ async def many(gws: Gateways, opts: argparse.Namespace, budget: float) -> dict:
         memory = await sampler.stop()
         await gw.stop()
     oom_after = oom_kills()
-    report: dict = {"threads": n, "concurrency": opts.concurrency,
+    report: dict = {"threads": n, "concurrency": opts.concurrency, "rate": opts.rate,
                     "seconds": round(elapsed, 1),
                     "stopped_by_budget": sum(len(r) for r in records.values()) < n * len(phases),
                     "cells_planned": n * len(phases),
@@ -549,6 +562,9 @@ async def main() -> int:
     parser.add_argument("--identities", type=int, default=1,
                         help="identities (tokens) the threads are spread over")
     parser.add_argument("--touches", type=int, default=3, help="many: rounds of touches")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="many: touches started per second (default 0: as fast as "
+                             "--concurrency allows)")
     parser.add_argument("--pause", type=float, default=0.0,
                         help="many: seconds between rounds (idle time for the threads)")
     parser.add_argument("--rounds", type=int, default=1, help="burst: rounds of each gateway")
