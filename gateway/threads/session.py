@@ -24,7 +24,7 @@ from ..wire.tool_output import tool_output
 from ..wire.translate import Display, DisplayedFile, OutputTranslator
 from .cells import CELL_NAME, CellRecord
 from .healing import StartBackoff, latest_versions, restore_files
-from .hibernation import ThreadState
+from .hibernation import ThreadState, can_hibernate
 from .snapshots import ThreadSnapshots
 
 if TYPE_CHECKING:
@@ -603,7 +603,7 @@ class ThreadSession:
         ``wait``: first wait until a running cell and its bookkeeping are over (on request)."""
         while wait and (self.busy or self.queued or self._kernel_lock.locked()):
             await asyncio.sleep(0.05)
-        if not self.state().has_kernel or self.busy or self.queued or self._kernel_lock.locked():
+        if not can_hibernate(self.state()):
             return False
         async with self._kernel_lock:  # taken at once: it was free, and nothing yielded since
             kernel = self.kernel
