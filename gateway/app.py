@@ -33,6 +33,7 @@ from .execution.readiness import (
 )
 from .ops.datadir import DataDirLock
 from .ops.metrics import Metrics
+from .sandbox.egress_proxy import EgressProxy
 from .sandbox.launch import HostSandbox
 from .sandbox.uids import CLAIMS_DIR, UidRange
 from .sandbox.workdir_io import WorkdirExecutor
@@ -100,6 +101,8 @@ class Gateway:
             pool.make_room = self.hibernate_least_recent
         self.metrics.watch_pool(self.pool)
         self.metrics.watch_capacity(self.capacity)
+        # Off unless the operator allows some egress (docs/egress.md).
+        self.egress = EgressProxy(settings, self.metrics) if settings.egress else None
         self.store = _file_store(settings)
         self.cluster = None
         if settings.clustered:
@@ -263,6 +266,8 @@ class Gateway:
                                     self.store, self.metrics, self.results,
                                     workdir_io=self.workdir_io)
             session.admit = lambda: self._admit(identity)
+            if self.egress is not None:
+                session.egress = self.egress.for_thread(key, identity)
             if self.cluster is not None:
                 session.fence = self.cluster.fence
                 if (reason := self._adoptions.pop(key, None)) is not None:
