@@ -97,21 +97,23 @@ class ThreadEgress:
             os.chmod(path, 0o600)  # the kernel's uid alone (and root)
             sock.listen(64)
             sock.setblocking(False)
-        except OSError:
+        except OSError as exc:
+            # The thread still runs, without egress: its connections get the forwarder's 503.
             sock.close()
-            raise
+            log.warning("thread %s: no egress socket at %s: %s", self.thread_id, path, exc)
+            return
         self._path = path
         task = asyncio.ensure_future(asyncio.start_unix_server(
             lambda r, w: self.proxy.handle(self, r, w), sock=sock, limit=MAX_HEAD))
-        task.add_done_callback(self._started)
+        task.add_done_callback(lambda done: self._started(done, path))
 
-    def _started(self, task: asyncio.Task[asyncio.Server]) -> None:
+    def _started(self, task: asyncio.Task[asyncio.Server], path: Path) -> None:
         if task.cancelled() or task.exception() is not None:
             log.warning("thread %s: egress socket not served: %r", self.thread_id,
                         None if task.cancelled() else task.exception())
             return
         server = task.result()
-        if self._path is None:  # detached before it started
+        if self._path != path:  # detached (or moved to another kernel) before it started
             server.close()
         else:
             self._server = server
