@@ -305,12 +305,15 @@ class HeadRequest:
     headers: list[tuple[str, str]]
 
     def forwarded_head(self) -> bytes:
-        """The request as the origin server gets it: origin-form, no proxy headers, and one
-        request per connection (the policy was checked for this one's host)."""
+        """The request as the origin server gets it: origin-form, no proxy headers, one request
+        per connection, and the checked host as its ``Host`` (another name in that header
+        would reach a different site sharing the allowed server)."""
         lines = [f"{self.method} {self.path} {self.version}"]
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        lines.append(f"Host: {host}" if self.port == 80 else f"Host: {host}:{self.port}")
         for name, value in self.headers:
-            if name.lower() not in ("proxy-connection", "proxy-authorization", "connection",
-                                    "keep-alive"):
+            if name.lower() not in ("host", "proxy-connection", "proxy-authorization",
+                                    "connection", "keep-alive"):
                 lines.append(f"{name}: {value}")
         lines.append("Connection: close")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

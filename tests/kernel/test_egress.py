@@ -30,6 +30,7 @@ on_loop = pytest.mark.asyncio(loop_scope="session")
 GUARD = 120.0  # seconds: only so that a wait that cannot end fails instead of hanging
 BIG = 3 * MiB  # served by the HTTPS server; more than the gateway's byte limit below
 BYTE_LIMIT = 2 * MiB
+CONNECTIONS = 4
 RESOLVED = {"pypi.test": "127.0.0.1", "tls.test": "127.0.0.1", "denied.test": "127.0.0.1",
             "rebind.test": "10.0.0.7"}
 
@@ -137,7 +138,8 @@ async def egress(servers, data_root):
         egress_deny=("denied.test",),
         identity_egress_allow={"bob": ""},  # bob: no egress at all
         egress_pip_index=f"http://pypi.test:{index}/simple/",
-        egress_bytes_per_thread=BYTE_LIMIT, egress_header_timeout=2.0)
+        egress_bytes_per_thread=BYTE_LIMIT, egress_connections_per_thread=CONNECTIONS,
+        egress_header_timeout=5.0)
     running = await start_gateway(settings)
     assert running.gateway.egress is not None
     running.gateway.egress.resolve = fake_resolve
@@ -230,26 +232,53 @@ async def test_an_identity_without_egress(egress, servers):
         assert "egress is off for this thread" in refused.output, refused.output
 
 
+PROXY_SOCKET = ("import os, socket\nproxy = os.environ['HTTPS_PROXY'].rsplit(':', 1)\n"
+                "def connect():\n"
+                "    sock = socket.create_connection((proxy[0][len('http://'):], int(proxy[1])))\n"
+                "    sock.settimeout(60)\n    return sock\n"
+                "def answer(sock):\n    data = b''\n"
+                "    while chunk := sock.recv(1000):\n        data += chunk\n"
+                "    return data.split(b'\\r\\n')[0].decode()\n")
+
+
 @on_loop
 async def test_a_slow_client_is_cut_off(egress, servers):
-    """A request head dribbled byte by byte (slow loris) gets 408 after egress_header_timeout
+    """A request head that stops half-way (slow loris) gets 408 after egress_header_timeout
     and holds nothing; the thread's next connection works."""
     tls = f"tls.test:{servers.tls_port}"
     async with await egress.client() as client:
         thread = client.thread("slow")
         slow = await thread.run(
-            "import os, socket, time\nproxy = os.environ['HTTPS_PROXY'].rsplit(':', 1)\n"
-            "sock = socket.create_connection((proxy[0][7:], int(proxy[1])))\n"
-            "sock.settimeout(60)\nanswer = b''\n"
-            f"for byte in b'CONNECT {tls} HTTP/1.1\\r\\nHost: x':\n"
-            "    try:\n        sock.send(bytes([byte]))\n    except OSError:\n        break\n"
-            "    time.sleep(0.2)\n"
-            "while chunk := sock.recv(1000):\n    answer += chunk\n"
-            "print(answer.split(b'\\r\\n')[0].decode())", wait=GUARD)
+            PROXY_SOCKET + "import time\nsock = connect()\n"
+            f"for byte in b'CONNECT {tls} HTTP/1.1\\r\\nHost':\n"
+            "    sock.send(bytes([byte]))\n    time.sleep(0.05)\n"
+            "print(answer(sock))", wait=GUARD)
         assert slow.output.startswith("HTTP/1.1 408 Egress refused: no complete request head"), \
             slow.output
+        assert "no complete request head" in slow.status["egress"]["refused"][0]
         after = await thread.run(fetch_code(servers, f"https://{tls}/"), wait=GUARD)
         assert after.output.startswith("15 "), after.output
+
+
+@on_loop
+async def test_connections_per_thread_are_limited(egress, servers):
+    """One connection more than the limit, all open at once: whichever reaches the proxy last
+    is refused, the others are tunnelled."""
+    connect = f"b'CONNECT tls.test:{servers.tls_port} HTTP/1.1\\r\\n\\r\\n'"
+    async with await egress.client() as client:
+        thread = client.thread("many")
+        many = await thread.run(
+            PROXY_SOCKET + f"held = [connect() for _ in range({CONNECTIONS + 1})]\n"
+            f"for sock in held:\n    sock.sendall({connect})\n"
+            "lines = []\nfor sock in held:\n    data = b''\n"
+            "    while b'\\r\\n' not in data and (chunk := sock.recv(1)):\n"
+            "        data += chunk\n    lines.append(data.decode().strip())\n"
+            "for sock in held:\n    sock.close()\n"
+            "print('\\n'.join(sorted(lines)))", wait=GUARD)
+        assert many.output.splitlines() == [
+            "HTTP/1.1 200 Connection established"] * CONNECTIONS + [
+            f"HTTP/1.1 429 Egress refused: more than egress_connections_per_thread "
+            f"({CONNECTIONS}) connections at once"], many.output
 
 
 @on_loop

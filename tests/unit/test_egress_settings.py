@@ -78,12 +78,15 @@ def test_execute_egress_allow():
 def test_connect_and_plain_http_heads():
     connect = parse_head(b"CONNECT PyPI.org:443 HTTP/1.1\r\nHost: pypi.org:443\r\n\r\n")
     assert (connect.method, connect.host, connect.port) == ("CONNECT", "pypi.org", 443)
-    plain = parse_head(b"GET http://user:pw@api.test/v1/x?y=1 HTTP/1.1\r\nHost: api.test\r\n"
+    plain = parse_head(b"GET http://user:pw@api.test/v1/x?y=1 HTTP/1.1\r\nHost: other.test\r\n"
                        b"Proxy-Authorization: Basic xx\r\nConnection: keep-alive\r\n\r\n")
     assert (plain.host, plain.port, plain.path) == ("api.test", 80, "/v1/x?y=1")
     forwarded = plain.forwarded_head()
     assert forwarded.startswith(b"GET /v1/x?y=1 HTTP/1.1\r\nHost: api.test\r\n")
     assert b"Proxy-Authorization" not in forwarded and b"keep-alive" not in forwarded
+    assert b"other.test" not in forwarded  # the checked host, never another name
+    assert parse_head(b"GET http://api.test:8080/ HTTP/1.0\r\n\r\n").forwarded_head() == (
+        b"GET / HTTP/1.0\r\nHost: api.test:8080\r\nConnection: close\r\n\r\n")
     assert forwarded.endswith(b"Connection: close\r\n\r\n")
     assert parse_head(b"CONNECT [::1]:8443 HTTP/1.1\r\n\r\n").host == "::1"
 
