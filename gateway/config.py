@@ -163,6 +163,9 @@ class Settings:
     egress_idle_timeout: float = setting(120.0, unit=DURATION, above=0)  # per connection
     # The index `pip install` uses in kernels (empty: pip's own, pypi.org).
     egress_pip_index: str = setting("", check=_url("http", "https"))
+    # Headers the proxy adds to plain-HTTP requests to a host pattern, e.g.
+    # {"api.internal:8080" = "Authorization: Bearer ..."}: secrets no kernel ever holds.
+    egress_headers: dict[str, str] = setting(factory=dict, secret=True)
 
     # Files
     max_upload_bytes: int = setting(50 * MiB, unit=SIZE, above=0)  # per upload message
@@ -308,6 +311,7 @@ class Settings:
         data["admin_token"] = "***" if self.admin_token else ""
         for secret in ("cluster_token", "store_key"):
             data[secret] = "***" if data[secret] else ""
+        data["egress_headers"] = {host: "***" for host in self.egress_headers}
         return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
 
 
@@ -321,17 +325,30 @@ def egress_problems(s: Settings) -> list[Problem]:
                 egress_policy.parse_rules(value, name)
             except ValueError as exc:
                 found.append((name, str(exc)))
+    if isinstance(s.egress_headers, dict):
+        bad = []
+        for pattern, headers in s.egress_headers.items():
+            try:
+                egress_policy.parse_rule(pattern, "egress_headers")
+                egress_policy.parse_headers(headers if isinstance(headers, str) else "")
+            except ValueError as exc:  # the message never holds a header's value
+                bad.append(f"entry {pattern!r}: {exc}")
+        if bad:
+            found.append(("egress_headers", "; ".join(bad)))
     for name in ("identity_egress_allow", "identity_egress_deny"):
         value = getattr(s, name)
         if not isinstance(value, dict):
             continue
+        bad = []
         for identity, patterns in value.items():
             if not isinstance(patterns, str):
                 continue  # the type check says so
             try:
                 egress_policy.parse_rules(egress_policy.split_list(patterns), name)
             except ValueError as exc:
-                found.append((name, f"identity {identity}: {exc}"))
+                bad.append(f"identity {identity}: {exc}")
+        if bad:
+            found.append((name, "; ".join(bad)))
     return found
 
 
@@ -515,6 +532,11 @@ def coerce(name: str, raw: Any) -> Any:
         return parse_tokens(raw)
     if name in ("identity_egress_allow", "identity_egress_deny"):
         return egress_policy.parse_identity_lists(raw)
+    if name == "egress_headers":
+        try:
+            return egress_policy.parse_identity_lists(raw)
+        except ValueError:  # its message would quote the text, which holds secrets
+            raise ValueError("expected HOST=Name: value, entries separated by ;") from None
     if unit == SIZE:
         return units.parse_size(raw)
     if unit == DURATION:

@@ -138,6 +138,24 @@ def parse_identity_lists(text: str) -> dict[str, str]:
     return lists
 
 
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def parse_headers(text: str) -> list[tuple[str, str]]:
+    """``"Authorization: Bearer x"`` (several on their own lines) -> [(name, value)]. The
+    ValueError never quotes the text: it holds secrets."""
+    headers = []
+    for number, line in enumerate(filter(None, (raw.strip() for raw in text.splitlines())), 1):
+        name, sep, value = line.partition(":")
+        if not sep or not HEADER_NAME.fullmatch(name.strip()) or not value.strip() or any(
+                ord(c) < 32 or ord(c) == 127 for c in value.strip()):
+            raise ValueError(f"line {number} is not a 'Name: value' header")
+        headers.append((name.strip(), value.strip()))
+    if not headers:
+        raise ValueError("no header")
+    return headers
+
+
 @dataclass(frozen=True)
 class Policy:
     """What one thread may reach: the operator's lists for its identity, and, while a cell

@@ -140,6 +140,9 @@ GROUPS: list[tuple[str, dict[str, str]]] = [
                                "closed",
         "egress_pip_index": "the index `pip install` uses in kernels (an `http://` one is "
                             "trusted); empty: pip's own (pypi.org)",
+        "egress_headers": "headers the proxy adds to plain-HTTP requests to a host pattern, "
+                          "e.g. `{\"api.internal:8080\" = \"Authorization: Bearer ...\"}`: "
+                          "secrets no kernel holds; never added inside HTTPS tunnels",
     }),
     ("Files", {
         "max_upload_bytes": "largest file in one `upload` message; a larger one goes in parts",

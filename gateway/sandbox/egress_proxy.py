@@ -153,6 +153,17 @@ class EgressProxy:
         self.metrics = metrics
         # Replaced only by tests, to give test names loopback addresses.
         self.resolve: Resolver = system_resolve
+        self.headers = [(egress_policy.parse_rule(pattern, "egress_headers"),
+                         egress_policy.parse_headers(lines))
+                        for pattern, lines in settings.egress_headers.items()]
+
+    def added_headers(self, host: str, port: int) -> list[tuple[str, str]]:
+        """The operator's headers for a plain-HTTP request to ``host:port`` (secrets)."""
+        address = egress_policy.as_address(host)
+        return [header for rule, headers in self.headers
+                if (rule.matches_address(address, port) if address is not None
+                    else rule.matches_name(host, port))
+                for header in headers]
 
     def for_thread(self, thread_id: str, identity: str) -> ThreadEgress:
         s = self.settings
@@ -198,14 +209,17 @@ class EgressProxy:
             writer.close()
             raise
         self.metrics.egress_request("allowed")
-        log.info("thread %s: egress %s %s (%s) allowed", thread.thread_id, request.method,
-                 target, address, extra={"thread_id": thread.thread_id, "egress": target})
+        plain = request.method != "CONNECT"  # inside a tunnel, nothing can be added
+        added = self.added_headers(request.host, request.port) if plain else []
+        log.info("thread %s: egress %s %s (%s) allowed%s", thread.thread_id, request.method,
+                 target, address, f", {len(added)} configured header(s) added" if added else "",
+                 extra={"thread_id": thread.thread_id, "egress": target})
         began, moved = time.monotonic(), [0]
         try:
             if request.method == "CONNECT":
                 writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             else:
-                upstream_writer.write(request.forwarded_head())
+                upstream_writer.write(request.forwarded_head(added))
             await asyncio.gather(self._pump(thread, target, reader, upstream_writer, moved),
                                  self._pump(thread, target, upstream_reader, writer, moved))
         finally:
@@ -304,17 +318,21 @@ class HeadRequest:
     version: str
     headers: list[tuple[str, str]]
 
-    def forwarded_head(self) -> bytes:
+    def forwarded_head(self, added: list[tuple[str, str]] | None = None) -> bytes:
         """The request as the origin server gets it: origin-form, no proxy headers, one request
         per connection, and the checked host as its ``Host`` (another name in that header
-        would reach a different site sharing the allowed server)."""
+        would reach a different site sharing the allowed server). ``added``: the operator's
+        headers, which replace any of the same name the kernel sent."""
+        added = added or []
+        replaced = {name.lower() for name, _ in added}
         lines = [f"{self.method} {self.path} {self.version}"]
         host = f"[{self.host}]" if ":" in self.host else self.host
         lines.append(f"Host: {host}" if self.port == 80 else f"Host: {host}:{self.port}")
         for name, value in self.headers:
             if name.lower() not in ("host", "proxy-connection", "proxy-authorization",
-                                    "connection", "keep-alive"):
+                                    "connection", "keep-alive", *replaced):
                 lines.append(f"{name}: {value}")
+        lines += [f"{name}: {value}" for name, value in added]
         lines.append("Connection: close")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 

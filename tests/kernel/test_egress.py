@@ -32,7 +32,8 @@ BIG = 3 * MiB  # served by the HTTPS server; more than the gateway's byte limit 
 BYTE_LIMIT = 2 * MiB
 CONNECTIONS = 4
 RESOLVED = {"pypi.test": "127.0.0.1", "tls.test": "127.0.0.1", "denied.test": "127.0.0.1",
-            "rebind.test": "10.0.0.7"}
+            "rebind.test": "10.0.0.7", "api.test": "127.0.0.1"}
+SECRET = "Bearer egress-test-secret"
 
 
 def free_port() -> int:
@@ -97,6 +98,24 @@ class Servers:
         self.https.socket = context.wrap_socket(self.https.socket, server_side=True)
         threading.Thread(target=self.https.serve_forever, daemon=True).start()
 
+        class API(http.server.BaseHTTPRequestHandler):
+            """Says whether the operator's header arrived, never its value."""
+
+            def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+                seen = self.headers.get_all("Authorization") or []
+                body = f"authorized={seen == [SECRET]} host={self.headers['Host']}\n".encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.api_port = free_port()
+        self.api = http.server.ThreadingHTTPServer(("127.0.0.1", self.api_port), API)
+        threading.Thread(target=self.api.serve_forever, daemon=True).start()
+
     async def wait_for_index(self) -> None:
         for _ in range(int(GUARD * 10)):
             try:
@@ -108,8 +127,9 @@ class Servers:
         raise AssertionError("pypiserver did not listen")
 
     def close(self) -> None:
-        self.https.shutdown()
-        self.https.server_close()
+        for server in (self.https, self.api):
+            server.shutdown()
+            server.server_close()
         self.index.terminate()
         self.index.wait(timeout=GUARD)
 
@@ -134,7 +154,9 @@ async def egress(servers, data_root):
     settings = test_settings(
         data_root / "egress", pool_size=1, max_kernels=6,
         egress_allow=(f"pypi.test:{index}", f"tls.test:{tls}", f"denied.test:{tls}",
-                      f"rebind.test:{tls}", f"127.0.0.1:{index}", f"127.0.0.1:{tls}"),
+                      f"rebind.test:{tls}", f"api.test:{servers.api_port}",
+                      f"127.0.0.1:{index}", f"127.0.0.1:{tls}", f"127.0.0.1:{servers.api_port}"),
+        egress_headers={f"api.test:{servers.api_port}": f"Authorization: {SECRET}"},
         egress_deny=("denied.test",),
         identity_egress_allow={"bob": ""},  # bob: no egress at all
         egress_pip_index=f"http://pypi.test:{index}/simple/",
@@ -222,6 +244,23 @@ async def test_an_execution_narrows_but_never_widens(egress, servers):
         assert allowed.output.startswith("15 "), allowed.output
         bad = await thread.run("print(1)", egress_allow=["not a host"])
         assert bad.state == "protocol_error" and "egress_allow" in bad.error["message"]
+
+
+@on_loop
+async def test_a_configured_header_reaches_the_host_but_never_the_kernel(egress, servers, caplog):
+    api = f"api.test:{servers.api_port}"
+    caplog.set_level("DEBUG")
+    async with await egress.client() as client:
+        thread = client.thread("headers")
+        called = await thread.run(
+            "import os, urllib.request\n"
+            f"request = urllib.request.Request('http://{api}/', headers={{'Host': 'x.test', "
+            "'Authorization': 'a guess'})\n"
+            "print(urllib.request.urlopen(request, timeout=60).read().decode(), end='')\n"
+            "print(any('egress-test-secret' in v for v in os.environ.values()))", wait=GUARD)
+    assert called.output == f"authorized=True host={api}\nFalse\n", called.output
+    assert "egress-test-secret" not in caplog.text
+    assert "1 configured header(s) added" in caplog.text
 
 
 @on_loop

@@ -111,3 +111,24 @@ def test_a_refusal_names_its_rule_in_the_status_line():
     status_line = answer.split(b"\r\n")[0]
     assert status_line == b"HTTP/1.1 403 Egress refused: x.test:443 matches egress_deny 'x.test'"
     assert answer.endswith(b"\r\n\r\nEgress refused: x.test:443 matches egress_deny 'x.test'\n")
+
+
+def test_configured_headers_are_checked_without_quoting_them():
+    found = problems(egress_headers={"api.test": "Authorization Bearer s3cret",
+                                     "bad host": "X-Key: s3cret"})
+    assert "s3cret" not in found["egress_headers"]
+    assert "entry 'api.test': line 1 is not a 'Name: value' header" in found["egress_headers"]
+    settings = Settings(egress_allow=("api.test",),
+                        egress_headers={"api.test:8080": "Authorization: Bearer s3cret\nX-A: 1"})
+    assert settings.masked()["egress_headers"] == {"api.test:8080": "***"}
+    with pytest.raises(SettingsError) as caught:
+        config.from_environment(environ={"GATEWAY_EGRESS_HEADERS": "Authorization: s3cret"})
+    assert "s3cret" not in str(caught.value)
+
+
+def test_configured_headers_replace_the_kernels_own():
+    request = parse_head(b"GET http://api.test:8080/x HTTP/1.1\r\nauthorization: guess\r\n"
+                         b"Accept: */*\r\n\r\n")
+    forwarded = request.forwarded_head([("Authorization", "Bearer s3cret")])
+    assert forwarded == (b"GET /x HTTP/1.1\r\nHost: api.test:8080\r\nAccept: */*\r\n"
+                         b"Authorization: Bearer s3cret\r\nConnection: close\r\n\r\n")
