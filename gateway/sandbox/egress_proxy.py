@@ -83,6 +83,11 @@ class ThreadEgress:
         self._server: asyncio.AbstractServer | None = None
         self._path: Path | None = None
 
+    @property
+    def socket_path(self) -> Path | None:
+        """Where the thread's current kernel reaches the proxy; None while it holds none."""
+        return self._path
+
     def attach(self, runtime_dir: Path, uid: int | None) -> None:
         """Serve the kernel whose runtime directory this is (one kernel at a time)."""
         self.detach()

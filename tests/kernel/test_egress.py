@@ -24,7 +24,7 @@ import trustme
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import MiB
-from support.gateways import start_gateway, stop_gateway, test_settings
+from support.gateways import session_of, start_gateway, stop_gateway, test_settings
 
 on_loop = pytest.mark.asyncio(loop_scope="session")
 GUARD = 120.0  # seconds: only so that a wait that cannot end fails instead of hanging
@@ -201,6 +201,28 @@ async def test_https_under_an_allowed_name(egress, servers):
                                    wait=GUARD)
         assert fetched.output == "15 b'hello over TLS\\n'\n", fetched.output
         assert fetched.status["egress"]["hosts"][0]["host"] == f"tls.test:{servers.tls_port}"
+
+
+@on_loop
+async def test_egress_follows_the_thread_to_its_next_kernel(egress, servers):
+    """After a restart and after hibernation the thread holds another kernel: the socket moves
+    with it, and the old kernel's is gone."""
+    url = f"https://tls.test:{servers.tls_port}/"
+    async with await egress.client() as client:
+        thread = client.thread("moves")
+        assert (await thread.run(fetch_code(servers, url), wait=GUARD)).output.startswith("15 ")
+        session = session_of(egress.gateway, "moves")
+        first = session.kernel.spec.runtime_dir / "egress.sock"
+        assert first.exists()
+        await thread.restart()
+        again = await thread.run(fetch_code(servers, url), wait=GUARD)
+        assert again.output.startswith("15 "), again.output
+        assert session.egress.socket_path == session.kernel.spec.runtime_dir / "egress.sock"
+        assert session.egress.socket_path != first and not first.exists()
+        assert await asyncio.wait_for(session.hibernate("requested", wait=True), GUARD)
+        assert session.egress.socket_path is None
+        woke = await thread.run(fetch_code(servers, url), wait=GUARD)
+        assert woke.output.startswith("15 "), woke.output
 
 
 @on_loop
