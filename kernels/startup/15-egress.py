@@ -8,15 +8,16 @@
 
 
 def _gateway_egress() -> None:
-    import asyncio
     import os
+
+    path = os.environ.get("KERNEL_EGRESS_SOCKET")
+    if not path:  # egress is off: nothing more to import or start
+        return
+    import asyncio
     import socket
     import sys
     import threading
 
-    path = os.environ.get("KERNEL_EGRESS_SOCKET")
-    if not path:
-        return
     chunk = 1 << 16
     unavailable = (b"HTTP/1.1 503 Egress unavailable: this kernel is not serving a thread\r\n"
                    b"Content-Length: 0\r\nConnection: close\r\n\r\n")
@@ -70,15 +71,16 @@ def _gateway_egress() -> None:
     if target not in sys.path:
         sys.path.append(target)
     index = os.environ.get("KERNEL_EGRESS_PIP_INDEX", "")
+    tmp = os.environ.get("TMPDIR", "/tmp")
     lines = ["[global]", f"proxy = {proxy}", "disable-pip-version-check = true",
-             f"cache-dir = {os.path.join(os.environ.get('TMPDIR', '/tmp'), 'pip-cache')}"]
+             f"cache-dir = {os.path.join(tmp, 'pip-cache')}"]
     if index:
         lines.append(f"index-url = {index}")
         if index.startswith("http://"):  # the operator chose a plain-HTTP index
             host = index.split("/")[2].rsplit(":", 1)[0]
             lines.append(f"trusted-host = {host}")
     lines += ["[install]", f"target = {target}", "upgrade = true"]
-    config = os.path.join(os.environ.get("TMPDIR", "/tmp"), "pip-egress.conf")
+    config = os.path.join(tmp, "pip-egress.conf")
     with open(config, "w") as handle:
         handle.write("\n".join(lines) + "\n")
     os.environ["PIP_CONFIG_FILE"] = config
