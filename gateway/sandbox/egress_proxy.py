@@ -219,20 +219,20 @@ class EgressProxy:
         log.info("thread %s: egress %s %s (%s) allowed%s", thread.thread_id, request.method,
                  target, address, f", {len(added)} configured header(s) added" if added else "",
                  extra={"thread_id": thread.thread_id, "egress": target})
-        began, moved = time.monotonic(), [0]
+        relay = Relay(time.monotonic(), (writer, upstream_writer))
         try:
             if request.method == "CONNECT":
                 writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             else:
                 upstream_writer.write(request.forwarded_head(added))
-            await asyncio.gather(self._pump(thread, target, reader, upstream_writer, moved),
-                                 self._pump(thread, target, upstream_reader, writer, moved))
+            await asyncio.gather(self._pump(thread, target, reader, upstream_writer, relay, True),
+                                 self._pump(thread, target, upstream_reader, writer, relay,
+                                            False))
         finally:
             thread.open.discard(writer)
-            writer.close()
-            upstream_writer.close()
+            relay.close()
             log.info("thread %s: egress %s closed, %d bytes in %.1f s", thread.thread_id,
-                     target, moved[0], time.monotonic() - began,
+                     target, relay.bytes, time.monotonic() - relay.began,
                      extra={"thread_id": thread.thread_id, "egress": target})
 
     async def _open(self, thread: ThreadEgress, request: HeadRequest
@@ -270,15 +270,27 @@ class EgressProxy:
         raise refusal
 
     async def _pump(self, thread: ThreadEgress, target: str, reader: asyncio.StreamReader,
-                    writer: asyncio.StreamWriter, moved: list[int]) -> None:
+                    writer: asyncio.StreamWriter, relay: Relay, outbound: bool) -> None:
+        """One direction. The kernel's end of file is passed on as a half-close (the answer
+        still comes back); the server's, the byte limit, an error or both directions idle
+        close the whole relay, so a client that keeps its end open holds no slot."""
         s = self.settings
         try:
             while True:
-                data = await asyncio.wait_for(reader.read(CHUNK), s.egress_idle_timeout)
+                try:
+                    data = await asyncio.wait_for(reader.read(CHUNK), s.egress_idle_timeout)
+                except TimeoutError:
+                    if time.monotonic() - relay.last >= s.egress_idle_timeout:
+                        break  # nothing either way for that long
+                    continue  # the other direction is busy (a long download, say)
                 if not data:
+                    if outbound and writer.can_write_eof() and not writer.is_closing():
+                        writer.write_eof()
+                        return
                     break
+                relay.last = time.monotonic()
                 thread.bytes += len(data)
-                moved[0] += len(data)
+                relay.bytes += len(data)
                 thread.cell.hosts[target] = thread.cell.hosts.get(target, 0) + len(data)
                 self.metrics.egress_bytes(len(data))
                 if thread.bytes > s.egress_bytes_per_thread:
@@ -288,16 +300,32 @@ class EgressProxy:
                     break
                 writer.write(data)
                 await writer.drain()
-        except (ConnectionError, OSError, TimeoutError):
+        except (ConnectionError, OSError):
             pass
-        finally:
-            writer.close()
+        relay.close()
 
     def _refuse(self, thread: ThreadEgress, target: str, refusal: Refused) -> None:
         self.metrics.egress_request(refusal.outcome)
         thread.cell.refused.append(f"{target}: {refusal.reason}")
         log.info("thread %s: egress %s refused: %s", thread.thread_id, target, refusal.reason,
                  extra={"thread_id": thread.thread_id, "egress": target})
+
+
+@dataclass
+class Relay:
+    """One allowed connection's two directions."""
+
+    began: float
+    writers: tuple[asyncio.StreamWriter, asyncio.StreamWriter]
+    last: float = 0.0  # when a byte last moved, either way
+    bytes: int = 0
+
+    def __post_init__(self) -> None:
+        self.last = self.began
+
+    def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
 
 
 def egress_environment(settings: Settings, runtime_dir: Path) -> dict[str, str]:

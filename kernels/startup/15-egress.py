@@ -22,15 +22,20 @@ def _gateway_egress() -> None:
     unavailable = (b"HTTP/1.1 503 Egress unavailable: this kernel is not serving a thread\r\n"
                    b"Content-Length: 0\r\nConnection: close\r\n\r\n")
 
-    async def pump(reader, writer):
+    async def pump(reader, writer, both, outbound):
+        """The client's end of file is a half-close (its answer still comes back); the
+        gateway's ends the connection."""
         try:
             while data := await reader.read(chunk):
                 writer.write(data)
                 await writer.drain()
+            if outbound and writer.can_write_eof():
+                writer.write_eof()
+                return
         except (ConnectionError, OSError):
             pass
-        finally:
-            writer.close()
+        for each in both:
+            each.close()
 
     async def forward(reader, writer):
         try:
@@ -39,7 +44,11 @@ def _gateway_egress() -> None:
             writer.write(unavailable)
             writer.close()
             return
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        both = (writer, up_writer)
+        await asyncio.gather(pump(reader, up_writer, both, True),
+                             pump(up_reader, writer, both, False))
+        for each in both:
+            each.close()
 
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:

@@ -281,6 +281,15 @@ async def test_a_configured_header_reaches_the_host_but_never_the_kernel(egress,
             "print(urllib.request.urlopen(request, timeout=60).read().decode(), end='')\n"
             "print(any('egress-test-secret' in v for v in os.environ.values()))", wait=GUARD)
     assert called.output == f"authorized=True host={api}\nFalse\n", called.output
+    # A client that half-closes after its request still gets the whole answer.
+    async with await egress.client() as client:
+        half = await client.thread("headers").run(
+            PROXY_SOCKET + "sock = connect()\n"
+            f"sock.sendall(b'GET http://{api}/ HTTP/1.1\\r\\n\\r\\n')\n"
+            "sock.shutdown(socket.SHUT_WR)\ndata = b''\n"
+            "while chunk := sock.recv(1000):\n    data += chunk\n"
+            "print(data.split(b'\\r\\n')[0].decode(), data.endswith(b'\\n'))", wait=GUARD)
+    assert half.output == "HTTP/1.0 200 OK True\n", half.output
     assert "egress-test-secret" not in caplog.text
     assert "1 configured header(s) added" in caplog.text
 
