@@ -7,12 +7,8 @@ import pytest
 from gateway import config
 from gateway.config import Settings
 from gateway.errors import ProtocolError, SettingsError
-from gateway.sandbox.egress_proxy import (
-    Refused,
-    egress_environment,
-    parse_head,
-    refusal_response,
-)
+from gateway.sandbox.egress_head import Refused, parse_head, refusal_response
+from gateway.sandbox.egress_proxy import egress_environment
 from gateway.wire.protocol import Execute, parse_request
 
 
