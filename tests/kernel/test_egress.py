@@ -194,13 +194,17 @@ async def test_pip_install_from_the_allowed_index(egress, servers):
 
 
 @on_loop
-async def test_https_under_an_allowed_name(egress, servers):
+async def test_https_under_an_allowed_name(egress, servers, caplog):
+    caplog.set_level("DEBUG")
     async with await egress.client() as client:
         thread = client.thread("https")
         fetched = await thread.run(fetch_code(servers, f"https://tls.test:{servers.tls_port}/"),
                                    wait=GUARD)
         assert fetched.output == "15 b'hello over TLS\\n'\n", fetched.output
         assert fetched.status["egress"]["hosts"][0]["host"] == f"tls.test:{servers.tls_port}"
+    allowed = f"egress CONNECT tls.test:{servers.tls_port} (127.0.0.1) allowed"
+    assert allowed in caplog.text, caplog.text
+    assert "hello over TLS" not in caplog.text  # per thread what and how much, never a body
 
 
 @on_loop
@@ -226,7 +230,8 @@ async def test_egress_follows_the_thread_to_its_next_kernel(egress, servers):
 
 
 @on_loop
-async def test_refusals_name_their_rule(egress, servers):
+async def test_refusals_name_their_rule(egress, servers, caplog):
+    caplog.set_level("INFO", logger="gateway.sandbox.egress_proxy")
     tls = servers.tls_port
     cases = {
         f"https://denied.test:{tls}/": f"denied.test:{tls} matches egress_deny 'denied.test'",
@@ -248,6 +253,9 @@ async def test_refusals_name_their_rule(egress, servers):
             "    urllib.request.urlopen('http://elsewhere.test/', timeout=60)\n"
             "except urllib.error.HTTPError as exc:\n    print(exc.code, exc.reason)", wait=GUARD)
         assert plain.output.startswith("403 Egress refused: elsewhere.test:80 matches no rule")
+    refusals = [r for r in caplog.records if r.getMessage().endswith("matches egress_deny "
+                                                                     "'denied.test'")]
+    assert refusals and refusals[0].thread_id.endswith("refused"), caplog.text
 
 
 @on_loop
