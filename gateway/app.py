@@ -139,6 +139,10 @@ class Gateway:
         if not self.host.enabled:
             log.warning("SANDBOX DISABLED (--sandbox none): kernels run unisolated with the "
                         "gateway's privileges. Never expose this to untrusted code.")
+            if self.egress is not None:
+                log.warning("egress is configured but without the sandbox kernels have the "
+                            "host's network: the egress policy binds only clients that use "
+                            "the proxy")
         for name, how in self.host.report.enforced.items():
             log.info("sandbox enforces %s: %s", name, how)
         for name, why in self.host.report.missing.items():
