@@ -59,6 +59,10 @@ class Job:
 
 
 class ThreadSession:
+    # Class-level too: the kernel setter reads both, even on a session built without __init__.
+    egress: ThreadEgress | None = None
+    _kernel: Kernel | None = None
+
     def __init__(self, thread_id: str, owner: str, settings: Settings,
                  pool_for: Callable[[str], KernelPool], store: FileStore, metrics: Metrics,
                  results: CallResults | None = None, *,
