@@ -33,6 +33,7 @@ from .execution.readiness import (
 )
 from .ops.datadir import DataDirLock
 from .ops.metrics import Metrics
+from .sandbox.egress_proxy import EgressProxy
 from .sandbox.launch import HostSandbox
 from .sandbox.uids import CLAIMS_DIR, UidRange
 from .sandbox.workdir_io import WorkdirExecutor
@@ -101,6 +102,8 @@ class Gateway:
             pool.make_room = self.hibernate_least_recent
         self.metrics.watch_pool(self.pool)
         self.metrics.watch_capacity(self.capacity)
+        # Off unless the operator allows some egress (docs/egress.md).
+        self.egress = EgressProxy(settings, self.metrics) if settings.egress else None
         self.store = _file_store(settings)
         self.cluster = None
         if settings.clustered:
@@ -137,6 +140,10 @@ class Gateway:
         if not self.host.enabled:
             log.warning("SANDBOX DISABLED (--sandbox none): kernels run unisolated with the "
                         "gateway's privileges. Never expose this to untrusted code.")
+            if self.egress is not None:
+                log.warning("egress is configured but without the sandbox kernels have the "
+                            "host's network: the egress policy binds only clients that use "
+                            "the proxy")
         for name, how in self.host.report.enforced.items():
             log.info("sandbox enforces %s: %s", name, how)
         for name, why in self.host.report.missing.items():
@@ -264,6 +271,8 @@ class Gateway:
                                     self.store, self.metrics, self.results,
                                     workdir_io=self.workdir_io)
             session.admit = lambda: self._admit(identity)
+            if self.egress is not None:
+                session.egress = self.egress.for_thread(key, identity)
             if self.cluster is not None:
                 session.fence = self.cluster.fence
                 if (reason := self._adoptions.pop(key, None)) is not None:

@@ -314,9 +314,11 @@ class Thread:
                 return
 
     async def execute(self, code: str | None = None, *, call_id: str | None = None,
-                      timeout: float | None = None, env: dict[str, str] | None = None) -> str:
+                      timeout: float | None = None, env: dict[str, str] | None = None,
+                      egress_allow: list[str] | None = None) -> str:
         """Send an execute request; returns the call id to ``stream`` or ``collect``.
-        ``env``: environment variables this cell alone sees."""
+        ``env``: environment variables this cell alone sees; ``egress_allow``: host patterns
+        this cell's egress is narrowed to."""
         call_id = call_id or self.new_call_id()
         message: dict = {"type": "execute", "thread_id": self.id, "call_id": call_id}
         if code is not None:
@@ -327,6 +329,8 @@ class Thread:
             message["language"] = self.language
         if env:
             message["env"] = env
+        if egress_allow is not None:
+            message["egress_allow"] = egress_allow
         await self.client.send(message)
         return call_id
 
@@ -348,9 +352,10 @@ class Thread:
         return result
 
     async def run(self, code: str, *, timeout: float | None = None,
-                  wait: float | None = 300, env: dict[str, str] | None = None) -> Result:
+                  wait: float | None = 300, env: dict[str, str] | None = None,
+                  egress_allow: list[str] | None = None) -> Result:
         """Execute and wait for the final status."""
-        call_id = await self.execute(code, timeout=timeout, env=env)
+        call_id = await self.execute(code, timeout=timeout, env=env, egress_allow=egress_allow)
         return await self.collect(call_id, wait)
 
     async def interrupt(self) -> None:

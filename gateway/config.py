@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from . import host_memory, units
+from . import egress_policy, host_memory, units
 from .constraints import DURATION, SIZE, Problem, Rule, constraint_of, kinds, setting
 from .errors import SettingsError
 
@@ -147,6 +147,26 @@ class Settings:
     kernel_python: str = setting(sys.executable, check=_not_empty)
     kernels_dir: Path = setting(factory=bundled_kernels_dir)
 
+    # Egress (docs/egress.md): off while egress_allow is empty. Host patterns with optional
+    # ports (pypi.internal:443, *.example.org, 10.0.0.0/8:3141); no port: 80 and 443 (in
+    # egress_deny: every port). Deny wins; private addresses need an address rule.
+    egress_allow: tuple[str, ...] = ()
+    egress_deny: tuple[str, ...] = ()
+    # Per identity, e.g. {alice = "pypi.internal:443"}: an identity's allow list replaces
+    # egress_allow (empty: none for it), its deny list adds to egress_deny.
+    identity_egress_allow: dict[str, str] = setting(factory=dict)
+    identity_egress_deny: dict[str, str] = setting(factory=dict)
+    egress_bytes_per_thread: int = setting(1024 * MiB, unit=SIZE, above=0)  # both directions
+    egress_connections_per_thread: int = setting(16, minimum=1)  # open at once
+    # A client must send its whole request head within this (slow clients hold no slot).
+    egress_header_timeout: float = setting(10.0, unit=DURATION, above=0)
+    egress_idle_timeout: float = setting(120.0, unit=DURATION, above=0)  # per connection
+    # The index `pip install` uses in kernels (empty: pip's own, pypi.org).
+    egress_pip_index: str = setting("", check=_url("http", "https"))
+    # Headers the proxy adds to plain-HTTP requests to a host pattern, e.g.
+    # {"api.internal:8080" = "Authorization: Bearer ..."}: secrets no kernel ever holds.
+    egress_headers: dict[str, str] = setting(factory=dict, secret=True)
+
     # Files
     max_upload_bytes: int = setting(50 * MiB, unit=SIZE, above=0)  # per upload message
     max_upload_total: int = setting(1024 * MiB, unit=SIZE, above=0)  # per file sent in parts
@@ -217,6 +237,7 @@ class Settings:
 
         constraints.normalize(self)
         found = constraints.problems(self, RULES)
+        found += egress_problems(self)
         for name, parse in (("allowed_origins", origins.parse_list),
                             ("allowed_hosts", hosts.parse_list)):
             if not any(problem == name for problem, _ in found):
@@ -230,6 +251,12 @@ class Settings:
         self.tokens = auth.hashed_tokens(self.tokens)
         if self.admin_token:
             self.admin_token = auth.stored_form(self.admin_token)
+
+    @property
+    def egress(self) -> bool:
+        """Whether any thread may have egress: kernels then get the proxy's settings."""
+        return bool(self.egress_allow) or any(
+            egress_policy.split_list(v) for v in self.identity_egress_allow.values())
 
     def language_pool_size(self, language: str) -> int:
         """Warm kernels kept for ``language`` (Python's is ``pool_size``)."""
@@ -284,7 +311,45 @@ class Settings:
         data["admin_token"] = "***" if self.admin_token else ""
         for secret in ("cluster_token", "store_key"):
             data[secret] = "***" if data[secret] else ""
+        data["egress_headers"] = {host: "***" for host in self.egress_headers}
         return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
+
+
+def egress_problems(s: Settings) -> list[Problem]:
+    """Every bad pattern of the egress lists, named by setting (and identity)."""
+    found: list[Problem] = []
+    for name in ("egress_allow", "egress_deny"):
+        value = getattr(s, name)
+        if isinstance(value, tuple) and all(isinstance(v, str) for v in value):
+            try:
+                egress_policy.parse_rules(value, name)
+            except ValueError as exc:
+                found.append((name, str(exc)))
+    if isinstance(s.egress_headers, dict):
+        bad = []
+        for pattern, headers in s.egress_headers.items():
+            try:
+                egress_policy.parse_rule(pattern, "egress_headers")
+                egress_policy.parse_headers(headers if isinstance(headers, str) else "")
+            except ValueError as exc:  # the message never holds a header's value
+                bad.append(f"entry {pattern!r}: {exc}")
+        if bad:
+            found.append(("egress_headers", "; ".join(bad)))
+    for name in ("identity_egress_allow", "identity_egress_deny"):
+        value = getattr(s, name)
+        if not isinstance(value, dict):
+            continue
+        bad = []
+        for identity, patterns in value.items():
+            if not isinstance(patterns, str):
+                continue  # the type check says so
+            try:
+                egress_policy.parse_rules(egress_policy.split_list(patterns), name)
+            except ValueError as exc:
+                bad.append(f"identity {identity}: {exc}")
+        if bad:
+            found.append((name, "; ".join(bad)))
+    return found
 
 
 def parse_tokens(spec: str) -> dict[str, str]:
@@ -465,6 +530,13 @@ def coerce(name: str, raw: Any) -> Any:
     kind, unit = kinds(Settings)[name], _CONSTRAINTS[name].unit
     if name == "tokens":
         return parse_tokens(raw)
+    if name in ("identity_egress_allow", "identity_egress_deny"):
+        return egress_policy.parse_identity_lists(raw)
+    if name == "egress_headers":
+        try:
+            return egress_policy.parse_identity_lists(raw)
+        except ValueError:  # its message would quote the text, which holds secrets
+            raise ValueError("expected HOST=Name: value, entries separated by ;") from None
     if unit == SIZE:
         return units.parse_size(raw)
     if unit == DURATION:

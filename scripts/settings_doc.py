@@ -122,6 +122,28 @@ GROUPS: list[tuple[str, dict[str, str]]] = [
         "kernels_dir": "kernelspecs (`python3/kernel.json`, ...) and IPython `startup/`; "
                        "checked at start-up",
     }),
+    ("Egress (see [Egress](egress.md))", {
+        "egress_allow": "host patterns threads may reach through the egress proxy: "
+                        "`pypi.org`, `mirror.internal:3141`, `*.example.org:*`, "
+                        "`10.0.0.0/8:3141`; no port: 80 and 443; empty: no egress at all",
+        "egress_deny": "patterns refused whatever allows them (no port: every port)",
+        "identity_egress_allow": "per identity, e.g. `{ci = \"pypi.org\"}` or "
+                                 "`ci=pypi.org;guest=`: replaces `egress_allow` for its "
+                                 "threads (`\"\"`: none)",
+        "identity_egress_deny": "per identity: added to `egress_deny`",
+        "egress_bytes_per_thread": "bytes a thread may move through the proxy over its life, "
+                                   "both directions; past it its connections are closed",
+        "egress_connections_per_thread": "proxy connections one thread may hold open at once",
+        "egress_header_timeout": "a client must send its whole request head within this "
+                                 "(slow-loris clients hold nothing)",
+        "egress_idle_timeout": "a proxied connection with no byte either way this long is "
+                               "closed",
+        "egress_pip_index": "the index `pip install` uses in kernels (an `http://` one is "
+                            "trusted); empty: pip's own (pypi.org)",
+        "egress_headers": "headers the proxy adds to plain-HTTP requests to a host pattern, "
+                          "e.g. `{\"api.internal:8080\" = \"Authorization: Bearer ...\"}`: "
+                          "secrets no kernel holds; never added inside HTTPS tunnels",
+    }),
     ("Files", {
         "max_upload_bytes": "largest file in one `upload` message; a larger one goes in parts",
         "max_upload_total": "largest file sent in parts (the thread's `disk_limit` bounds it "

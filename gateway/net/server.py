@@ -424,7 +424,7 @@ class GatewayServer:
                     try:
                         session.choose_language(request.language)
                         session.submit(request.call_id, request.code, request.timeout,
-                                       request.env)
+                                       request.env, request.egress_rules())
                     except GatewayError as exc:
                         if exc.code != "call_executed":
                             gw.call_refused(session, request.call_id)

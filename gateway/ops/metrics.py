@@ -35,6 +35,12 @@ class Metrics:
             "gateway_identity_limit_refusals",
             "Requests refused because their identity reached its own limit", ["limit"],
             registry=r)
+        self.egress_requests = Counter(
+            "gateway_egress_requests",
+            "Connections through the egress proxy by outcome (allowed, refused, timeout, "
+            "failed, bad_request)", ["outcome"], registry=r)
+        self.egress_bytes_total = Counter("gateway_egress_bytes",
+                                          "Bytes relayed by the egress proxy", registry=r)
         self.hibernation = HibernationStats()  # plain counts: pool stats reads them too
         self.restore_seconds = Histogram(
             "gateway_restore_seconds",
@@ -75,6 +81,12 @@ class Metrics:
     def execution_finished(self, state: str, seconds: float) -> None:
         self.executions.labels(state).inc()
         self.duration.observe(seconds)
+
+    def egress_request(self, outcome: str) -> None:
+        self.egress_requests.labels(outcome).inc()
+
+    def egress_bytes(self, count: int) -> None:
+        self.egress_bytes_total.inc(count)
 
     def bytes_out(self, count: int) -> None:
         self.output_bytes.inc(count)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from ..egress_policy import Rule
 from ..errors import GatewayError, KernelStartError, LanguageMismatch, ProtocolError, QueueFull
 from ..execution import languages
 from ..sandbox.workdirs import changed_files, display_name, open_regular_file, snapshot
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from ..execution.kernel import Kernel, RunResult
     from ..execution.pool import KernelPool
     from ..ops.metrics import Metrics
+    from ..sandbox.egress_proxy import ThreadEgress
     from ..sandbox.workdir_io import ThreadWorkdirJobs, WorkdirExecutor
     from .files import FileStore, StoredFile
 
@@ -53,9 +55,14 @@ class Job:
     code: str
     timeout: float
     env: dict[str, str] | None = field(default=None, repr=False)  # this cell's alone
+    egress: tuple[Rule, ...] | None = None  # this cell's narrowing of the thread's egress
 
 
 class ThreadSession:
+    # Class-level too: the kernel setter reads both, even on a session built without __init__.
+    egress: ThreadEgress | None = None
+    _kernel: Kernel | None = None
+
     def __init__(self, thread_id: str, owner: str, settings: Settings,
                  pool_for: Callable[[str], KernelPool], store: FileStore, metrics: Metrics,
                  results: CallResults | None = None, *,
@@ -71,7 +78,10 @@ class ThreadSession:
         self.replay = ReplayBuffer(settings.replay_buffer_bytes, settings.replay_buffer_seconds,
                                    start_after=seq_origin())
         self._call_files: dict[str, list[dict]] = {}  # files announced by calls still running
-        self.kernel: Kernel | None = None
+        # The thread's egress (sandbox/egress_proxy.py), served on whichever kernel it holds;
+        # set by the gateway before the first kernel when egress is configured.
+        self.egress: ThreadEgress | None = None
+        self._kernel: Kernel | None = None
         self.listeners: set[Listener] = set()
         self.created = time.monotonic()
         self.last_active = time.monotonic()
@@ -110,6 +120,21 @@ class ThreadSession:
         # After a wake-up, until the first cell's status reports it: why it slept, which files
         # came back, when the wake-up began.
         self._woke: dict | None = None
+
+    @property
+    def kernel(self) -> Kernel | None:
+        return self._kernel
+
+    @kernel.setter
+    def kernel(self, kernel: Kernel | None) -> None:
+        """Every change of kernel (lease, replacement, healing, release) moves the egress
+        socket with it: a kernel serves only the thread that holds it."""
+        if kernel is not self._kernel and self.egress is not None:
+            if kernel is None:
+                self.egress.detach()
+            else:
+                self.egress.attach(kernel.spec.runtime_dir, kernel.spec.uid)
+        self._kernel = kernel
 
     @property
     def client_thread_id(self) -> str:
@@ -200,7 +225,8 @@ class ThreadSession:
 
     # -- execution --------------------------------------------------------------------------
     def submit(self, call_id: str, code: str | None, timeout: float | None,
-               env: dict[str, str] | None = None) -> None:
+               env: dict[str, str] | None = None,
+               egress: tuple[Rule, ...] | None = None) -> None:
         """Queue an execution; the code comes from the request or from the streamed deltas."""
         if self.closed:
             raise ProtocolError("thread is closed", code="thread_closed")
@@ -233,7 +259,7 @@ class ThreadSession:
         for chunk in closing:
             self.emit(chunk, call_id)
         self._queue.put_nowait(Job(call_id, code, timeout or self.settings.execution_timeout,
-                                   env))
+                                   env, egress))
         self.last_active = time.monotonic()
         if self._worker is None:
             self._worker = asyncio.create_task(self._work(), name=f"thread-{self.thread_id}")
@@ -447,8 +473,11 @@ class ThreadSession:
         language = languages.LANGUAGES[self.language or languages.DEFAULT]
         if job.env:
             await self._hidden_cell(kernel, language.set_env(job.env), job.timeout)
+        if self.egress is not None:
+            self.egress.begin_cell(job.egress)
         result = await kernel.run(job.code, on_message, job.timeout, self.settings.interrupt_grace,
                                   interrupted=self._user_interrupted)
+        egress_used = self.egress.end_cell() if self.egress is not None else None
         if job.env and result.state != "killed" and not result.stuck:
             await self._hidden_cell(kernel, language.restore_env(list(job.env)), job.timeout)
         for chunk in translator.finish():
@@ -466,6 +495,8 @@ class ThreadSession:
             details.setdefault("reason", restarted_because)
         details["tool_output"] = tool_output(translator.text, state, files, details.get("reason"),
                                              translator.dropped_chars)
+        if egress_used is not None:
+            details["egress"] = egress_used
         if restored is not None:
             details["restored"] = restored
             details["tool_output"] = restored_line(restored) + "\n" + details["tool_output"]
@@ -745,6 +776,8 @@ class ThreadSession:
             if self.kernel is not None:
                 await self.pool.release(self.kernel)
                 self.kernel = None
+        if self.egress is not None:
+            self.egress.detach()
 
     def describe(self) -> dict:
         return {

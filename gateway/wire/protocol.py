@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Literal
 
 import orjson
 
+from .. import egress_policy
 from ..errors import ProtocolError
 from .languages import find as find_language
 
@@ -231,6 +232,24 @@ def validate_env(env: object) -> dict[str, str]:
     return env
 
 
+MAX_EGRESS_PATTERNS = 64
+
+
+def validate_egress(patterns: object) -> tuple[str, ...]:
+    """``execute.egress_allow``: a list of at most 64 host patterns (docs/egress.md)."""
+    if not isinstance(patterns, list | tuple):
+        raise ProtocolError(f"execute.egress_allow: expected a list, got {_json_type(patterns)}")
+    if len(patterns) > MAX_EGRESS_PATTERNS:
+        raise ProtocolError(f"execute.egress_allow: at most {MAX_EGRESS_PATTERNS} patterns")
+    if not all(isinstance(p, str) and len(p) <= 300 for p in patterns):
+        raise ProtocolError("execute.egress_allow: each pattern must be a string")
+    try:
+        egress_policy.parse_rules(patterns, "the request's egress_allow")
+    except ValueError as exc:
+        raise ProtocolError(f"execute.egress_allow: {str(exc)[:400]}") from None
+    return tuple(patterns)
+
+
 @dataclass(frozen=True, slots=True)
 class CodeDelta:
     """A fragment of a call's code as the model writes it.
@@ -275,18 +294,27 @@ class Execute:
     language: str | None = None  # the thread's, on its first request (gateway/languages)
     # Variables this cell alone sees; values may be secrets: never in a repr or a log.
     env: dict[str, str] | None = field(default=None, repr=False)
+    # Host patterns this cell's egress is narrowed to (docs/egress.md); never widens.
+    egress_allow: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         validate_id(self.thread_id, "execute.thread_id")
         validate_id(self.call_id, "execute.call_id")
         if self.env is not None:
             validate_env(self.env)
+        if self.egress_allow is not None:
+            object.__setattr__(self, "egress_allow", validate_egress(self.egress_allow))
         if self.language is not None:
             find_language(self.language)
         if self.code is not None:
             _check_str(self.code, "execute.code")
         if self.timeout is not None:
             object.__setattr__(self, "timeout", _check_timeout(self.timeout, "execute.timeout"))
+
+    def egress_rules(self) -> tuple[egress_policy.Rule, ...] | None:
+        if self.egress_allow is None:
+            return None
+        return egress_policy.parse_rules(self.egress_allow, "the request's egress_allow")
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,7 +485,7 @@ def parse_request(
                 )
         env = get("env")
         return Execute(get("thread_id"), get("call_id"), get("code"), timeout, get("language"),
-                       env or None)
+                       env or None, get("egress_allow"))
     if kind == "upload":
         # Cheap checks first: don't decode megabytes of base64 for a message with a bad id.
         thread_id = validate_id(get("thread_id"), "upload.thread_id")

@@ -103,32 +103,41 @@ def _gateway_offline(mode: str) -> int | None:
 
     shell = get_ipython()  # noqa: F821
     here = sys._getframe().f_code.co_filename  # this file, where IPython's startup found it
+    # With egress (15-egress.py), the real pip installs through the proxy; the note on a
+    # missing module still helps.
+    egress = bool(os.environ.get("KERNEL_EGRESS_SOCKET"))
+    if egress:
+        no_network = "may be installed with `pip install` if the operator's egress allows it"
 
     # `!pip` and subprocesses find our pip first; `python -m pip` fails fast instead of retrying.
     import tempfile
 
-    shim_dir = tempfile.mkdtemp(prefix="gateway-bin-")
-    launcher = (f"#!/bin/sh\nexec {sys.executable} -I -c 'import sys; exec(compile(open(sys.argv"
-                f"[1]).read(), sys.argv[1], \"exec\"), {{\"__name__\": \"__pip_shim__\"}})' "
-                f"{here} \"$@\"\n")
-    for name in ("pip", "pip3", f"pip3.{sys.version_info.minor}"):
-        path = os.path.join(shim_dir, name)
-        with open(path, "w") as shim:
-            shim.write(launcher)
-        os.chmod(path, 0o755)
-    os.environ["PATH"] = shim_dir + os.pathsep + os.environ.get("PATH", "")
-    os.environ["PIP_NO_INDEX"] = "1"
-    os.environ["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    def install_shims() -> None:
+        shim_dir = tempfile.mkdtemp(prefix="gateway-bin-")
+        launcher = (f"#!/bin/sh\nexec {sys.executable} -I -c 'import sys; exec(compile("
+                    f"open(sys.argv[1]).read(), sys.argv[1], \"exec\"), "
+                    f"{{\"__name__\": \"__pip_shim__\"}})' {here} \"$@\"\n")
+        for name in ("pip", "pip3", f"pip3.{sys.version_info.minor}"):
+            path = os.path.join(shim_dir, name)
+            with open(path, "w") as shim:
+                shim.write(launcher)
+            os.chmod(path, 0o755)
+        os.environ["PATH"] = shim_dir + os.pathsep + os.environ.get("PATH", "")
+        os.environ["PIP_NO_INDEX"] = "1"
+        os.environ["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
 
-    def pip_magic(line: str) -> None:
-        """%pip (and a bare `pip install x` line, through automagic)."""
-        args = line.split()
-        if args and args[0] in ("install", "download", "wheel"):
-            print(answer_install(args[1:]))
-        else:
-            shell.system(f"pip {line}")
+        def pip_magic(line: str) -> None:
+            """%pip (and a bare `pip install x` line, through automagic)."""
+            args = line.split()
+            if args and args[0] in ("install", "download", "wheel"):
+                print(answer_install(args[1:]))
+            else:
+                shell.system(f"pip {line}")
 
-    shell.register_magic_function(pip_magic, "line", "pip")
+        shell.register_magic_function(pip_magic, "line", "pip")
+
+    if not egress:
+        install_shims()
 
     def explain_missing_module(shell, etype, value, tb, tb_offset=None):
         """Adds one line under `ModuleNotFoundError: No module named 'foo'` when `foo` is not

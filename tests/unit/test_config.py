@@ -168,11 +168,13 @@ def test_lenient_only_where_unambiguous():
 SIZES = {"memory_limit", "disk_limit", "file_size_limit", "replay_buffer_bytes",
          "result_retention_bytes", "max_upload_bytes", "max_upload_total", "inline_file_limit",
          "thread_file_quota", "total_file_quota", "identity_file_quota", "snapshot_limit",
-         "snapshot_every_cell_below", "max_message_bytes", "memory_floor"}
+         "snapshot_every_cell_below", "max_message_bytes", "memory_floor",
+         "egress_bytes_per_thread"}
 DURATIONS = {"pool_rate_window", "pool_burst_window", "pool_horizon", "lease_wait",
              "hibernate_after", "kernel_start_timeout", "execution_timeout", "max_timeout",
              "shutdown_grace", "interrupt_grace", "replay_buffer_seconds", "result_retention",
-             "file_retention", "snapshot_timeout", "node_lease"}
+             "file_retention", "snapshot_timeout", "node_lease", "egress_header_timeout",
+             "egress_idle_timeout"}
 
 
 def test_sizes_and_durations_are_declared_not_guessed():

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ...config import Settings
 from ...errors import KernelStartError, PoolExhausted, ZygoteUnavailable
+from ...sandbox.egress_proxy import egress_environment
 from ...sandbox.forkserver import EXEC_COST, Zygote
 from ...sandbox.launch import HostSandbox, SandboxSpec, prepare_matplotlib_cache
 from ...sandbox.limits import LimitValues
@@ -216,7 +217,8 @@ class KernelPool:
             mpl_cache=self._mpl_cache,
             enabled=self.host.enabled,
             uid=self.workdirs.owner(workdir),
-            environment=tuple(snapshot_environment(s).items()),
+            environment=tuple({**snapshot_environment(s),
+                               **egress_environment(s, runtime)}.items()),
         )
 
     async def _start_kernel(self, workdir: Path) -> Kernel:
