@@ -11,12 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
+from unit.test_protocol import shaped_messages, valid_requests
 
 from gateway.errors import ProtocolError
 from gateway.wire import envelopes, schemas
 from gateway.wire.protocol import parse_request
-
-from unit.test_protocol import shaped_messages, valid_requests
 
 REQUEST = Draft202012Validator(schemas.load("request"))
 ENVELOPE = Draft202012Validator(schemas.load("envelope"))
