@@ -105,7 +105,7 @@ def test_parts_upload_matches() -> None:
                        "files": {"image/png": {"filename": "plot_1.png", "file_id": "f1"}}}),
     envelopes.rewind(7),
     envelopes.file("a.csv", "f2", "YQ==", "text/csv"),
-    envelopes.status("complete", execution_count=1, duration_ms=2.5, files=[],
+    envelopes.status("complete", execution_count=1, duration_ms=2.5, files=["a.csv"],
                      tool_output="42"),
     envelopes.status("error", reason="x", error_code="thread_moved"),
     envelopes.error("bad_request", "nope"),

@@ -43,7 +43,8 @@ export interface StatusContent {
   state: State;
   execution_count?: number | null;
   duration_ms?: number;
-  files?: Array<FileRef & { mime_type?: string }>;
+  /** The names of the files this call stored or changed. */
+  files?: string[];
   tool_output?: string;
   reason?: string;
   kernel_restarted?: boolean;
