@@ -308,6 +308,7 @@ var Gateway = class _Gateway {
   Ws;
   reconnect;
   reconnectFor;
+  onState;
   routes = /* @__PURE__ */ new Map();
   watchers = /* @__PURE__ */ new Map();
   acks = /* @__PURE__ */ new Map();
@@ -324,6 +325,7 @@ var Gateway = class _Gateway {
     this.httpBase = httpBase;
     this.reconnect = options.reconnect ?? true;
     this.reconnectFor = options.reconnectFor ?? 12e4;
+    this.onState = options.onState;
     this.connected.resolve();
     this.attach(socket);
   }
@@ -399,6 +401,7 @@ var Gateway = class _Gateway {
         return;
       }
       this.connected = deferred();
+      this.onState?.("reconnecting");
       this.resume().catch((error) => {
         this.fail(error instanceof GatewayError ? error : new DisconnectedError(`could not reconnect: ${String(error)}`));
       });
@@ -453,10 +456,12 @@ var Gateway = class _Gateway {
       this.socket.send(JSON.stringify({ type: "subscribe", thread_id: threadId, since_seq: seq }));
     }
     this.connected.resolve();
+    this.onState?.("open");
   }
   fail(error) {
     if (this.failed) return;
     this.failed = error;
+    this.onState?.("closed", error.message);
     for (const [routeKey, handler] of [...this.routes]) {
       const [threadId, callId] = routeKey.split("\0");
       handler({

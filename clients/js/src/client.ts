@@ -24,6 +24,8 @@ export interface ConnectOptions {
   WebSocket?: SocketClass;
   /** Base URL of the gateway's HTTP side; default: the websocket URL's, without `/ws`. */
   httpBase?: string;
+  /** The connection dropped and is being resumed, is back, or is gone for good (with why). */
+  onState?: (state: "reconnecting" | "open" | "closed", detail?: string) => void;
 }
 
 export interface CallHandlers {
@@ -98,6 +100,7 @@ export class Gateway {
   private readonly Ws: SocketClass;
   private readonly reconnect: boolean;
   private readonly reconnectFor: number;
+  private readonly onState: ConnectOptions["onState"];
   private readonly routes = new Map<string, (envelope: Envelope) => void>();
   private readonly watchers = new Map<string, Set<(envelope: Envelope) => void>>();
   private readonly acks = new Map<string, Queue<SubscribedChunk["content"]>>();
@@ -116,6 +119,7 @@ export class Gateway {
     this.httpBase = httpBase;
     this.reconnect = options.reconnect ?? true;
     this.reconnectFor = options.reconnectFor ?? 120_000;
+    this.onState = options.onState;
     this.connected.resolve();
     this.attach(socket);
   }
@@ -206,6 +210,7 @@ export class Gateway {
         return;
       }
       this.connected = deferred<void>();
+      this.onState?.("reconnecting");
       this.resume().catch((error: unknown) => {
         this.fail(error instanceof GatewayError ? error
           : new DisconnectedError(`could not reconnect: ${String(error)}`));
@@ -260,11 +265,13 @@ export class Gateway {
       this.socket.send(JSON.stringify({ type: "subscribe", thread_id: threadId, since_seq: seq }));
     }
     this.connected.resolve();
+    this.onState?.("open");
   }
 
   private fail(error: GatewayError): void {
     if (this.failed) return;
     this.failed = error;
+    this.onState?.("closed", error.message);
     for (const [routeKey, handler] of [...this.routes]) {
       const [threadId, callId] = routeKey.split("\u0000");
       handler({ stream_type: "code_execution", thread_id: threadId ?? null, call_id: callId || null,
