@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
 import { ConnectError, DisconnectedError, Gateway, HttpError, RequestError, download, fromBase64 } from "../dist/index.js";
-import { TOKENS, startGateway, startRelay } from "./support.mjs";
+import { ADMIN_TOKEN, TOKENS, startGateway, startRelay } from "./support.mjs";
 
 let gw;
 let client;
@@ -236,6 +236,40 @@ test("in headless Chromium: the bundle the live page ships connects, streams and
     assert.equal(seen.steps.at(-1), 5);
     assert.equal(seen.read, "hello\n");
     assert.equal(seen.refused, "bad_request");
+  } finally {
+    await browser.close();
+  }
+});
+
+test("the docs' example frontend runs as written in Chromium (with a minted token)", async () => {
+  const { readFileSync } = await import("node:fs");
+  const { ROOT } = await import("./support.mjs");
+  const { launch } = await import("./chromium.mjs");
+  const docs = readFileSync(`${ROOT}/docs/clients.md`, "utf8");
+  const html = docs.slice(docs.indexOf("## Example: a frontend")).match(/```html\n([\s\S]*?)```/)[1];
+  const body = html.slice(html.indexOf("<pre"), html.indexOf("<script"));
+  const script = html.slice(html.indexOf('<script type="module">') + 22, html.indexOf("</script>"));
+  const minted = await (await fetch(`${gw.http}/admin/token?identity=alice&thread=t1&ttl=5m`,
+                                    { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } })).json();
+  // The page's two lines that need a site around them: the static import and the backend call.
+  const runnable = script
+    .replace(/import \{([^}]*)\} from "([^"]*)";/, "const {$1} = await import(\"$2\");")
+    .replace(/await \(await fetch\("\/my-backend\/gateway-token"\)\)\.text\(\)/, JSON.stringify(minted.token));
+  assert.notEqual(runnable, script);
+  const browser = await launch();
+  try {
+    await browser.goto(`${gw.http}/static/index.html`);
+    const seen = await browser.evaluate(`(async () => {
+      document.body.innerHTML = ${JSON.stringify(body)};
+      ${runnable}
+      const images = [...$("charts").querySelectorAll("img")];
+      await Promise.all(images.map((img) => img.decode())); // rejects if the chart did not load
+      return { code: $("code").textContent, out: $("out").textContent,
+               charts: images.map((img) => img.naturalWidth > 0) };
+    })()`);
+    assert.match(seen.code, /^```python\nimport matplotlib.pyplot as plt\nplt.plot\(\[1, 4, 9, 16\]\)/);
+    assert.match(seen.out, /^done\n\n\[complete in [\d.]+ ms\]$/);
+    assert.deepEqual(seen.charts, [true]);
   } finally {
     await browser.close();
   }
