@@ -249,6 +249,16 @@ class Gateway:
         await asyncio.gather(*(pool.close() for pool in self.pools.values()))
         return {"drained": True, "unfinished_executions": unfinished}
 
+    def access_for(self, token: str | None) -> auth.Access | None:
+        """Who a client or signed token speaks for, and which threads it may touch."""
+        return auth.access_for(self.settings.tokens, token, self.signing_key)
+
+    def signing_key(self) -> bytes:
+        """The key of signed tokens in force (setting, or the data dir's file)."""
+        from .signed_tokens import signing_key
+
+        return signing_key(self.settings.token_signing_key, self.settings.data_dir)
+
     def identity_for(self, token: str | None) -> str | None:
         """The identity behind a client token, or None (tokens are stored hashed: auth.py)."""
         return auth.identity_for(self.settings.tokens, token)

@@ -13,7 +13,9 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+
+from .signed_tokens import Access, is_signed, verify
 
 PREFIX = "sha256:"
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
@@ -46,6 +48,19 @@ def identity_for(tokens: Mapping[str, str], presented: str | None) -> str | None
     if not presented:
         return None
     return tokens.get(digest(presented))
+
+
+def access_for(tokens: Mapping[str, str], presented: str | None,
+               signing_key: Callable[[], bytes]) -> Access | None:
+    """What a presented token may do: a configured client token speaks for its identity's
+    threads, a signed one (signed_tokens.py) for one identity until it expires, maybe for
+    named threads only. The key is asked for only when a signed token is presented."""
+    if is_signed(presented):
+        access = verify(signing_key(), presented)  # type: ignore[arg-type]
+        if access is not None:
+            return access
+    identity = identity_for(tokens, presented)
+    return None if identity is None else Access(identity)
 
 
 def matches(stored: str, presented: str | None) -> bool:

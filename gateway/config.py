@@ -65,6 +65,9 @@ class Settings:
     # token -> identity. A thread belongs to the identity whose token created it.
     tokens: dict[str, str] = setting(factory=dict, secret=True)
     admin_token: str = setting("", secret=True)  # for the admin API (/admin); empty disables it
+    # Signs short-lived browser tokens (gateway token mint, GET /admin/token); empty: a random
+    # key in DATA_DIR/token-signing-key. Changing or rotating it invalidates every such token.
+    token_signing_key: str = setting("", secret=True)
     data_dir: Path = Path("/var/lib/code-interpreter-gateway")
 
     # Pool
@@ -309,7 +312,7 @@ class Settings:
         data = dataclasses.asdict(self)
         data["tokens"] = sorted(self.tokens.values())  # identities only
         data["admin_token"] = "***" if self.admin_token else ""
-        for secret in ("cluster_token", "store_key"):
+        for secret in ("cluster_token", "store_key", "token_signing_key"):
             data[secret] = "***" if data[secret] else ""
         data["egress_headers"] = {host: "***" for host in self.egress_headers}
         return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}

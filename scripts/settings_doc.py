@@ -46,6 +46,11 @@ GROUPS: list[tuple[str, dict[str, str]]] = [
                   "identity (alice's `t1` and bob's `t1` are two threads)",
         "admin_token": "enables the admin API at `/admin` used by `gateway pool ...`; "
                        "`sha256:<hex>` or clear; empty: no admin API",
+        "token_signing_key": "signs short-lived browser tokens (`gateway token mint`, "
+                             "`GET /admin/token`); empty: a random key in "
+                             "`DATA_DIR/token-signing-key`; changing it (or `gateway token "
+                             "rotate`) invalidates every such token "
+                             "(see [Clients](clients.md#browser-tokens))",
         "data_dir": "workdirs, file store, runtime sockets; one gateway per data directory "
                     "(see [Operations](operations.md))",
     }),

@@ -39,6 +39,8 @@ fi
 if [ "${WITH_BROWSER:-1}" = 1 ]; then
     command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 fi
+# Node >= 20 runs the TypeScript client's tests (clients/js: npm ci && npm test in .ci/run).
+command -v node >/dev/null 2>&1 || missing="$missing nodejs npm"
 if [ -z "$missing$r_missing" ]; then
     install_deno
     exit 0

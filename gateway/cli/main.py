@@ -218,6 +218,44 @@ def token_new(identity: Annotated[str, typer.Argument(help="Who the token is for
                "only now.", err=True)
 
 
+@token_app.command("mint")
+def token_mint(
+    identity: Annotated[str, Opt("--identity", help="The identity the token speaks for.")],
+    threads: Annotated[list[str] | None, Opt("--thread", help="Only this thread "
+                                                              "(repeatable); none: all.")] = None,
+    ttl: Annotated[str, Opt(help="Lifetime: seconds, or e.g. 15m, 1h (at most 24h).")] = "15m",
+    data_dir: Annotated[Path | None, Opt(help="The gateway's data dir (its signing key).")] = None,
+    config_file: Annotated[Path | None, Opt("--config", help="TOML file of settings.")] = None,
+) -> None:
+    """Print a signed, short-lived token for a browser: one identity, maybe named threads only.
+    Signed with the gateway's key (token_signing_key, or DATA_DIR/token-signing-key)."""
+    from ..signed_tokens import mint, signing_key
+    from ..units import parse_duration
+
+    settings = _settings(config_file=config_file, data_dir=data_dir)
+    try:
+        key = signing_key(settings.token_signing_key, settings.data_dir)
+        typer.echo(mint(key, identity, parse_duration(ttl), threads or ()))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+@token_app.command("rotate")
+def token_rotate(
+    data_dir: Annotated[Path | None, Opt(help="The gateway's data dir.")] = None,
+    config_file: Annotated[Path | None, Opt("--config", help="TOML file of settings.")] = None,
+) -> None:
+    """A new signing key in the data dir: every signed token is invalid at once (a running
+    gateway sees the new file at the next token; open connections close at the next SIGHUP)."""
+    from ..signed_tokens import key_file, rotate_key
+
+    settings = _settings(config_file=config_file, data_dir=data_dir)
+    if settings.token_signing_key:
+        raise typer.BadParameter("token_signing_key is set: change that setting instead")
+    rotate_key(settings.data_dir)
+    typer.echo(f"rotated: {key_file(settings.data_dir)}")
+
+
 @config_app.command("show")
 def config_show(
     config_file: Annotated[Path | None, Opt("--config", help="TOML file of settings.")] = None,

@@ -18,8 +18,9 @@ import urllib.parse
 
 import h11
 
-from .. import auth, hosts
+from .. import hosts
 from ..app import Gateway
+from ..wire.protocol import client_thread_id
 from . import downloads, http11, tls
 from .http_upload import UploadHandler, error_body
 
@@ -107,12 +108,14 @@ class HttpHandler:
             await self._answer(conn, writer, 405, {"error": "use GET or HEAD"})
             return
         headers = http11.headers_of(request)
-        identity = auth.identity_for(self.gateway.settings.tokens, bearer_of(headers, target))
-        if identity is None:
+        access = self.gateway.access_for(bearer_of(headers, target))
+        if access is None:
             await self._answer(conn, writer, 401, {"error": "missing or invalid token"}, head)
             return
         match = downloads.FILE_PATH.fullmatch(path)
-        stored = self.gateway.store.get(match.group(1), identity) if match else None
+        stored = self.gateway.store.get(match.group(1), access.identity) if match else None
+        if stored is not None and not access.allows(client_thread_id(stored.thread_id)):
+            stored = None  # a signed token's other threads: as unknown as anyone else's
         if stored is None:  # unknown and not-yours look the same
             await self._answer(conn, writer, 404, {"error": "no such file"}, head)
             return
@@ -141,11 +144,12 @@ class HttpHandler:
             await self._answer(conn, writer, 405, {"error": "use GET"})
             return
         headers = http11.headers_of(request)
-        identity = auth.identity_for(self.gateway.settings.tokens, bearer_of(headers, target))
-        if identity is None:
+        access = self.gateway.access_for(bearer_of(headers, target))
+        if access is None:
             await self._answer(conn, writer, 401, {"error": "missing or invalid token"})
             return
-        body = await self.gateway.notebook(thread_id, identity)
+        body = (await self.gateway.notebook(thread_id, access.identity)
+                if access.allows(thread_id) else None)
         if body is None:
             await self._answer(conn, writer, 404, {"error": "no such notebook"})
             return

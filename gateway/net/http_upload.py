@@ -22,10 +22,10 @@ import urllib.parse
 
 import h11
 
-from .. import auth
 from ..app import Gateway
 from ..cluster.relay import IDENTITY_HEADER, SECRET_HEADER
 from ..errors import GatewayError, ProtocolError
+from ..signed_tokens import Access
 from ..wire.protocol import Upload
 from .http11 import next_event
 
@@ -110,9 +110,10 @@ class UploadHandler:
         if request.method not in (b"PUT", b"POST"):
             raise ProtocolError("use PUT", code="method_not_allowed")
         headers = {name.lower(): value for name, value in request.headers}
-        identity, internal = self._identity(headers)
-        if identity is None:
+        access, internal = self._identity(headers)
+        if access is None:
             raise ProtocolError("missing or invalid token", code="unauthorized")
+        identity = access.identity
         length = headers.get(b"content-length")
         if length is not None and int(length) > self.gateway.settings.max_upload_total:
             raise ProtocolError(f"upload larger than {self.gateway.settings.max_upload_total} "
@@ -122,6 +123,8 @@ class UploadHandler:
             filename = urllib.parse.unquote(match.group(2), errors="strict")
         except UnicodeDecodeError:
             raise ProtocolError("the path is not UTF-8 once decoded", code="bad_filename") from None
+        if not access.allows(thread_id):
+            raise ProtocolError(f"unknown thread {thread_id!r}", code="not_found")
         call_id = urllib.parse.parse_qs(parts.query).get("call_id", [None])[0]
         # Validates the ids and the name before a byte of the body is read; the parts of the
         # body share this request's id (the call id, if the client gave one).
@@ -141,7 +144,7 @@ class UploadHandler:
         session = self.gateway.thread(thread_id, identity, create=True)
         return session, first, call_id
 
-    def _identity(self, headers: dict[bytes, bytes]) -> tuple[str | None, bool]:
+    def _identity(self, headers: dict[bytes, bytes]) -> tuple[Access | None, bool]:
         """The uploader's identity, and whether another node of the cluster sent the request
         for its client (the cluster secret instead of a client token)."""
         settings = self.gateway.settings
@@ -153,10 +156,10 @@ class UploadHandler:
                 return None, True
             identity = headers.get(IDENTITY_HEADER.lower().encode(), b"").decode("utf-8",
                                                                                  "replace")
-            return identity or None, True
+            return (Access(identity) if identity else None), True
         bearer = headers.get(b"authorization", b"").decode("latin-1")
-        return auth.identity_for(settings.tokens, bearer.removeprefix("Bearer ").strip()
-                                 if bearer.startswith("Bearer ") else ""), False
+        return self.gateway.access_for(bearer.removeprefix("Bearer ").strip()
+                                       if bearer.startswith("Bearer ") else ""), False
 
     async def _forward(self, elsewhere: Elsewhere, request: h11.Request, conn: h11.Connection,
                        reader: asyncio.StreamReader,

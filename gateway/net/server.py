@@ -31,7 +31,8 @@ from .. import auth, hosts, origins
 from ..app import Gateway
 from ..cluster.routing import Relays
 from ..config import Settings
-from ..errors import GatewayError
+from ..errors import GatewayError, NotAllowed
+from ..signed_tokens import Access
 from ..wire import envelopes, protocol
 from . import probes, tls
 from .admin import error_answer, execute_admin
@@ -55,7 +56,7 @@ PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 OUTBOUND_BUFFER_BYTES = 64 * 2**20  # a client that reads slower than this is disconnected
 # What a SIGHUP reload changes in a running gateway; everything else needs a restart.
 RELOADABLE = ("tokens", "admin_token", "allowed_origins", "allowed_hosts", "tls_cert", "tls_key",
-              "tls_client_ca")
+              "tls_client_ca", "token_signing_key")
 CLOSE_TOKEN_REVOKED = 1008  # policy violation: the token this connection opened with is gone
 
 
@@ -77,6 +78,23 @@ def _response(status: int, body: bytes, content_type: str, **headers: str) -> Re
 
 def _json(status: int, data: object) -> Response:
     return _response(status, orjson.dumps(data), "application/json")
+
+
+def _minted(gateway, query: dict[str, list[str]]) -> Response:
+    """``GET /admin/token?identity=ID[&thread=T...][&ttl=15m]``: a signed short-lived token for
+    a browser (never logged; ``no-store`` like every answer here)."""
+    from ..signed_tokens import mint
+    from ..units import parse_duration
+
+    try:
+        identity = query.get("identity", [""])[0]
+        ttl = parse_duration(query.get("ttl", ["15m"])[0])
+        token = mint(gateway.signing_key(), identity, ttl, query.get("thread", []))
+    except ValueError as exc:
+        return _json(400, {"error": str(exc)})
+    threads = sorted(set(query.get("thread", []))) or None
+    return _json(200, {"token": token, "identity": identity, "threads": threads,
+                       "expires_in": ttl})
 
 
 def _routing_of(message: str | bytes) -> tuple[str | None, str | None]:
@@ -105,6 +123,10 @@ class Client:
         self.identity = identity
         self.token_digest = token_digest  # which token opened it: a reload may revoke it
         self.internal = internal  # another node relaying its client's requests (cluster)
+        # A signed token's scope (threads it may touch) and the token, which a reload checks
+        # again (a rotated key revokes it); None for configured tokens.
+        self.access: Access | None = None
+        self.signed_token: str | None = None
         self.relays = Relays()
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._buffered = 0
@@ -193,8 +215,9 @@ class GatewayServer:
         for name in RELOADABLE:
             setattr(current, name, getattr(new, name))
         # Relays from other nodes carry no client token (cluster_token is not reloadable).
-        revoked = [c for c in self._clients if not c.internal
-                   and current.tokens.get(c.token_digest or "") != c.identity]
+        revoked = [c for c in self._clients if not c.internal and (
+            current.tokens.get(c.token_digest or "") != c.identity if c.signed_token is None
+            else self.gateway.access_for(c.signed_token) is None)]
         for client in revoked:
             self._spawn(client.connection.close(CLOSE_TOKEN_REVOKED, "token revoked"))
         if "admin_token" in changed:
@@ -241,16 +264,18 @@ class GatewayServer:
         if not self.http.host_allowed(request.headers.get_all("Host")):
             # First of all: a page that rebound its name to this address gets nothing.
             return _json(hosts.REFUSAL_STATUS, hosts.REFUSAL)
-        if path in ("/ws", "/admin") and not self._origin_allowed(request):
+        if path in ("/ws", "/admin", "/admin/token") and not self._origin_allowed(request):
             # Before the token is looked at: a hijacking page learns nothing about it.
             return _json(403, {"error": "origin not allowed"})
         if path == "/ws":
             token = _bearer(request)
-            identity = auth.identity_for(gw.settings.tokens, token)
-            if identity is None:
+            access = gw.access_for(token)
+            if access is None:
                 return _json(401, {"error": "missing or invalid token"})
-            connection.identity = identity  # type: ignore[attr-defined]
+            connection.identity = access.identity  # type: ignore[attr-defined]
             connection.token_digest = auth.digest(token or "")  # type: ignore[attr-defined]
+            connection.access = access  # type: ignore[attr-defined]
+            connection.signed_token = token if access.signed else None  # type: ignore[attr-defined]
             return None
         if path == "/internal":
             identity = self._internal_identity(request)
@@ -265,6 +290,10 @@ class GatewayServer:
                 return _json(401, {"error": "missing or invalid admin token"})
             connection.identity = None  # type: ignore[attr-defined]
             return None
+        if path == "/admin/token":
+            if not auth.matches(gw.settings.admin_token, _bearer(request)):
+                return _json(401, {"error": "missing or invalid admin token"})
+            return _minted(gw, urllib.parse.parse_qs(urllib.parse.urlsplit(request.path).query))
         if match := CALL_PATH.fullmatch(path):
             return self._call_result(request, *match.groups())
         if path == "/healthz":
@@ -304,11 +333,13 @@ class GatewayServer:
     async def _call_result(self, request: Request, thread_id: str, call_id: str) -> Response:
         """``GET /threads/{thread}/calls/{call}``: a finished call's final status and files,
         for the owner only; anything else is 404 exactly like an unknown call."""
-        identity = auth.identity_for(self.gateway.settings.tokens, _bearer(request))
-        if identity is None:
+        access = self.gateway.access_for(_bearer(request))
+        if access is None:
             return _json(401, {"error": "missing or invalid token"})
         thread_id, call_id = urllib.parse.unquote(thread_id), urllib.parse.unquote(call_id)
-        finished = await self.gateway.finished_call(thread_id, call_id, identity)
+        if not access.allows(thread_id):
+            return _json(404, {"error": "not found"})
+        finished = await self.gateway.finished_call(thread_id, call_id, access.identity)
         if finished is None:
             return _json(404, {"error": "not found"})
         return _json(200, {"thread_id": thread_id, "call_id": call_id,
@@ -346,6 +377,8 @@ class GatewayServer:
         client = Client(connection, connection.identity,  # type: ignore[attr-defined]
                         connection.token_digest,  # type: ignore[attr-defined]
                         getattr(connection, "internal", False))
+        client.access = getattr(connection, "access", None)
+        client.signed_token = getattr(connection, "signed_token", None)
         self._clients.add(client)
         writer = asyncio.create_task(client.write())
         self.gateway.metrics.connections.inc()
@@ -386,6 +419,9 @@ class GatewayServer:
                                              max_upload_bytes=s.max_upload_bytes)
             thread_id = request.thread_id
             call_id = getattr(request, "call_id", None)
+            if client.access is not None and not client.access.allows(thread_id):
+                # What a thread of no one's gets: the token learns nothing about the others.
+                raise NotAllowed(f"unknown thread {thread_id!r}")
             if self.gateway.cluster is not None and await client.relays.relayed(
                     self.gateway.cluster, client, request, message):
                 return

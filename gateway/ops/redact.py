@@ -45,6 +45,10 @@ HEADER_VALUE = re.compile(rf"""
 BEARER = re.compile(rf"""(?P<key>\bBearer\s+)(?!{re.escape(MASK)})(?P<value>[^\s&;"',)\]}}]+)""",
                     re.IGNORECASE)
 
+# A signed browser token (gateway/signed_tokens.py) wherever it stands, named or not: it is
+# recognisable by its shape, so it is masked even in a path or a message.
+SIGNED = re.compile(r"(?P<key>)(?<![\w.-])gw1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
 
 def _is_secret(name: str) -> bool:
     """Is ``name`` (as written in the text) a secret's name once decoded like a query key?"""
@@ -72,7 +76,7 @@ def _mask(pattern: re.Pattern[str], text: str) -> str:
 
 def redact(text: str) -> str:
     """``text`` with the value of every secret header, name and bearer token masked."""
-    return _mask(BEARER, _mask_named_values(_mask(HEADER_VALUE, text)))
+    return _mask(SIGNED, _mask(BEARER, _mask_named_values(_mask(HEADER_VALUE, text))))
 
 
 class RedactingFormatter(logging.Formatter):

@@ -6,6 +6,7 @@
 // its plots and files, its rich results (rich.js: tables, Markdown, LaTeX, JSON, SVG), and a
 // status badge.
 
+import { Gateway } from "./gateway-client.js";
 import { renderDisplay } from "./rich.js";
 
 const FENCE_OPENER = /^```[a-z][a-z0-9_+-]*\n$/; // names the thread's language
@@ -128,7 +129,8 @@ function fileKind(name, mime) {
 // State
 
 const state = {
-  socket: null,
+  gateway: null, // the package's connection (gateway-client.js, built from clients/js)
+  watchers: new Set(), // threads whose envelopes this connection renders
   token: "",
   everOpened: false,
   retry: 0,
@@ -141,7 +143,7 @@ const state = {
   frame: null,
   follow: true, // keep the stream scrolled to its newest content
   autoScrollTop: 0,
-  uploads: new Map(), // "thread\u0000call" -> resolve(chunk) of an upload part in flight
+  uploads: new Set(), // "thread\u0000call" of this page's own uploads: they report themselves
   callNumber: 0,
 };
 
@@ -481,11 +483,8 @@ function handleEnvelope(envelope) {
         "event-gap");
       break;
     case "file_uploaded": {
-      const waiting = state.uploads.get(`${threadId}\u0000${callId}`);
-      if (waiting) { // this page's own upload: it reports progress itself
-        state.uploads.delete(`${threadId}\u0000${callId}`);
-        waiting(chunk);
-      } else if (content && content.final !== false) { // someone else's, when complete
+      if (state.uploads.has(`${threadId}\u0000${callId}`)) break; // this page's: upload() says
+      if (content && content.final !== false) { // someone else's, when complete
         logEvent(`uploaded ${content.filename} (${formatSize(content.size)}) → ${content.path}`,
           "ok", "event-uploaded");
       }
@@ -516,12 +515,7 @@ function handleEnvelope(envelope) {
       else if (content) logEvent(`${threadId}: ${content.state}`);
       break;
     case "error": {
-      const waiting = state.uploads.get(`${threadId}\u0000${callId}`);
-      if (waiting) {
-        state.uploads.delete(`${threadId}\u0000${callId}`);
-        waiting(chunk);
-        break;
-      }
+      if (state.uploads.has(`${threadId}\u0000${callId}`)) break; // upload() reports it
       const view = callId ? callView(threadId, callId, true) : null;
       if (view) view.error(content);
       else logEvent(`${threadId ? threadId + ": " : ""}${content.code}: ${content.message}`, "error", "event-error");
@@ -541,7 +535,10 @@ function setConnection(name, text) {
   ui.connText.textContent = text;
 }
 
-function connect() {
+// The socket, resuming after a dropped connection and typed refusals are the package's; the
+// page reconnects by itself only when the package gives a connection up (a close it did not
+// choose to resume: the gateway restarting, say), and then subscribes from its own last seqs.
+async function connect() {
   const token = ui.token.value.trim();
   if (!token) {
     setConnection("closed", "enter a token to connect");
@@ -549,55 +546,81 @@ function connect() {
     return;
   }
   clearTimeout(state.retryTimer);
-  if (state.socket) {
-    state.socket.onclose = null;
-    state.socket.close();
+  if (state.gateway) {
+    const old = state.gateway;
+    state.gateway = null;
+    old.close();
   }
   state.token = token;
   try { sessionStorage.setItem(TOKEN_KEY, token); } catch { /* ignore */ }
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${location.host}/ws?token=${encodeURIComponent(token)}`);
-  state.socket = socket;
-  let opened = false;
+  const attempt = {};
+  state.attempt = attempt;
   setConnection("connecting", "connecting…");
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  let gateway;
+  try {
+    gateway = await Gateway.connect(`${scheme}://${location.host}/ws`, token, {
+      onState: (name, why) => connectionChanged(gateway, name, why),
+    });
+  } catch (error) {
+    if (state.attempt !== attempt) return;
+    if (!state.everOpened) {
+      setConnection("failed", error.status === 401 ? "could not connect: wrong token"
+        : "could not connect: wrong token or gateway down");
+    } else {
+      retryLater("");
+    }
+    return;
+  }
+  if (state.attempt !== attempt) { // superseded by a newer connect()
+    gateway.close();
+    return;
+  }
+  state.gateway = gateway;
+  state.watchers = new Set();
+  state.everOpened = true;
+  state.retry = 0;
+  setConnection("open", `connected to ${location.host}`);
+  for (const id of state.watched) {
+    const resume = state.lastSeq.get(id);
+    send(resume === undefined ? { type: "subscribe", thread_id: id }
+      : { type: "subscribe", thread_id: id, since_seq: resume });
+  }
+}
 
-  socket.onopen = () => {
-    opened = true;
-    state.everOpened = true;
-    state.retry = 0;
+function connectionChanged(gateway, name, why) {
+  if (!gateway || state.gateway !== gateway) return;
+  if (name === "open") {
     setConnection("open", `connected to ${location.host}`);
-    for (const id of state.watched) {
-      const resume = state.lastSeq.get(id);
-      send(resume === undefined ? { type: "subscribe", thread_id: id }
-        : { type: "subscribe", thread_id: id, since_seq: resume });
-    }
-  };
-  socket.onmessage = (message) => {
-    let envelope;
-    try { envelope = JSON.parse(message.data); } catch { return; }
-    handleEnvelope(envelope);
-  };
-  socket.onclose = (closed) => {
-    if (state.socket !== socket) return;
-    state.socket = null;
-    if (!opened && !state.everOpened) {
-      setConnection("failed", "could not connect: wrong token or gateway down");
-      return;
-    }
-    const delay = Math.min(10000, 1000 * 2 ** state.retry);
-    state.retry += 1;
-    const why = closed.reason ? ` (${closed.reason})` : "";
-    setConnection("closed", `disconnected${why}; retrying in ${Math.round(delay / 1000)} s`);
-    state.retryTimer = setTimeout(connect, delay);
-  };
+  } else if (name === "reconnecting") {
+    setConnection("connecting", "connection lost; resuming…");
+  } else {
+    state.gateway = null;
+    retryLater(why ? ` (${why})` : "");
+  }
+}
+
+function retryLater(why) {
+  const delay = Math.min(10000, 1000 * 2 ** state.retry);
+  state.retry += 1;
+  setConnection("closed", `disconnected${why}; retrying in ${Math.round(delay / 1000)} s`);
+  state.retryTimer = setTimeout(connect, delay);
+}
+
+// Every envelope of a thread this page runs, watches or uploads to is rendered.
+function renderThread(threadId) {
+  if (!state.gateway || state.watchers.has(threadId)) return;
+  state.watchers.add(threadId);
+  state.gateway.watch(threadId, handleEnvelope);
 }
 
 function send(message) {
-  if (!state.socket || state.socket.readyState !== WebSocket.OPEN) {
+  if (!state.gateway) {
     logEvent("not connected: connect with a token first", "error", "event-error");
     return false;
   }
-  state.socket.send(JSON.stringify(message));
+  renderThread(message.thread_id);
+  state.gateway.send(message).catch((error) => logEvent(`not sent: ${error.message}`, "error", "event-error"));
   return true;
 }
 
@@ -645,56 +668,37 @@ function watch() {
 
 const UPLOAD_PART = 4 * 2 ** 20; // bytes per message; larger files go in parts
 
-function readBase64(blob) {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => {
-      const data = String(reader.result);
-      resolve(data.slice(data.indexOf(",") + 1));
-    };
-    reader.onerror = () => reject(reader.error);
-    reader.readAsDataURL(blob);
-  });
-}
-
-// Send a file in parts, each confirmed by a file_uploaded chunk before the next goes out.
+// Sent in parts by the package, each confirmed before the next goes out.
 async function upload(file) {
   const threadId = threadOrComplain();
   if (!threadId || !file) return;
+  if (!state.gateway) {
+    logEvent("not connected: connect with a token first", "error", "event-error");
+    return;
+  }
   state.callNumber += 1;
   const callId = `upload-${state.callNumber}-${Math.random().toString(36).slice(2, 6)}`;
   const row = logEvent(`uploading ${file.name}…`, "info", "event-uploading");
   state.watched.add(threadId);
   renderWatching();
-  let offset = 0;
-  for (;;) {
-    const part = file.slice(offset, offset + UPLOAD_PART);
-    const final = offset + part.size >= file.size;
-    let base64;
-    try { base64 = await readBase64(part); } catch (error) {
-      row.lastChild.textContent = `could not read ${file.name}: ${error}`;
-      row.className = "event error";
-      return;
-    }
-    const answer = new Promise((resolve) => state.uploads.set(`${threadId}\u0000${callId}`, resolve));
-    if (!send({ type: "upload", thread_id: threadId, call_id: callId, filename: file.name,
-      base64, offset, final })) return;
-    const chunk = await answer;
-    if (chunk.type === "error") {
-      row.lastChild.textContent = `upload of ${file.name} refused: ${chunk.content.code}: ${chunk.content.message}`;
-      row.className = "event error";
-      row.dataset.testid = "event-error";
-      return;
-    }
-    offset += part.size;
-    if (final) {
-      const c = chunk.content;
-      row.lastChild.textContent = `uploaded ${c.filename} (${formatSize(c.size)}) → ${c.path}`;
-      row.className = "event ok";
-      row.dataset.testid = "event-uploaded";
-      return;
-    }
-    row.lastChild.textContent = `uploading ${file.name}: ${Math.round((100 * offset) / file.size)}%`;
+  renderThread(threadId);
+  state.uploads.add(`${threadId}\u0000${callId}`);
+  try {
+    const done = await state.gateway.thread(threadId).upload(file.name, file, {
+      callId, partSize: UPLOAD_PART,
+      onProgress: (sent, total) => {
+        if (sent < total) row.lastChild.textContent = `uploading ${file.name}: ${Math.round((100 * sent) / total)}%`;
+      },
+    });
+    row.lastChild.textContent = `uploaded ${done.filename} (${formatSize(done.size)}) → ${done.path}`;
+    row.className = "event ok";
+    row.dataset.testid = "event-uploaded";
+  } catch (error) {
+    row.lastChild.textContent = `upload of ${file.name} refused: ${error.code}: ${error.message}`;
+    row.className = "event error";
+    row.dataset.testid = "event-error";
+  } finally {
+    state.uploads.delete(`${threadId}\u0000${callId}`);
   }
 }
 

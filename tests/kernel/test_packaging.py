@@ -153,7 +153,10 @@ def test_the_sdist_holds_tests_kernels_and_build_files(dists):
     assert {"pyproject.toml", "README.md", "LICENSE", "MANIFEST.in", "Makefile", ".ci/run",
             "kernels/__init__.py", "kernels/python3/kernel.json",
             "kernels/startup/00-gateway.py", "tests/conftest.py", "tests/kernel/test_packaging.py",
-            "scripts/setup-system.sh", "gateway/static/index.html"} <= names
+            "scripts/setup-system.sh", "gateway/static/index.html",
+            "clients/js/package.json", "clients/js/package-lock.json",
+            "clients/js/src/client.ts"} <= names
+    assert not any("node_modules" in name for name in names)
     assert not any("__pycache__" in name for name in names)
 
 
@@ -165,7 +168,10 @@ def test_the_wheel_holds_the_kernels_inside_the_package(dists):
             "gateway/kernels/deno/kernel.json", "gateway/kernels/ir/kernel.json",
             "gateway/execution/languages/tcp_bridge.py",
             "gateway/wire/languages.py", "gateway/kernels/startup/00-gateway.py",
-            "gateway/static/index.html", "gateway/py.typed"} <= names
+            "gateway/static/index.html", "gateway/py.typed",
+            # The live page's client (built from clients/js) and the protocol's schema.
+            "gateway/static/gateway-client.js", "gateway/wire/schema/request.v1.json",
+            "gateway/wire/schema/envelope.v1.json"} <= names
     # The live page's vendored renderers (scripts/vendor-static.sh): no CDN, so they must ship.
     assert {"gateway/static/rich.js", "gateway/static/vendor/VERSIONS",
             "gateway/static/vendor/katex/katex.min.js", "gateway/static/vendor/katex/katex.min.css",
