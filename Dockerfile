@@ -1,0 +1,73 @@
+# The gateway's image: the gateway and the data-analysis kernel image (the `kernel` extra) in one
+# venv, bubblewrap for the sandbox, tini as init. docs/deploy.md says how to run it and which
+# privileges the sandbox needs inside a container, and why.
+#
+# `make image` builds it offline: BASE is a Debian bookworm made with debootstrap from the
+# Debian archive (python3, python3-venv, bubblewrap, tini, util-linux, libseccomp2 already in
+# it) and the wheels come from build/wheelhouse, built with that image's own Python. Without
+# them (any other BASE, e.g. the usual slim Python image, and network access):
+#
+#   docker build --build-arg BASE=python:3.11-slim-bookworm --build-arg WHEELS=online .
+#
+# No `# syntax=` line: it would pull a BuildKit frontend from a registry.
+ARG BASE=python:3.11-slim-bookworm
+
+FROM $BASE AS system
+# What the sandbox runs besides Python: bubblewrap, util-linux's setpriv and prlimit (kernels'
+# own uids and rlimits), libseccomp2 (the seccomp filter), tini (init: reaps, forwards SIGTERM).
+# A base that has them (make image's) needs no network here.
+RUN set -e; \
+    if ! command -v bwrap >/dev/null || ! command -v tini >/dev/null \
+       || ! command -v setpriv >/dev/null || ! command -v prlimit >/dev/null \
+       || ! ldconfig -p | grep -q 'libseccomp\.so\.2'; then \
+        apt-get update; \
+        apt-get install -y --no-install-recommends bubblewrap tini util-linux libseccomp2 procps; \
+        rm -rf /var/lib/apt/lists/*; \
+    fi; \
+    command -v python3 >/dev/null
+
+FROM system AS build
+# online: pip downloads from the index; anything else: only build/wheelhouse (make image).
+ARG WHEELS=wheelhouse
+ARG EXTRAS=kernel,cluster
+# pyproject.toml: a file that always matches, so the COPY works without a wheelhouse too.
+COPY pyproject.toml build/wheelhous[e] /wheelhouse/
+COPY pyproject.toml README.md LICENSE MANIFEST.in /src/
+COPY gateway /src/gateway
+COPY kernels /src/kernels
+# The venv lives at /opt/venv: outside every path the sandbox binds (/usr, /etc's few files, the
+# zygote's view under /run, /mnt/data, /tmp), so a kernel sees it read-only at its own path.
+RUN set -e; \
+    python3 -m venv /opt/venv; \
+    if [ "$WHEELS" = online ]; then \
+        /opt/venv/bin/pip install --no-cache-dir "/src[$EXTRAS]"; \
+    else \
+        /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheelhouse "/src[$EXTRAS]"; \
+    fi; \
+    /opt/venv/bin/pip uninstall -y -q pip; \
+    find /opt/venv -name __pycache__ -prune -exec rm -rf {} +; \
+    /opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib >/dev/null
+
+FROM system AS runtime
+COPY --from=build /opt/venv /opt/venv
+COPY deploy/entrypoint.sh /usr/local/bin/gateway-entrypoint
+COPY deploy/healthcheck.py /usr/local/bin/gateway-healthcheck
+COPY deploy/drain.sh /usr/local/bin/gateway-drain
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    GATEWAY_HOST=0.0.0.0 \
+    GATEWAY_PORT=8765 \
+    GATEWAY_DATA_DIR=/var/lib/gateway \
+    MPLBACKEND=Agg
+# The data directory: working directories, the file store, snapshots, the kernels' sockets.
+VOLUME /var/lib/gateway
+EXPOSE 8765
+# /healthz answers 200 while the gateway is up (degraded included): not ready is /readyz's job.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
+    CMD ["/opt/venv/bin/python", "/usr/local/bin/gateway-healthcheck"]
+# tini without -g: SIGTERM goes to the gateway alone, which drains its cells, snapshots its
+# threads and stops its kernels itself (a signal to the whole group would kill them first).
+# The gateway stays root in the container: it creates the kernels' cgroups and namespaces and
+# starts every kernel as its own unprivileged uid (100000 and up) with no capabilities.
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/gateway-entrypoint"]
+CMD ["gateway", "serve"]
