@@ -25,7 +25,9 @@ say() { echo "gateway-entrypoint: $*" >&2; }
 
 remount_rw() {  # $1: a mount point (a read-only one; access(2) says EROFS for those)
     [ -w "$1" ] && return 0
-    $MOUNT -o "remount,${2:+$2,}rw" "$1" 2>/dev/null || {
+    # bind: only this mount point's read-only flag changes (a plain remount of the cgroup
+    # filesystem itself would be refused: the host has it mounted too).
+    $MOUNT -o remount,bind,rw "$1" 2>/dev/null || {
         say "cannot remount $1 read-write (needs CAP_SYS_ADMIN); the gateway reports what is missing"
         return 1
     }
@@ -76,7 +78,7 @@ if [ "$(id -u)" = 0 ] && [ -z "${GATEWAY_SKIP_REMOUNT:-}" ]; then
     fi
     # bubblewrap's --disable-userns writes the new user namespace's own
     # user.max_user_namespaces: /proc/sys must be writable where the gateway starts it.
-    remount_rw "$PROC_SYS" bind || true
+    remount_rw "$PROC_SYS" || true
 fi
 
 exec "$@"

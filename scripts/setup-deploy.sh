@@ -4,8 +4,9 @@
 # debootstrap (the base image is built from the Debian archive apt uses). Then a docker daemon:
 # the host's own if one answers, else one started here with its own data and socket paths.
 #
-# That daemon runs with --bridge=none --iptables=false --ip-forward=false: the deploy tests use
-# the host network (127.0.0.1) and compose's own networks, and leave the host's firewall alone.
+# That daemon runs with --iptables=false --ip-forward=false: the deploy tests reach containers
+# from this host only (ports published on 127.0.0.1, compose's own networks between them), so
+# it needs no NAT and leaves the host's firewall alone.
 # Its cgroup namespace default is private (docker-compose 1.29 has no cgroupns_mode key): the
 # gateway's entrypoint remounts the container's own cgroups writable, never the host's.
 #
@@ -47,7 +48,7 @@ EOF
 echo "starting dockerd (data $ROOT, log $RUN/dockerd.log)"
 nohup /usr/sbin/dockerd --config-file "$RUN/daemon.json" --data-root "$ROOT" \
     --exec-root "$RUN/exec" --pidfile "$RUN/dockerd.pid" --host unix:///var/run/docker.sock \
-    --bridge=none --iptables=false --ip-forward=false --ip-masq=false \
+    --iptables=false --ip-forward=false --ip-masq=false \
     >"$RUN/dockerd.log" 2>&1 &
 i=0
 until docker version >/dev/null 2>&1; do
