@@ -126,7 +126,14 @@ def test_the_pod_has_the_privileges_the_container_test_ran_with(default_docs):
     assert context["seccompProfile"] == {"type": proven["seccomp"].capitalize()}
     assert context["appArmorProfile"] == {"type": proven["apparmor"].capitalize()}
     assert context.get("privileged", False) is False
-    assert context["readOnlyRootFilesystem"] == compose_service(COMPOSE, "gateway")["read_only"]
+    service = compose_service(COMPOSE, "gateway")
+    assert context["readOnlyRootFilesystem"] == service["read_only"]
+    # What the read-only root leaves writable in the container test, the pod has as emptyDirs.
+    mounts = {m["mountPath"]: m["name"] for m in gateway_container(default_docs)["volumeMounts"]}
+    volumes = {v["name"]: v for v in
+               by_kind(default_docs, "StatefulSet")[0]["spec"]["template"]["spec"]["volumes"]}
+    for path in service["tmpfs"]:
+        assert "emptyDir" in volumes[mounts[path]], path
 
 
 def test_probes_and_the_drain_hook_are_the_ones_the_container_test_used(default_docs):
