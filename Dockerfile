@@ -26,30 +26,49 @@ RUN set -e; \
     fi; \
     command -v python3 >/dev/null
 
-FROM system AS build
+# The dependencies: a layer that changes only when they do (build/requirements.txt, written
+# by make image from pyproject.toml), not with every change to the gateway's code.
+FROM system AS deps
 # online: pip downloads from the index; anything else: only build/wheelhouse (make image).
 ARG WHEELS=wheelhouse
-ARG EXTRAS=kernel,cluster
-# pyproject.toml: a file that always matches, so the COPY works without a wheelhouse too.
-COPY pyproject.toml build/wheelhous[e] /wheelhouse/
-COPY pyproject.toml README.md LICENSE MANIFEST.in /src/
-COPY gateway /src/gateway
-COPY kernels /src/kernels
+# LICENSE: a file that always matches, so these COPYs work without a wheelhouse too.
+COPY LICENSE build/requirement[s].txt /deps/
+COPY LICENSE build/wheelhous[e] /wheelhouse/
 # The venv lives at /opt/venv: outside every path the sandbox binds (/usr, /etc's few files, the
 # zygote's view under /run, /mnt/data, /tmp), so a kernel sees it read-only at its own path.
 RUN set -e; \
     python3 -m venv /opt/venv; \
-    if [ "$WHEELS" = online ]; then \
-        /opt/venv/bin/pip install --no-cache-dir "/src[$EXTRAS]"; \
-    else \
-        /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheelhouse "/src[$EXTRAS]"; \
-    fi; \
-    /opt/venv/bin/pip uninstall -y -q pip; \
-    find /opt/venv -name __pycache__ -prune -exec rm -rf {} +; \
-    /opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib >/dev/null
+    if [ "$WHEELS" != online ]; then \
+        /opt/venv/bin/pip install -q --no-cache-dir --no-index --find-links /wheelhouse \
+            -r /deps/requirements.txt; \
+        find /opt/venv -name __pycache__ -prune -exec rm -rf {} +; \
+        /opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib >/dev/null; \
+    fi
+
+# The gateway's own wheel.
+FROM deps AS build
+ARG WHEELS=wheelhouse
+COPY pyproject.toml README.md LICENSE MANIFEST.in /src/
+COPY gateway /src/gateway
+COPY kernels /src/kernels
+RUN set -e; \
+    if [ "$WHEELS" = online ]; then index=""; else index="--no-index --find-links /wheelhouse"; fi; \
+    /opt/venv/bin/pip wheel -q --no-cache-dir --no-deps $index --wheel-dir /dist /src
 
 FROM system AS runtime
-COPY --from=build /opt/venv /opt/venv
+ARG WHEELS=wheelhouse
+ARG EXTRAS=kernel,cluster
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=build /dist /tmp/dist
+RUN set -e; \
+    wheel=$(ls /tmp/dist/*.whl); \
+    if [ "$WHEELS" = online ]; then \
+        /opt/venv/bin/pip install -q --no-cache-dir "$wheel[$EXTRAS]"; \
+    else \
+        /opt/venv/bin/pip install -q --no-cache-dir --no-deps --no-index "$wheel"; \
+    fi; \
+    rm -rf /tmp/dist; \
+    /opt/venv/bin/python -m compileall -q /opt/venv/lib/python3*/site-packages/gateway >/dev/null
 COPY deploy/entrypoint.sh /usr/local/bin/gateway-entrypoint
 COPY deploy/healthcheck.py /usr/local/bin/gateway-healthcheck
 COPY deploy/drain.sh /usr/local/bin/gateway-drain

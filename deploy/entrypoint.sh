@@ -67,6 +67,18 @@ cgroup_v1() {
     done
 }
 
+# Kernel uids are host uids, and the claims that keep two gateways on one host apart live in
+# /run, which is the container's own. Pods of a StatefulSet (NAME-0, NAME-1, ...) that land on
+# the same host take separate ranges: GATEWAY_KERNEL_UID_STRIDE uids from 100000 + ordinal x
+# stride (an explicit GATEWAY_KERNEL_UID_BASE wins).
+if [ -n "${GATEWAY_KERNEL_UID_STRIDE:-}" ] && [ -z "${GATEWAY_KERNEL_UID_BASE:-}" ]; then
+    ordinal=${HOSTNAME##*-}
+    case $ordinal in *[!0-9]*|"") ordinal=0 ;; esac
+    GATEWAY_KERNEL_UID_BASE=$((100000 + ordinal * GATEWAY_KERNEL_UID_STRIDE))
+    GATEWAY_KERNEL_UID_COUNT=$GATEWAY_KERNEL_UID_STRIDE
+    export GATEWAY_KERNEL_UID_BASE GATEWAY_KERNEL_UID_COUNT
+fi
+
 if [ "$(id -u)" = 0 ] && [ -z "${GATEWAY_SKIP_REMOUNT:-}" ]; then
     if ! private_namespace; then
         say "the container shares the host's cgroup namespace: its cgroups stay read-only" \

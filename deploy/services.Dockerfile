@@ -7,8 +7,8 @@
 ARG BASE=code-interpreter-gateway-services-base:bookworm
 
 FROM $BASE AS build
-# pyproject.toml: a file that always matches, so the COPY works without a wheelhouse too.
-COPY pyproject.toml build/wheelhous[e] /wheelhouse/
+# LICENSE: a file that always matches, so the COPY works without a wheelhouse too.
+COPY LICENSE build/wheelhous[e] /wheelhouse/
 RUN python3 -m venv /opt/moto \
     && /opt/moto/bin/pip install -q --no-cache-dir --no-index --find-links /wheelhouse \
         'moto[server]>=5' \

@@ -47,15 +47,20 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
 fi
 
 # The image's requirements, from pyproject.toml: the dependencies, the kernel and cluster
-# extras, setuptools (the gateway's own wheel is built in the Dockerfile, offline) and moto's S3
-# server (the service image). The wheelhouse is rebuilt when they or the base change.
-python3 - > build/requirements.txt <<'EOF'
+# extras and setuptools (the gateway's own wheel is built in the Dockerfile, offline); the
+# wheelhouse also holds moto's S3 server (the service image). It is rebuilt when they or the
+# base change; the Dockerfile's dependency layer when build/requirements.txt does.
+python3 - > build/requirements.new <<'EOF'
 import tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 extras = project["optional-dependencies"]
 print("\n".join(project["dependencies"] + extras["kernel"] + extras["cluster"]))
-print("setuptools>=77\nmoto[server]>=5")
+print("setuptools>=77")
 EOF
+# Rewritten only when it changes, so that its layers stay cached.
+cmp -s build/requirements.new build/requirements.txt \
+    || mv build/requirements.new build/requirements.txt
+rm -f build/requirements.new
 key=$( (cat build/requirements.txt; docker image inspect -f '{{.Id}}' "$BASE_IMAGE") \
       | sha256sum | cut -c1-16)
 wheels=build/wheelhouse
@@ -71,7 +76,7 @@ if [ "$(cat $wheels/.key 2>/dev/null)" != "$key" ]; then
         -v "$PWD/$wheels:/wheels" "$BASE_IMAGE" sh -ec '
         python3 -m venv /tmp/venv
         /tmp/venv/bin/pip install -q --upgrade pip
-        /tmp/venv/bin/pip wheel -q --wheel-dir /wheels -r /requirements.txt'
+        /tmp/venv/bin/pip wheel -q --wheel-dir /wheels -r /requirements.txt "moto[server]>=5"'
     echo "$key" > $wheels/.key
 fi
 

@@ -17,6 +17,7 @@ from scripts.benchlib.cluster import free_port
 from support.containers import (
     COMPOSE,
     DRAIN_HOOK,
+    IMAGE,
     Project,
     http_json,
     http_status,
@@ -122,3 +123,22 @@ async def test_prestop_drain_then_sigterm_exit_0(node, alice):
                      GUARD, "the container exiting on SIGTERM")
     assert state["ExitCode"] == 0, node.logs()
     assert not state["OOMKilled"]
+
+
+def test_the_entrypoints_cgroup_v2_path_on_a_real_cgroup2_mount():
+    """This host is cgroup v1 (its controllers are bound there), but a cgroup2 hierarchy can be
+    mounted in the container's own cgroup namespace: the entrypoint's v2 path moves the
+    container's processes into the leaf `init` for real, and names the controllers the host
+    did not delegate (none are, here)."""
+    require_docker()
+    script = ("mkdir /tmp/cg && mount -t cgroup2 none /tmp/cg && "
+              "GATEWAY_CGROUP_ROOT=/tmp/cg /usr/local/bin/gateway-entrypoint "
+              "sh -c 'grep ^0:: /proc/self/cgroup; cat /tmp/cg/cgroup.procs | wc -l'")
+    done = subprocess.run(
+        ["docker", "run", "--rm", "--cgroupns=private", "--cap-drop=ALL", "--cap-add=SYS_ADMIN",
+         "--security-opt=seccomp=unconfined", "--entrypoint=sh", IMAGE, "-c", script],
+        capture_output=True, text=True, timeout=GUARD)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0::/init", "0"]  # this shell in the leaf, none at the root
+    for name in ("memory", "pids", "cpu"):
+        assert f"the {name} controller is not delegated" in done.stderr

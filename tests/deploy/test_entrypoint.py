@@ -86,3 +86,21 @@ def test_a_missing_v1_controller_is_named(tmp_path):
     done = run(tmp_path, "12:memory:/\n")
     assert done.returncode == 0 and done.stdout == "the command ran\n"
     assert "no pids controller" in done.stderr and "no cpu controller" in done.stderr
+
+
+def test_statefulset_pods_take_kernel_uid_ranges_by_ordinal(tmp_path):
+    (tmp_path / "self-cgroup").write_text("0::/docker/x\n")
+    env = {**os.environ, "GATEWAY_SELF_CGROUP": str(tmp_path / "self-cgroup"),
+           "GATEWAY_SKIP_REMOUNT": "1", "GATEWAY_KERNEL_UID_STRIDE": "10000"}
+    env.pop("GATEWAY_KERNEL_UID_BASE", None)
+    show = ["sh", "-c", 'echo "$GATEWAY_KERNEL_UID_BASE $GATEWAY_KERNEL_UID_COUNT"']
+
+    def uids(hostname: str, **extra: str) -> str:
+        return subprocess.run(["sh", str(ENTRYPOINT), *show],
+                              env={**env, "HOSTNAME": hostname, **extra}, capture_output=True,
+                              text=True, timeout=60, check=True).stdout.strip()
+
+    assert uids("gw-code-interpreter-gateway-0") == "100000 10000"
+    assert uids("gw-code-interpreter-gateway-3") == "130000 10000"
+    assert uids("gateway") == "100000 10000"  # not a StatefulSet pod: ordinal 0
+    assert uids("gw-2", GATEWAY_KERNEL_UID_BASE="500000") == "500000"  # explicit wins
