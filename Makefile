@@ -6,7 +6,7 @@ PORT    ?= 8765
 DATA    ?= $(CURDIR)/.data
 TOKEN   ?= $(shell cat $(DATA)/token 2>/dev/null)
 
-.PHONY: setup system run test lint bench dist docs clean
+.PHONY: setup system run test lint bench dist docs clean image deploy-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,20 @@ bench: setup
 	$(PY) -m scripts.bench_burst
 	$(PY) -m scripts.bench_start_method
 	$(PY) -m scripts.bench_density
+
+# The image (Dockerfile) and the cluster's service image, built with no container registry: a
+# Debian base from debootstrap, wheels built by the base's own Python; each step cached
+# (scripts/build-image.sh). Installs docker.io, docker-compose and debootstrap if missing and
+# starts a docker daemon if none answers (scripts/setup-deploy.sh).
+image:
+	sh scripts/setup-deploy.sh
+	sh scripts/build-image.sh
+
+# The image, then tests/deploy with the container tests on: the container smoke test (the
+# sandbox complete inside, a pandas cell through the published port, drain, SIGTERM), the
+# compose cluster's failover, the Helm chart rendered and validated offline.
+deploy-check: setup image
+	GATEWAY_DEPLOY_TESTS=1 $(PY) -m pytest -q -ra tests/deploy $(PYTEST_ARGS)
 
 # The sdist and the wheel (which carries the kernelspec and startup as gateway.kernels).
 dist: $(VENV)/.installed

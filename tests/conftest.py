@@ -7,6 +7,8 @@ unit/ alone, starting no kernel and no gateway):
     kernel/   real kernels and real gateways (in-process or ``gateway serve``)   kernel
     browser/  the live page in headless Chromium                                kernel, browser
     cluster/  several nodes with redis-server, HAProxy and moto                 kernel, cluster
+    deploy/   the image, compose files and Helm chart (the chart's checks are fast; the
+              container tests run only with GATEWAY_DEPLOY_TESTS=1)          container
 
 The fixtures are lazy: a session that selects no test needing a gateway starts none. Helpers the
 tests import are in ``support/`` (``from support.gateways import start_gateway``)."""
@@ -39,7 +41,7 @@ _thread_numbers = itertools.count(1)
 
 HERE = Path(__file__).resolve().parent
 FOLDER_MARKERS = {"unit": (), "kernel": ("kernel",), "browser": ("kernel", "browser"),
-                  "cluster": ("kernel", "cluster")}
+                  "cluster": ("kernel", "cluster"), "deploy": ()}
 # What a unit test must not ask for: each starts a gateway or a browser.
 NOT_IN_UNIT = {"running", "client", "browser"}
 
