@@ -42,6 +42,7 @@ bench: setup
 	$(PY) -m scripts.bench_burst
 	$(PY) -m scripts.bench_start_method
 	$(PY) -m scripts.bench_density
+	$(PY) -m scripts.bench_gvisor
 
 # The sdist and the wheel (which carries the kernelspec and startup as gateway.kernels).
 dist: $(VENV)/.installed

@@ -93,6 +93,10 @@ class GvisorHost(HostSandbox):
         assert self.runsc is not None  # check() passed
         return runsc_global_args(self.runsc, self.state_dir, self.platform)
 
+    def bundle_dir(self, kernel_id: str) -> Path:
+        """Beside the runtime directories, not among them (those are kernels' own)."""
+        return self.state_dir.parent / "gvisor-bundles" / kernel_id
+
     def prepare(self) -> Path:
         """The shared read-only root: the symlinks of a merged-/usr system, nothing else."""
         root = self.state_dir.parent / "gvisor-root"
@@ -105,8 +109,8 @@ class GvisorHost(HostSandbox):
         return root
 
     def write_bundle(self, spec: SandboxSpec, argv: list[str], mpl_cache: Path | None) -> Path:
-        bundle = spec.runtime_dir.parent / f"{spec.kernel_id}.oci"
-        bundle.mkdir(mode=0o700, exist_ok=True)
+        bundle = self.bundle_dir(spec.kernel_id)
+        bundle.mkdir(mode=0o700, parents=True, exist_ok=True)
         present = [p for p in (*SYSTEM_DIRS, *SYSTEM_FILES) if os.path.exists(p)]
         caches = sorted(mpl_cache.glob("fontlist-*.json")) if mpl_cache else []
         assert self.tini is not None  # check() passed
@@ -118,12 +122,12 @@ class GvisorHost(HostSandbox):
     def clean_leftovers(self) -> None:
         """Delete every sandbox in this gateway's state directory: after a SIGKILL, they are
         a dead gateway's (the data directory's lock says no live one uses it)."""
-        if not self.runsc or not self.state_dir.is_dir():
-            return
-        listed = run_runsc(list_argv(self.global_args()))
-        for kernel_id in listed.split():
-            log.warning("deleting gVisor sandbox %s left by a previous gateway", kernel_id)
-            run_runsc(delete_argv(self.global_args(), kernel_id))
+        if self.runsc and self.state_dir.is_dir():
+            listed = run_runsc(list_argv(self.global_args()))
+            for kernel_id in listed.split():
+                log.warning("deleting gVisor sandbox %s left by a previous gateway", kernel_id)
+                run_runsc(delete_argv(self.global_args(), kernel_id))
+        shutil.rmtree(self.bundle_dir("-").parent, ignore_errors=True)
 
 
 def gvisor_report(platform: str, version: str | None, cgroups: CgroupLimiter | None,
@@ -252,5 +256,5 @@ class GvisorProvisioner(SandboxProvisioner):
         await self._delete()
         await super().cleanup(restart)  # the cgroups (SandboxProvisioner)
         if self.spec is not None:
-            bundle = self.spec.runtime_dir.parent / f"{self.spec.kernel_id}.oci"
+            bundle = self.gvisor.bundle_dir(self.spec.kernel_id)
             await asyncio.to_thread(shutil.rmtree, bundle, True)
