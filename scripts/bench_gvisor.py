@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -93,10 +94,11 @@ async def settled(gateway, guard: float = 300.0) -> None:
 
 
 async def measure(name: str, overrides: dict, root: Path, starts: int) -> dict:
-    settings = local_settings(root / name.replace(" ", "-").strip("()"), pool_size=1,
-                              **overrides)
+    slug = "".join(c if c.isalnum() else "-" for c in name).strip("-")
+    settings = local_settings(root / slug, pool_size=1, **overrides)
     local = await start_local(settings)
-    row: dict = {"sandbox": name}
+    # The machine may be shared: its load beside each row says how far to trust it.
+    row: dict = {"sandbox": name, "load_before": round(os.getloadavg()[0], 1)}
     try:
         row["start_s"] = round(statistics.median(await start_times(local.gateway, starts)), 3)
         async with await local.client() as client:
@@ -125,6 +127,7 @@ async def measure(name: str, overrides: dict, root: Path, starts: int) -> dict:
             kernel = next(s.kernel for s in local.gateway.threads.values()
                           if s.client_thread_id == "numpy")
             row["pss_mib"], row["cgroup_mib"] = kernel_pss(local.gateway, kernel.id)
+            row["load_after"] = round(os.getloadavg()[0], 1)
     finally:
         await local.close()
     return row

@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 PLATFORMS = ("ptrace", "kvm", "systrap")
 RUNSC_TIMEOUT = 30.0  # one runsc command (kill, delete, list); a loaded host is slow
 PROVISIONER = "gateway-gvisor"
+# runsc delete can time out on a loaded host ("context deadline exceeded"): tried again; what
+# still fails is deleted at the next start (clean_leftovers).
+DELETE_ATTEMPTS = 3
 
 
 class GvisorHost(HostSandbox):
@@ -123,10 +126,12 @@ class GvisorHost(HostSandbox):
         """Delete every sandbox in this gateway's state directory: after a SIGKILL, they are
         a dead gateway's (the data directory's lock says no live one uses it)."""
         if self.runsc and self.state_dir.is_dir():
-            listed = run_runsc(list_argv(self.global_args()))
+            listed = run_runsc(list_argv(self.global_args())) or ""
             for kernel_id in listed.split():
                 log.warning("deleting gVisor sandbox %s left by a previous gateway", kernel_id)
-                run_runsc(delete_argv(self.global_args(), kernel_id))
+                for _ in range(DELETE_ATTEMPTS):
+                    if run_runsc(delete_argv(self.global_args(), kernel_id)) is not None:
+                        break
         shutil.rmtree(self.bundle_dir("-").parent, ignore_errors=True)
 
 
@@ -168,15 +173,16 @@ def runsc_version(runsc: str) -> str | None:
     return first.rsplit(" ", 1)[-1] or None
 
 
-def run_runsc(argv: list[str]) -> str:
-    """Blocking; its stdout. A failure is logged, never raised (clean-up goes on)."""
+def run_runsc(argv: list[str]) -> str | None:
+    """Blocking; its stdout, None when it failed (logged, never raised: clean-up goes on)."""
     try:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=RUNSC_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.warning("%s failed: %s", " ".join(argv[-3:]), exc)
-        return ""
+        return None
     if result.returncode != 0:
-        log.debug("%s: %s", " ".join(argv[-3:]), result.stderr.strip()[-300:])
+        log.warning("%s: %s", " ".join(argv[-3:]), result.stderr.strip()[-300:])
+        return None
     return result.stdout
 
 
@@ -247,7 +253,12 @@ class GvisorProvisioner(SandboxProvisioner):
         """``runsc delete -force``; the wrapper exits once its sandbox is gone."""
         if self.spec is None or self.deleted:
             return
-        await run_runsc_async(delete_argv(self.gvisor.global_args(), self.spec.kernel_id))
+        for _ in range(DELETE_ATTEMPTS):
+            # Not a loop that can spin: each attempt is bounded by RUNSC_TIMEOUT.
+            if await run_runsc_async(delete_argv(self.gvisor.global_args(),
+                                                 self.spec.kernel_id)) == 0:
+                break
+            log.warning("runsc delete of kernel %s failed; trying again", self.spec.kernel_id)
         self.deleted = True
         if self.process is not None and self.process.poll() is None:
             self.process.kill()  # a wrapper that outlived its sandbox has nothing to wait for
