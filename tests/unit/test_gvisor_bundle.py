@@ -132,3 +132,15 @@ def test_the_sandbox_and_platform_settings_are_validated():
         Settings(gvisor_platform="vm")
     with pytest.raises(SettingsError, match="sandbox"):
         Settings(sandbox="firecracker")
+
+
+def test_the_report_says_what_gvisor_enforces_and_what_it_cannot():
+    from gateway.sandbox.gvisor import gvisor_report
+
+    report = gvisor_report("ptrace", "0.0~20221219.0", None, drop_uid=False)
+    assert report.enforced["isolation"].startswith("gVisor 0.0~20221219.0, platform ptrace")
+    assert "RLIMIT_NPROC" in report.enforced["processes"]
+    # Without root there is no cgroup (and no gVisor gateway: check() refuses it), said so.
+    assert report.missing["memory"] == report.missing["cpu"] == "cgroups need root"
+    assert "kernel_uid_base = 0" in report.missing["unprivileged_uid"]
+    assert "memory" not in report.enforced
