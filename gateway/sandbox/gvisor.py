@@ -186,21 +186,23 @@ def run_runsc(argv: list[str]) -> str | None:
     return result.stdout
 
 
-async def run_runsc_async(argv: list[str]) -> int | None:
-    """The exit status of one runsc command (None: it could not run or hung)."""
+async def run_runsc_async(argv: list[str]) -> str | None:
+    """None when one runsc command succeeded; else what went wrong."""
     try:
         process = await asyncio.create_subprocess_exec(
             *argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+            stderr=subprocess.PIPE)
     except OSError as exc:
-        log.warning("%s failed: %s", " ".join(argv[-3:]), exc)
-        return None
+        return str(exc)
     try:
-        return await asyncio.wait_for(process.wait(), RUNSC_TIMEOUT)
+        _, stderr = await asyncio.wait_for(process.communicate(), RUNSC_TIMEOUT)
     except TimeoutError:
         process.kill()
         await process.wait()
+        return f"no answer in {RUNSC_TIMEOUT:.0f} s"
+    if process.returncode == 0:
         return None
+    return stderr.decode(errors="replace").strip()[-300:] or f"exit {process.returncode}"
 
 
 class GvisorProvisioner(SandboxProvisioner):
@@ -240,8 +242,11 @@ class GvisorProvisioner(SandboxProvisioner):
         if signum == signal.SIGKILL:
             await self._delete()
             return
-        await run_runsc_async(kill_argv(self.gvisor.global_args(), self.spec.kernel_id,
-                                        signal.Signals(signum).name.removeprefix("SIG")))
+        problem = await run_runsc_async(kill_argv(
+            self.gvisor.global_args(), self.spec.kernel_id,
+            signal.Signals(signum).name.removeprefix("SIG")))
+        if problem is not None:
+            log.warning("runsc kill of kernel %s: %s", self.spec.kernel_id, problem)
 
     async def kill(self, restart: bool = False) -> None:
         await self._delete()
@@ -253,12 +258,17 @@ class GvisorProvisioner(SandboxProvisioner):
         """``runsc delete -force``; the wrapper exits once its sandbox is gone."""
         if self.spec is None or self.deleted:
             return
-        for _ in range(DELETE_ATTEMPTS):
+        for attempt in range(1, DELETE_ATTEMPTS + 1):
             # Not a loop that can spin: each attempt is bounded by RUNSC_TIMEOUT.
-            if await run_runsc_async(delete_argv(self.gvisor.global_args(),
-                                                 self.spec.kernel_id)) == 0:
+            problem = await run_runsc_async(delete_argv(self.gvisor.global_args(),
+                                                        self.spec.kernel_id))
+            if problem is None:
                 break
-            log.warning("runsc delete of kernel %s failed; trying again", self.spec.kernel_id)
+            # Usual on a loaded host ("stopping container: context deadline exceeded"): the
+            # next attempt finds the sandbox stopped. Only the last one's failure is a problem.
+            level = logging.WARNING if attempt == DELETE_ATTEMPTS else logging.INFO
+            log.log(level, "runsc delete of kernel %s (attempt %d of %d): %s",
+                    self.spec.kernel_id, attempt, DELETE_ATTEMPTS, problem)
         self.deleted = True
         if self.process is not None and self.process.poll() is None:
             self.process.kill()  # a wrapper that outlived its sandbox has nothing to wait for
