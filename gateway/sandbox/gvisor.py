@@ -42,7 +42,6 @@ from .oci import (
 
 log = logging.getLogger(__name__)
 
-PLATFORMS = ("ptrace", "kvm", "systrap")
 RUNSC_TIMEOUT = 30.0  # one runsc command (kill, delete, list); a loaded host is slow
 PROVISIONER = "gateway-gvisor"
 # runsc delete can time out on a loaded host ("context deadline exceeded"): tried again; what
@@ -101,13 +100,14 @@ class GvisorHost(HostSandbox):
         return self.state_dir.parent / "gvisor-bundles" / kernel_id
 
     def prepare(self) -> Path:
-        """The shared read-only root: the symlinks of a merged-/usr system, nothing else."""
+        """The shared read-only root: the host's top-level symlinks (/bin -> usr/bin on a
+        merged-/usr system), nothing else; every other path is a mount."""
         root = self.state_dir.parent / "gvisor-root"
         root.mkdir(parents=True, exist_ok=True)
-        for name, target in ROOT_SYMLINKS.items():
-            link = root / name
-            if not link.is_symlink():
-                link.symlink_to(target)
+        for name in ROOT_SYMLINKS:
+            link, host = root / name, Path("/", name)
+            if host.is_symlink() and not link.is_symlink():
+                link.symlink_to(os.readlink(host))
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         return root
 

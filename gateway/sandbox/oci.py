@@ -19,7 +19,7 @@ from .limits import CPU_PERIOD_US, GROUP_NAME, LimitValues, rlimit_values
 
 OCI_VERSION = "1.0.2"
 NAMESPACES = ("pid", "network", "ipc", "uts", "mount")
-ROOT_SYMLINKS = {"bin": "usr/bin", "lib": "usr/lib", "lib64": "usr/lib64", "sbin": "usr/sbin"}
+ROOT_SYMLINKS = ("bin", "lib", "lib64", "sbin")  # as bubblewrap's view has them (launch.py)
 STARTUP_DIR = f"{IPYTHON_DIR}/profile_default/startup"
 # Directories the kernel's uid writes in (IPython's profile, matplotlib's cache): tmpfs of their
 # own, world-writable and sticky, since gVisor makes mount points root's (0755).
@@ -88,7 +88,7 @@ def bundle_config(spec: SandboxSpec, argv: list[str], root: Path, init: str, *,
                   system_paths: Iterable[str] = (),
                   mpl_cache_files: Iterable[Path] = ()) -> dict[str, Any]:
     """``config.json`` of ``spec``'s kernel, running ``argv`` under ``init`` (tini); ``root``
-    is the read-only root directory (only ``ROOT_SYMLINKS`` in it: every other path is a mount).
+    is the read-only root directory (only the ``ROOT_SYMLINKS`` in it: every other path is a mount).
 
     The sandbox's first process is pid 1, which no signal of its own group reaches: ipykernel
     interrupts itself with ``killpg(getpgid())``, i.e. ``kill(-1)``, everyone but itself. Under
