@@ -219,6 +219,8 @@ class Gateway:
         self.threads.clear()
         self.workdir_io.shutdown()
         await asyncio.gather(*(pool.close() for pool in self.pools.values()))
+        # A kernel whose shutdown was cut short: bubblewrap's die with the gateway, gVisor's not.
+        await asyncio.to_thread(self.host.clean_leftovers)
         await asyncio.to_thread(self.workdirs.remove_all)
         self.store.close()
         self.data_lock.release()

@@ -123,12 +123,13 @@ class GvisorHost(HostSandbox):
         return bundle
 
     def clean_leftovers(self) -> None:
-        """Delete every sandbox in this gateway's state directory: after a SIGKILL, they are
-        a dead gateway's (the data directory's lock says no live one uses it)."""
+        """Delete every sandbox in this gateway's state directory: at start, after a SIGKILL,
+        they are a dead gateway's (the data directory's lock says no live one uses it); at
+        close, any whose shutdown was cut short (a task cancelled as the pool closed)."""
         if self.runsc and self.state_dir.is_dir():
             listed = run_runsc(list_argv(self.global_args())) or ""
             for kernel_id in listed.split():
-                log.warning("deleting gVisor sandbox %s left by a previous gateway", kernel_id)
+                log.warning("deleting gVisor sandbox %s left behind", kernel_id)
                 for _ in range(DELETE_ATTEMPTS):
                     if run_runsc(delete_argv(self.global_args(), kernel_id)) is not None:
                         break

@@ -160,7 +160,7 @@ class HostSandbox:
         return self.name if self.enabled else "DISABLED"
 
     def clean_leftovers(self) -> None:
-        """Nothing of bubblewrap's outlives the gateway (--die-with-parent)."""
+        """At start and close: nothing of bubblewrap's outlives the gateway (--die-with-parent)."""
 
     def check(self) -> None:
         from ..errors import SandboxUnavailable
