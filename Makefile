@@ -42,6 +42,7 @@ bench: setup
 	$(PY) -m scripts.bench_burst
 	$(PY) -m scripts.bench_start_method
 	$(PY) -m scripts.bench_density
+	$(PY) -m scripts.bench_gvisor
 
 # The image (Dockerfile) and the cluster's service image, built with no container registry: a
 # Debian base from debootstrap, wheels built by the base's own Python; each step cached

@@ -76,8 +76,7 @@ class Gateway:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         host_memory.use_all_open_files()
-        self.host = HostSandbox(enabled=settings.sandbox != "none",
-                                drop_uid=settings.kernel_uid_base > 0)
+        self.host = _host_sandbox(settings)
         self.host.check()
         uids = (UidRange(settings.kernel_uid_base, settings.kernel_uid_count, CLAIMS_DIR)
                 if self.host.drop_uid else None)
@@ -171,7 +170,7 @@ class Gateway:
         self._culler = asyncio.create_task(self._cull_idle())
         self._memory_watch = asyncio.create_task(self._watch_memory())
         log.info("gateway ready: %d warm kernels, sandbox %s", len(self.pool._warm),
-                 "on" if self.host.enabled else "OFF")
+                 self.host.describe() if self.host.enabled else "OFF")
 
     async def _start_other_languages(self) -> None:
         """Probe each other language's runtime; fill the pools of those that can run. A missing
@@ -202,6 +201,7 @@ class Gateway:
 
         Only ever called with ``data_lock`` held: no live gateway uses any of them."""
         assert self.data_lock.held
+        self.host.clean_leftovers()  # gVisor sandboxes outlive a killed gateway
         self.workdirs.remove_all()
         runtime = self.settings.runtime_dir
         if runtime.exists():
@@ -227,6 +227,8 @@ class Gateway:
         self.threads.clear()
         self.workdir_io.shutdown()
         await asyncio.gather(*(pool.close() for pool in self.pools.values()))
+        # A kernel whose shutdown was cut short: bubblewrap's die with the gateway, gVisor's not.
+        await asyncio.to_thread(self.host.clean_leftovers)
         await asyncio.to_thread(self.workdirs.remove_all)
         self.store.close()
         self.data_lock.release()
@@ -583,7 +585,7 @@ class Gateway:
         return {
             "status": "degraded" if degraded else "ok",
             "reason": degraded,
-            "sandbox": "bubblewrap" if self.host.enabled else "DISABLED",
+            "sandbox": self.host.describe(),
             "limits": {"enforced": self.host.report.enforced,
                        "not_enforced": self.host.report.missing},
             "pool": pool,
@@ -601,6 +603,17 @@ class Gateway:
                        "pool": {key: pool.snapshot()[key] for key in
                                 ("target", "warm", "starting", "leased")}}
                 for name, pool in self.pools.items()}
+
+
+def _host_sandbox(settings: Settings) -> HostSandbox:
+    """One sandbox for the whole gateway: a tenant picks the language of each thread, so a
+    weaker pool beside a gVisor one would be the way around it."""
+    if settings.sandbox == "gvisor":
+        from .sandbox.gvisor import GvisorHost
+
+        return GvisorHost(settings.gvisor_platform, settings.data_dir / "gvisor",
+                          drop_uid=settings.kernel_uid_base > 0)
+    return HostSandbox(enabled=settings.sandbox != "none", drop_uid=settings.kernel_uid_base > 0)
 
 
 def _file_store(settings: Settings):

@@ -130,7 +130,12 @@ class Settings:
     max_display_chars: int = setting(4_000_000, minimum=0)
 
     # Sandbox
-    sandbox: str = setting("bwrap", choices=("bwrap", "none"))  # "none": explicit, loud
+    # "gvisor": each kernel in a gVisor sandbox of its own (runsc, root; docs/security.md),
+    # for the whole gateway. "none": explicit, loud.
+    sandbox: str = setting("bwrap", choices=("bwrap", "gvisor", "none"))
+    # gVisor's way of catching a kernel's syscalls: ptrace works everywhere; kvm (needs
+    # /dev/kvm, not under nested virtualisation here) and systrap (newer runsc) are faster.
+    gvisor_platform: str = setting("ptrace", choices=("ptrace", "kvm", "systrap"))
     # "fork": Python kernels are forked from a zygote that imported the libraries once (needs
     # root; see gateway/sandbox/forkserver.py); "exec": each is a fresh interpreter under
     # bubblewrap.

@@ -109,7 +109,11 @@ GROUPS: list[tuple[str, dict[str, str]]] = [
                                   "`/metrics`: `gateway_retained_result_bytes`)",
     }),
     ("Sandbox and limits", {
-        "sandbox": "`none` runs kernels unisolated (logged loudly, shown on `/healthz`)",
+        "sandbox": "`bwrap`: bubblewrap, seccomp and a uid per kernel; `gvisor`: each kernel "
+                   "in a gVisor sandbox of its own (root, `runsc`; see [gVisor](gvisor.md)); "
+                   "`none` runs kernels unisolated (logged loudly, shown on `/healthz`)",
+        "gvisor_platform": "how gVisor catches a kernel's syscalls: `ptrace` works everywhere; "
+                           "`kvm` (needs `/dev/kvm`) and `systrap` (newer `runsc`) are faster",
         "kernel_start": "`fork`: Python kernels are forked from a zygote that imported the "
                         "libraries once (needs root; otherwise, or with `exec`, each kernel is "
                         "a fresh interpreter under bubblewrap); see [Security model]"

@@ -5,6 +5,7 @@
 # page's browser test (WITH_BROWSER=0 skips it on a server that only runs the gateway).
 # R and IRkernel for R threads (WITH_R=0 skips them): Debian's r-cran-irkernel without
 # recommends, ~30 packages (~55 MB installed; the recommends would pull ~650).
+# runsc (gVisor, Debian's package) and tini for `sandbox = gvisor`, and their tests (~25 MB).
 # Then Deno, the runtime of JavaScript/TypeScript threads (WITH_DENO=0 skips it): the npm
 # package `deno` ships the binary (~96 MB, a few seconds); `npm install -g` puts it under npm's
 # prefix, /usr on Debian (/usr/bin/deno), which the sandbox already sees read-only.
@@ -32,6 +33,8 @@ command -v setpriv >/dev/null 2>&1 || missing="$missing util-linux"
 ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || missing="$missing libseccomp2"
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || missing="$missing haproxy"
+command -v runsc >/dev/null 2>&1 || missing="$missing runsc"
+command -v tini >/dev/null 2>&1 || missing="$missing tini"
 r_missing=""
 if [ "${WITH_R:-1}" = 1 ]; then
     [ -d /usr/lib/R/site-library/IRkernel ] || r_missing="r-cran-irkernel"

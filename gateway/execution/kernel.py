@@ -108,6 +108,10 @@ class Kernel:
             if self._tcp_bridge:
                 spec.argv = [self._python, "-c", TCP_BRIDGE_SOURCE, "{connection_file}", "--",
                              *spec.argv]
+            if self.host.provisioner != _provisioner_of(spec.metadata):
+                # The kernelspecs name bubblewrap's; the gateway's sandbox decides.
+                spec.metadata = {**spec.metadata,
+                                 "kernel_provisioner": {"provisioner_name": self.host.provisioner}}
         try:
             await self._manager.start_kernel(sandbox=self.spec, host=self.host,
                                              zygote=self._zygote)
@@ -348,6 +352,14 @@ class Kernel:
         return saw_error
 
     async def interrupt(self) -> None:
+        if self._signal_program is not None and not self.host.sees_kernel_processes:
+            # In gVisor the kernel's processes are not the host's: its runtime signals it.
+            provisioner = self._manager.provisioner
+            if provisioner is not None:
+                await provisioner.send_signal(signal.SIGINT)
+                if self._interrupt_answered_at is None:
+                    self._interrupt_answered_at = time.monotonic()
+            return
         if self._signal_program is not None:
             self._signal_interrupt()
             return
@@ -415,6 +427,10 @@ class Kernel:
                 await self._manager.provisioner.cleanup(restart=False)
         except Exception:  # a kernel that is already gone must not break shutdown
             log.exception("kernel %s: error during shutdown", self.id)
+
+
+def _provisioner_of(metadata: dict) -> str | None:
+    return metadata.get("kernel_provisioner", {}).get("provisioner_name")
 
 
 def interrupt_target(processes: dict[int, tuple[int, str] | None], program: str) -> int | None:

@@ -67,6 +67,10 @@ class SandboxSpec:
 class HostSandbox:
     """What this host can enforce, probed once: bubblewrap, cgroups, rlimits, seccomp, uids."""
 
+    name = "bubblewrap"
+    provisioner = "gateway-sandbox"  # the kernelspecs' own (pyproject's entry points)
+    sees_kernel_processes = True  # a kernel's processes are host processes in its cgroup
+
     def __init__(self, enabled: bool, drop_uid: bool = True) -> None:
         self.enabled = enabled
         self.bwrap = shutil.which("bwrap")
@@ -151,6 +155,12 @@ class HostSandbox:
             return ("an unprivileged uid cannot start bubblewrap (unprivileged user namespaces "
                     f"restricted?): {result.stderr.decode(errors='replace').strip()[-300:]}")
         return None
+
+    def describe(self) -> str:
+        return self.name if self.enabled else "DISABLED"
+
+    def clean_leftovers(self) -> None:
+        """At start and close: nothing of bubblewrap's outlives the gateway (--die-with-parent)."""
 
     def check(self) -> None:
         from ..errors import SandboxUnavailable

@@ -81,8 +81,11 @@ class CgroupLimiter:
     def _dirs(self, kernel_id: str) -> list[Path]:
         return sorted({self._dir(c, kernel_id) for c in self.controllers})
 
-    def create(self, kernel_id: str, limits: LimitValues) -> list[Path]:
-        """Make the kernel's cgroup(s); returns the ``cgroup.procs`` files the launcher joins."""
+    def create(self, kernel_id: str, limits: LimitValues,
+               host_tasks: int | None = None) -> list[Path]:
+        """Make the kernel's cgroup(s); returns the ``cgroup.procs`` files the launcher joins.
+        ``host_tasks``: the pids limit when the kernel's tasks are not host tasks one to one
+        (gVisor's)."""
         for path in self._dirs(kernel_id):
             path.mkdir(exist_ok=True)
         v2 = self.version == 2
@@ -95,7 +98,8 @@ class CgroupLimiter:
                 (d / "memory.limit_in_bytes").write_text(str(limits.memory))
                 _try_write(d / "memory.memsw.limit_in_bytes", str(limits.memory))
         if "pids" in self.controllers:
-            (self._dir("pids", kernel_id) / "pids.max").write_text(str(limits.pids))
+            pids = limits.pids if host_tasks is None else host_tasks
+            (self._dir("pids", kernel_id) / "pids.max").write_text(str(pids))
         if "cpu" in self.controllers:
             d = self._dir("cpu", kernel_id)
             quota = max(1000, int(limits.cpu * CPU_PERIOD_US))

@@ -34,10 +34,11 @@ def test_defaults_and_the_tests_settings_are_valid(tmp_path):
 def test_an_unknown_sandbox_is_refused_by_name():
     with pytest.raises(SettingsError) as caught:
         Settings(sandbox="banana")
-    assert str(caught.value) == "invalid settings: sandbox: 'banana' is not one of 'bwrap', 'none'"
+    assert str(caught.value) == ("invalid settings: sandbox: 'banana' is not one of 'bwrap', "
+                                 "'gvisor', 'none'")
     assert isinstance(caught.value, GatewayError) and isinstance(caught.value, ValueError)
-    assert problems_of(sandbox="gvisor") == [
-        ("sandbox", "'gvisor' is not one of 'bwrap', 'none'")]
+    assert problems_of(sandbox="firecracker") == [
+        ("sandbox", "'firecracker' is not one of 'bwrap', 'gvisor', 'none'")]
 
 
 @pytest.mark.parametrize(("values", "problem"), [
@@ -151,7 +152,7 @@ def test_every_problem_at_once_in_one_message():
         "invalid settings:\n"
         "  port: 70000 is out of range: 0..65535\n"
         "  hibernate_after: -5.0 is out of range: more than 0 seconds\n"
-        "  sandbox: 'banana' is not one of 'bwrap', 'none'\n"
+        "  sandbox: 'banana' is not one of 'bwrap', 'gvisor', 'none'\n"
         "  log_level: 'loud' is not one of 'DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL'\n"
         "  tls_cert: tls_cert and tls_key go together: set both (PEM files) or neither")
 
