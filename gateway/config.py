@@ -357,6 +357,14 @@ def egress_problems(s: Settings) -> list[Problem]:
                 bad.append(f"identity {identity}: {exc}")
         if bad:
             found.append((name, "; ".join(bad)))
+    if s.sandbox == "gvisor" and not found:
+        try:
+            wanted = s.egress
+        except (TypeError, AttributeError, ValueError):  # a bad type, said by its own check
+            wanted = False
+        if wanted:
+            found.append(("egress_allow", "egress needs sandbox = bwrap: a gVisor sandbox "
+                          "cannot connect to the host's unix socket the egress proxy serves"))
     return found
 
 

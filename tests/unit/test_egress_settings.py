@@ -35,6 +35,13 @@ def test_egress_on_gives_kernels_the_forwarder_settings():
     assert not Settings(identity_egress_allow={"guest": ""}).egress
 
 
+def test_egress_is_refused_with_the_gvisor_sandbox():
+    found = problems(sandbox="gvisor", egress_allow=("pypi.org",))
+    assert "sandbox = bwrap" in found["egress_allow"]
+    found = problems(sandbox="gvisor", identity_egress_allow={"ci": "pypi.org"})
+    assert "gVisor sandbox cannot connect" in found["egress_allow"]
+
+
 def test_bad_patterns_are_refused_by_setting_and_identity():
     found = problems(egress_allow=("pypi.org", "bad host"), egress_deny=("x:99999",),
                      identity_egress_allow={"alice": "ok.org [::1"},
