@@ -32,13 +32,15 @@ from ..app import Gateway
 from ..cluster.routing import Relays
 from ..config import Settings
 from ..errors import GatewayError
-from ..wire import envelopes, protocol
+from ..wire import envelopes, jupyter, protocol
 from . import probes, tls
 from .admin import error_answer, execute_admin
 from .front import FrontProtocol
 from .http_handler import HttpHandler
 from .http_upload import PATH as UPLOAD_PATH
 from .http_upload import error_body
+from .jupyter_channels import JupyterChannels
+from .jupyter_kernels import CHANNELS_PATH
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +165,9 @@ class GatewayServer:
             # websockets calls this as create_connection(protocol, server, **options) and uses
             # what it returns as the asyncio protocol; its annotation asks for a class.
             create_connection=self._front,  # type: ignore[arg-type]
+            # JupyterLab's kernel protocol when offered; our clients ask for none.
+            select_subprotocol=lambda _, offered: (
+                jupyter.V1_SUBPROTOCOL if jupyter.V1_SUBPROTOCOL in offered else None),
         )
 
     def _front(self, protocol: ServerProtocol, server: Server, **options) -> FrontProtocol:
@@ -252,6 +257,8 @@ class GatewayServer:
             connection.identity = identity  # type: ignore[attr-defined]
             connection.token_digest = auth.digest(token or "")  # type: ignore[attr-defined]
             return None
+        if match := CHANNELS_PATH.fullmatch(path):
+            return self._jupyter_channels(connection, request, match.group(1))
         if path == "/internal":
             identity = self._internal_identity(request)
             if identity is None:
@@ -288,6 +295,23 @@ class GatewayServer:
             return _response(405, orjson.dumps(error_body("method_not_allowed", "use PUT")),
                              "application/json", Allow="PUT")
         return _json(404, {"error": "not found"})
+
+    def _jupyter_channels(self, connection: ServerConnection, request: Request,
+                          kernel_id: str) -> Response | None:
+        """A Jupyter client's kernel websocket: its token, then the kernel among its threads
+        (another identity's id is as unknown as a made-up one)."""
+        if not self._origin_allowed(request):
+            return _json(403, {"message": "origin not allowed"})
+        kernels = self.http.jupyter
+        identity = kernels.identity(request.headers.get("Authorization", ""), request.path)
+        if identity is None:
+            return _json(401, {"message": "missing or invalid token"})
+        session = kernels.find(identity, kernel_id)
+        if session is None:
+            return _json(404, {"message": f"no such kernel {kernel_id}"})
+        connection.identity = identity  # type: ignore[attr-defined]
+        connection.jupyter = session  # type: ignore[attr-defined]
+        return None
 
     def _internal_identity(self, request: Request) -> str | None:
         """The identity another node relays for, if the request carries the cluster secret."""
@@ -336,6 +360,9 @@ class GatewayServer:
 
     # -- websocket --------------------------------------------------------------------------
     async def _handle(self, connection: ServerConnection) -> None:
+        if (session := getattr(connection, "jupyter", None)) is not None:
+            await JupyterChannels(connection, session, self.gateway, self.http.jupyter).serve()
+            return
         if connection.identity is None:  # type: ignore[attr-defined]
             self._admins.add(connection)
             try:

@@ -17,6 +17,7 @@ from ..execution import languages
 from ..sandbox.workdirs import changed_files, display_name, open_regular_file, snapshot
 from ..wire import envelopes
 from ..wire.hotcode import HotCodeStream
+from ..wire.jupyter import CellEnd
 from ..wire.protocol import client_thread_id
 from ..wire.replay import CallResults, ReplayBuffer, final_state, seq_origin
 from ..wire.snapshot_format import restored_line
@@ -48,11 +49,27 @@ class Listener(Protocol):
 
 
 @dataclass
+class JupyterCell:
+    """A Jupyter client's execute_request queued as one of the thread's cells: sent to the
+    kernel as it is; ``done`` is told how it ended, exactly once, however it ends."""
+
+    request: dict = field(repr=False)  # header, metadata, content
+    on_stdin: Callable[[dict], None]
+    done: Callable[[CellEnd], None]
+
+
+@dataclass
 class Job:
     call_id: str
     code: str
     timeout: float
     env: dict[str, str] | None = field(default=None, repr=False)  # this cell's alone
+    jupyter: JupyterCell | None = None
+
+    def refused(self, reason: str) -> None:
+        """The cell never reached the kernel."""
+        if self.jupyter is not None:
+            self.jupyter.done(CellEnd("refused", reason=reason, idle_sent=False))
 
 
 class ThreadSession:
@@ -71,7 +88,11 @@ class ThreadSession:
         self.replay = ReplayBuffer(settings.replay_buffer_bytes, settings.replay_buffer_seconds,
                                    start_after=seq_origin())
         self._call_files: dict[str, list[dict]] = {}  # files announced by calls still running
-        self.kernel: Kernel | None = None
+        self._kernel: Kernel | None = None
+        # Told each time the thread's kernel changes (leased, replaced, released): Jupyter's
+        # channels follow it with sockets of their own.
+        self.kernel_watchers: set[Callable[[], None]] = set()
+        self.keep = False  # started by a Jupyter client: kept even before its first cell
         self.listeners: set[Listener] = set()
         self.created = time.monotonic()
         self.last_active = time.monotonic()
@@ -110,6 +131,18 @@ class ThreadSession:
         # After a wake-up, until the first cell's status reports it: why it slept, which files
         # came back, when the wake-up began.
         self._woke: dict | None = None
+
+    @property
+    def kernel(self) -> Kernel | None:
+        return self._kernel
+
+    @kernel.setter
+    def kernel(self, kernel: Kernel | None) -> None:
+        changed = kernel is not self._kernel
+        self._kernel = kernel
+        if changed:
+            for watcher in list(self.kernel_watchers):
+                watcher()
 
     @property
     def client_thread_id(self) -> str:
@@ -200,7 +233,7 @@ class ThreadSession:
 
     # -- execution --------------------------------------------------------------------------
     def submit(self, call_id: str, code: str | None, timeout: float | None,
-               env: dict[str, str] | None = None) -> None:
+               env: dict[str, str] | None = None, jupyter: JupyterCell | None = None) -> None:
         """Queue an execution; the code comes from the request or from the streamed deltas."""
         if self.closed:
             raise ProtocolError("thread is closed", code="thread_closed")
@@ -233,7 +266,7 @@ class ThreadSession:
         for chunk in closing:
             self.emit(chunk, call_id)
         self._queue.put_nowait(Job(call_id, code, timeout or self.settings.execution_timeout,
-                                   env))
+                                   env, jupyter))
         self.last_active = time.monotonic()
         if self._worker is None:
             self._worker = asyncio.create_task(self._work(), name=f"thread-{self.thread_id}")
@@ -257,7 +290,7 @@ class ThreadSession:
     def unused(self) -> bool:
         """Never executed, streamed or uploaded anything: nothing to keep."""
         return (self.kernel is None and self.current is None and self._worker is None
-                and not self._calls and not self._executed)
+                and not self._calls and not self._executed and not self.keep)
 
     @property
     def busy(self) -> bool:
@@ -284,6 +317,7 @@ class ThreadSession:
             except Exception as exc:  # one broken execution must not kill the thread
                 log.exception("thread %s call %s failed", self.thread_id, job.call_id)
                 self.emit(envelopes.status("error", reason=f"gateway error: {exc!r}"), job.call_id)
+                job.refused(f"gateway error: {exc!r}")
             finally:
                 self.current = None
                 self.last_active = time.monotonic()
@@ -401,11 +435,23 @@ class ThreadSession:
             assert self.kernel is not None  # _ensure_kernel() leaves one or raises
             return self.kernel.spec.workdir
 
+    async def awake_kernel(self) -> Kernel:
+        """The thread's kernel, restored now if it was hibernated (its variables included):
+        for requests that are not cells (a completion, a comm) and need the namespace."""
+        async with self._kernel_lock:
+            reason = await self._ensure_kernel()
+            if reason:
+                self._unreported_restart = reason
+            await self._restore_snapshot()
+            assert self.kernel is not None  # _ensure_kernel() leaves one or raises
+            return self.kernel
+
     async def _execute(self, job: Job) -> None:
         began = time.monotonic()
         if self.fence is not None and (refused := await self.fence(self.thread_id)):
             self.emit(envelopes.status("error", reason=refused, error_code="thread_moved",
                                        duration_ms=_ms(began)), job.call_id)
+            job.refused(refused)
             return
         try:
             async with self._kernel_lock:
@@ -417,6 +463,7 @@ class ThreadSession:
             self.emit(envelopes.status("error", reason=str(exc), error_code=exc.code,
                                        duration_ms=_ms(began)), job.call_id)
             self.metrics.execution_finished("error", time.monotonic() - began)
+            job.refused(str(exc))
             return
         kernel = self.kernel
         assert kernel is not None  # _ensure_kernel() leaves one or raises
@@ -447,8 +494,11 @@ class ThreadSession:
         language = languages.LANGUAGES[self.language or languages.DEFAULT]
         if job.env:
             await self._hidden_cell(kernel, language.set_env(job.env), job.timeout)
+        jupyter = job.jupyter
         result = await kernel.run(job.code, on_message, job.timeout, self.settings.interrupt_grace,
-                                  interrupted=self._user_interrupted)
+                                  interrupted=self._user_interrupted,
+                                  request=jupyter.request if jupyter else None,
+                                  on_stdin=jupyter.on_stdin if jupyter else None)
         if job.env and result.state != "killed" and not result.stuck:
             await self._hidden_cell(kernel, language.restore_env(list(job.env)), job.timeout)
         for chunk in translator.finish():
@@ -460,6 +510,11 @@ class ThreadSession:
         self._saved_paths &= {display_name(name) for name in after}
         self._workdir_seen = after
         state, details = await self._conclude(result, translator)
+        if jupyter is not None:
+            error = translator.error or (None, None)
+            jupyter.done(CellEnd(state, result.execution_count, error[0], error[1],
+                                 tuple(translator.traceback or ()), details.get("reason"),
+                                 idle_sent=result.state != "killed" and not result.stuck))
         self.executions += 1
         if restarted_because:
             details["kernel_restarted"] = True
@@ -738,9 +793,11 @@ class ThreadSession:
             self._worker.cancel()
         if self.current is not None:
             self.emit(envelopes.status(state, reason=reason), self.current.call_id)
+            self.current.refused(reason)
         while not self._queue.empty():
             job = self._queue.get_nowait()
             self.emit(envelopes.status("error", reason=reason), job.call_id)
+            job.refused(reason)
         async with self._kernel_lock:
             if self.kernel is not None:
                 await self.pool.release(self.kernel)

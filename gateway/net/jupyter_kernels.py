@@ -1,0 +1,139 @@
+"""Jupyter's kernel gateway REST API, over the gateway's threads.
+
+``/api/kernelspecs``, ``/api/kernels`` and their sub-resources, the way Jupyter Server's
+``--gateway-url`` client (and Jupyter Kernel Gateway's other clients) use them. A kernel is a
+thread of the caller's identity: the ones the model used are listed too, so a person can open
+them in JupyterLab. Requests and answers are built in ``gateway/wire/jupyter.py``; this module
+looks threads up and acts on them. Another identity's kernel id is 404, like an unknown one.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+import urllib.parse
+from typing import TYPE_CHECKING
+
+from .. import auth
+from ..errors import GatewayError
+from ..wire import jupyter
+from ..wire.jupyter import JupyterError
+from ..wire.protocol import scoped_thread_id
+
+if TYPE_CHECKING:
+    from ..app import Gateway
+    from ..threads.session import ThreadSession
+
+KERNEL_PATH = re.compile(r"/api/kernels/([0-9a-f-]{36})(?:/(interrupt|restart))?")
+SPEC_PATH = re.compile(r"/api/kernelspecs/([^/]+)")
+RESOURCE_PATH = re.compile(r"/kernelspecs/([^/]+)/([^/]+)")
+CHANNELS_PATH = re.compile(r"/api/kernels/([0-9a-f-]{36})/channels")
+
+
+def is_jupyter_path(path: str) -> bool:
+    return path == "/api" or path.startswith(("/api/", "/kernelspecs/"))
+
+
+def token_of(authorization: str, target: str) -> str | None:
+    """Jupyter's ``Authorization: token T``, ``Bearer T``, else ``?token=T``."""
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() in ("token", "bearer") and value.strip():
+        return value.strip()
+    query = urllib.parse.urlsplit(target).query
+    return urllib.parse.parse_qs(query).get("token", [None])[0]
+
+
+class JupyterKernels:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.connections: dict[str, int] = {}  # thread key -> Jupyter websockets open on it
+
+    def identity(self, authorization: str, target: str) -> str | None:
+        return auth.identity_for(self.gateway.settings.tokens, token_of(authorization, target))
+
+    def sessions_of(self, identity: str) -> list[ThreadSession]:
+        return [s for s in self.gateway.threads.values()
+                if s.owner == identity and not s.closed and not s.unused]
+
+    def find(self, identity: str, kernel_id: str) -> ThreadSession | None:
+        for session in self.sessions_of(identity):
+            if jupyter.kernel_id(session.thread_id) == kernel_id:
+                return session
+        return None
+
+    def model(self, session: ThreadSession) -> dict:
+        since = time.monotonic() - session.last_active
+        state = "busy" if session.busy or session.queued else "idle"
+        return jupyter.kernel_model(session.thread_id, session.language or "python",
+                                    time.time() - since, state,
+                                    self.connections.get(session.thread_id, 0))
+
+    def available(self) -> list[str]:
+        return [name for name in self.gateway.pools
+                if name not in self.gateway.unavailable_languages]
+
+    async def answer(self, method: str, path: str, identity: str,
+                     body: bytes) -> tuple[int, object]:
+        """(status, JSON body or None for 204) of one REST request."""
+        try:
+            return await self._route(method, path, identity, body)
+        except JupyterError as exc:
+            return exc.status, {"message": str(exc), "reason": None}
+        except GatewayError as exc:  # a limit (identity share, pool) refused the thread
+            return 503 if exc.code in ("pool_exhausted", "identity_limit") else 400, {
+                "message": str(exc), "reason": exc.code}
+
+    async def _route(self, method: str, path: str, identity: str,
+                     body: bytes) -> tuple[int, object]:
+        if path in ("/api", "/api/"):
+            return _only(method, "GET"), {"version": jupyter.PROTOCOL_VERSION}
+        if path == "/api/kernelspecs":
+            return _only(method, "GET"), jupyter.kernelspecs(self.available())
+        if match := SPEC_PATH.fullmatch(path):
+            language = jupyter.language_of_spec(urllib.parse.unquote(match.group(1)))
+            if language.name not in self.available():
+                raise JupyterError(f"kernelspec {match.group(1)!r} cannot run here", 404)
+            return _only(method, "GET"), jupyter.kernelspec(language)
+        if RESOURCE_PATH.fullmatch(path):  # no logos: clients fall back to the name
+            raise JupyterError("no such resource", 404)
+        if path == "/api/kernels":
+            if method == "GET":
+                return 200, [self.model(s) for s in self.sessions_of(identity)]
+            _only(method, "POST")
+            return 201, await self._start(identity, body)
+        if match := KERNEL_PATH.fullmatch(path):
+            session = self.find(identity, match.group(1))
+            if session is None:
+                raise JupyterError(f"no such kernel {match.group(1)}", 404)
+            action = match.group(2)
+            if action is None and method == "DELETE":
+                await self.gateway.close_thread(session.client_thread_id, identity)
+                return 204, None
+            if action is None:
+                return _only(method, "GET"), self.model(session)
+            _only(method, "POST")
+            if action == "interrupt":
+                await session.interrupt()
+                return 204, None
+            await session.restart()
+            return 200, self.model(session)
+        raise JupyterError("not found", 404)
+
+    async def _start(self, identity: str, body: bytes) -> dict:
+        request = jupyter.start_request(
+            body, lambda tid: jupyter.kernel_id(scoped_thread_id(identity, tid)))
+        thread_id = request.thread_id or jupyter.THREAD_PREFIX + secrets.token_hex(8)
+        session = self.gateway.thread(thread_id, identity, create=True)
+        session.keep = True
+        session.choose_language(request.language.name)
+        if session.kernel is None and session.hibernated is None:
+            await session.workdir()  # leases its kernel: started, as Jupyter means it
+        return self.model(session)
+
+
+def _only(method: str, allowed: str) -> int:
+    if method != allowed:
+        raise JupyterError(f"use {allowed}", 405)
+    return 200
+
