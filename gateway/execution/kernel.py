@@ -22,6 +22,7 @@ import zmq.asyncio
 from jupyter_client.adapter import adapt
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.session import Session
 
 from ..errors import KernelStartError
 from ..sandbox.forkserver import Zygote
@@ -360,8 +361,12 @@ class Kernel:
 
     def side_client(self) -> AsyncKernelClient:
         """A client of its own (its own sockets) to this kernel: Jupyter's requests go through
-        one, beside the cells this object runs; iopub reaches every subscriber."""
-        return self._manager.client()
+        one, beside the cells this object runs; iopub reaches every subscriber. Its own
+        session too: a shared one would give both the same socket identity, and would take
+        each iopub message, seen by both, for a replayed one (its duplicate check)."""
+        shared = self._manager.session
+        return self._manager.client(session=Session(
+            key=shared.key, signature_scheme=shared.signature_scheme, username="gateway"))
 
     async def _late_output(self, msg_id: str, on_message: Callable[[dict], None]) -> bool:
         """A kernel that may publish a cell's output after its ``idle`` (Deno's sometimes sends

@@ -77,6 +77,10 @@ def _response(status: int, body: bytes, content_type: str, **headers: str) -> Re
     return Response(status, http.HTTPStatus(status).phrase, h, body)
 
 
+def _jupyter_subprotocol(offered) -> str | None:
+    return jupyter.V1_SUBPROTOCOL if jupyter.V1_SUBPROTOCOL in offered else None
+
+
 def _json(status: int, data: object) -> Response:
     return _response(status, orjson.dumps(data), "application/json")
 
@@ -165,14 +169,14 @@ class GatewayServer:
             # websockets calls this as create_connection(protocol, server, **options) and uses
             # what it returns as the asyncio protocol; its annotation asks for a class.
             create_connection=self._front,  # type: ignore[arg-type]
-            # JupyterLab's kernel protocol when offered; our clients ask for none.
-            select_subprotocol=lambda _, offered: (
-                jupyter.V1_SUBPROTOCOL if jupyter.V1_SUBPROTOCOL in offered else None),
         )
 
     def _front(self, protocol: ServerProtocol, server: Server, **options) -> FrontProtocol:
         """websockets builds a connection per accepted socket through this hook; the front
         decides, on the first request line, whether websockets gets it at all."""
+        # JupyterLab's kernel protocol when offered; our clients ask for none. (Set here:
+        # serve()'s own hook expects the connection it made, not the front.)
+        protocol.select_subprotocol = _jupyter_subprotocol  # type: ignore[method-assign]
         return FrontProtocol(lambda: ServerConnection(protocol, server, **options),
                              self.http.serve, self._http_tasks)
 
