@@ -58,6 +58,9 @@ class SideChannels:
                                     self.kernel.id, name)
                         continue
                     self._deliver(name, message)
+                    # Let the connections' writers send it before the next: a flood must not
+                    # fill their buffers faster than a client that does read empties them.
+                    await asyncio.sleep(0)
 
     def close(self) -> None:
         self._reader.cancel()

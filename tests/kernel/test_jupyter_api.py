@@ -155,7 +155,7 @@ async def test_v1_protocol_malformed_frames_and_a_hibernated_thread(running, thr
             await channels.ws.send(garbage)
 
         session = running.gateway.threads[thread_key(thread_id)]
-        assert await session.hibernate("idle")
+        assert await session.hibernate("idle", wait=True)
         assert session.kernel is None
         # Opening a notebook asks kernel_info: answered without waking the thread.
         info = await channels.request("shell", message("kernel_info_request"),
@@ -173,7 +173,7 @@ async def test_v1_protocol_malformed_frames_and_a_hibernated_thread(running, thr
 
 
 async def test_a_client_that_never_reads_is_cut_off(running, thread_id, monkeypatch):
-    monkeypatch.setattr(jupyter_channels, "OUTBOUND_BUFFER_BYTES", 2**20)
+    monkeypatch.setattr(jupyter_channels, "OUTBOUND_BUFFER_BYTES", 2 * 2**20)
     status, model = await rest(running.http, "POST", "/api/kernels",
                                body={"env": {"KERNEL_THREAD_ID": thread_id}})
     kernels = running.server.http.jupyter
@@ -183,8 +183,9 @@ async def test_a_client_that_never_reads_is_cut_off(running, thread_id, monkeypa
     stalled._reader.cancel()  # reads nothing from here on
     try:
         assert kernels.connections[key] == 2
-        _, iopub = await reader.execute("for _ in range(400):\n    print('x' * 100_000)")
-        assert len(stream_text(iopub)) > 10 * 2**20  # the reading client got all of it
+        _, iopub = await reader.execute(
+            "for _ in range(300):\n    print('x' * 100_000, flush=True)")
+        assert len(stream_text(iopub)) > 30 * 10**6  # the reading client got all of it
 
         async def stalled_dropped() -> None:
             while kernels.connections.get(key) != 1:
