@@ -57,7 +57,7 @@ class Channels:
         ws = await connect(url, additional_headers={"Authorization": f"token {token}"},
                            subprotocols=[protocol] if protocol else None,  # type: ignore[list-item]
                            max_size=None)
-        return cls(ws, protocol)
+        return cls(ws, ws.subprotocol)  # what the server chose (none: the legacy protocol)
 
     async def _read(self) -> None:
         async for frame in self.ws:
