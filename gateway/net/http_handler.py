@@ -22,7 +22,7 @@ from .. import auth, hosts
 from ..app import Gateway
 from . import downloads, http11, tls
 from .http_upload import UploadHandler, error_body
-from .jupyter_kernels import JupyterKernels, is_jupyter_path
+from .jupyter_kernels import JupyterKernels, is_jupyter_path, split_path
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,7 @@ class HttpHandler:
                 if len(body) > MAX_JUPYTER_BODY:
                     await self._answer(conn, writer, 413, {"message": "body too large"})
                     return
+        path = split_path(path)[1]
         status, answer = await self.jupyter.answer(request.method.decode("ascii", "replace"),
                                                    path.rstrip("/") or "/", identity,
                                                    bytes(body))

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 OUTBOUND_BUFFER_BYTES = 64 * 2**20  # a client that reads slower than this is disconnected
 MAX_CALL_ID = 128
+READY_GUARD = 30.0  # seconds a request waits for new sockets on the kernel to deliver
 
 
 class JupyterChannels:
@@ -57,6 +58,7 @@ class JupyterChannels:
         self.dropped = False
         self._side: SideChannels | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._to_kernel: asyncio.Queue[tuple[str, dict]] = asyncio.Queue()
 
     async def serve(self) -> None:
         key = self.session.thread_id
@@ -64,6 +66,7 @@ class JupyterChannels:
         self.session.kernel_watchers.add(self._follow_kernel)
         self._follow_kernel()
         writer = asyncio.create_task(self._write())
+        self._spawn(self._forward())
         try:
             async for frame in self.connection:
                 if self.dropped:
@@ -140,10 +143,8 @@ class JupyterChannels:
         elif channel == "stdin":
             if self.session.kernel is not None:
                 self.session.kernel.send_stdin(message)
-        elif self._side is not None and self.session.kernel is self._side.kernel:
-            self._side.send(channel, message)  # at once: comms must keep their order
-        else:
-            self._spawn(self._wake_and_forward(channel, message))
+        else:  # one at a time, in order (comms rely on it)
+            self._to_kernel.put_nowait((channel, message))
 
     def _reply(self, channel: str, request: dict, kind: str, content: dict) -> None:
         self.send(channel, jupyter.reply(request, kind, content, time.time()))
@@ -185,10 +186,20 @@ class JupyterChannels:
                                                 self.session.owner)
         self._reply(channel, message, "shutdown_reply", {"status": "ok", "restart": restart})
 
-    async def _wake_and_forward(self, channel: str, message: dict) -> None:
-        await self.session.awake_kernel()  # _follow_kernel opened the sockets on it
-        if self._side is not None:
-            self._side.send(channel, message)
+    async def _forward(self) -> None:
+        while True:
+            channel, message = await self._to_kernel.get()
+            try:
+                if self.session.kernel is None:
+                    await self.session.awake_kernel()  # _follow_kernel opens sockets on it
+                side = self._side
+                if side is None:
+                    continue
+                await asyncio.wait_for(side.ready.wait(), READY_GUARD)
+                side.send(channel, message)
+            except (GatewayError, TimeoutError) as exc:
+                log.warning("Jupyter request on thread %s not delivered: %r",
+                            self.session.client_thread_id, exc)
 
     def _spawn(self, coro) -> None:
         async def run() -> None:

@@ -31,17 +31,32 @@ RESOURCE_PATH = re.compile(r"/kernelspecs/([^/]+)/([^/]+)")
 CHANNELS_PATH = re.compile(r"/api/kernels/([0-9a-f-]{36})/channels")
 
 
+# The token as the first part of the path: ``--gateway-url http://host:8765/jupyter/T``.
+# Jupyter Server's GatewayKernelClient (nbclient and papermill use it) opens its websocket
+# with no headers at all, so the URL is all it can carry; like ``?token=``, it may be logged.
+TOKEN_PREFIX = re.compile(r"/jupyter/([^/]+)(/.*)?")
+
+
+def split_path(path: str) -> tuple[str | None, str]:
+    """(token from the path or None, the API path)."""
+    if match := TOKEN_PREFIX.fullmatch(path):
+        return urllib.parse.unquote(match.group(1)), match.group(2) or "/"
+    return None, path
+
+
 def is_jupyter_path(path: str) -> bool:
+    path = split_path(path)[1]
     return path == "/api" or path.startswith(("/api/", "/kernelspecs/"))
 
 
 def token_of(authorization: str, target: str) -> str | None:
-    """Jupyter's ``Authorization: token T``, ``Bearer T``, else ``?token=T``."""
+    """Jupyter's ``Authorization: token T``, ``Bearer T``, else the path's, else ``?token=T``."""
     scheme, _, value = authorization.partition(" ")
     if scheme.lower() in ("token", "bearer") and value.strip():
         return value.strip()
-    query = urllib.parse.urlsplit(target).query
-    return urllib.parse.parse_qs(query).get("token", [None])[0]
+    parts = urllib.parse.urlsplit(target)
+    in_path = split_path(parts.path)[0]
+    return in_path or urllib.parse.parse_qs(parts.query).get("token", [None])[0]
 
 
 class JupyterKernels:

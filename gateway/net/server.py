@@ -40,7 +40,7 @@ from .http_handler import HttpHandler
 from .http_upload import PATH as UPLOAD_PATH
 from .http_upload import error_body
 from .jupyter_channels import JupyterChannels
-from .jupyter_kernels import CHANNELS_PATH
+from .jupyter_kernels import CHANNELS_PATH, split_path
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ class GatewayServer:
             connection.identity = identity  # type: ignore[attr-defined]
             connection.token_digest = auth.digest(token or "")  # type: ignore[attr-defined]
             return None
-        if match := CHANNELS_PATH.fullmatch(path):
+        if match := CHANNELS_PATH.fullmatch(split_path(path)[1]):
             return self._jupyter_channels(connection, request, match.group(1))
         if path == "/internal":
             identity = self._internal_identity(request)

@@ -152,6 +152,19 @@ def _require_message(msg: object) -> dict:
     return msg
 
 
+def _channel_of(msg: dict) -> str:
+    """The message's channel field, popped. Jupyter Server's GatewayKernelClient (nbclient's
+    and papermill's way in) sends none: as Jupyter Server itself does, its messages go to
+    shell, except those only another channel takes."""
+    channel = msg.pop("channel", None)
+    if channel is None:
+        kind = msg["header"]["msg_type"]
+        return ("stdin" if kind == "input_reply" else "control"
+                if kind in ("interrupt_request", "shutdown_request", "debug_request")
+                else "shell")
+    return _check_channel(channel)
+
+
 def _check_channel(channel: object) -> str:
     if channel not in FROM_CLIENT:
         raise ProtocolError(f"channel must be one of {', '.join(FROM_CLIENT)}, "
@@ -174,7 +187,7 @@ def decode_frame(frame: str | bytes, subprotocol: str | None) -> tuple[str, dict
         raise ProtocolError(f"frame is not JSON: {exc}") from None
     msg = _require_message(msg)
     msg["buffers"] = []
-    return _check_channel(msg.pop("channel", None)), msg
+    return _channel_of(msg), msg
 
 
 def _decode_v1(frame: bytes) -> tuple[str, dict]:
@@ -214,7 +227,7 @@ def _decode_legacy_binary(frame: bytes) -> tuple[str, dict]:
         raise ProtocolError("malformed binary kernel frame") from None
     msg = _require_message(msg)
     msg["buffers"] = [bytes(p) for p in parts[1:]]
-    return _check_channel(msg.pop("channel", None)), msg
+    return _channel_of(msg), msg
 
 
 def encode_frame(channel: str, msg: dict, subprotocol: str | None) -> str | bytes:

@@ -26,7 +26,9 @@ def jupyter_env(home: Path, gateway_http: str, token: str = "tok-alice", **extra
            if not key.startswith(("JUPYTER_", "KERNEL_"))}
     env.update(HOME=str(home), JUPYTER_CONFIG_DIR=str(home / "config"),
                JUPYTER_DATA_DIR=str(home / "data"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
-               JUPYTER_GATEWAY_URL=gateway_http, JUPYTER_GATEWAY_AUTH_TOKEN=token,
+               # The token in the URL too: nbclient's websocket sends no header.
+               JUPYTER_GATEWAY_URL=f"{gateway_http}/jupyter/{token}",
+               JUPYTER_GATEWAY_AUTH_TOKEN=token,
                JUPYTER_PLATFORM_DIRS="1", **extra)
     return env
 

@@ -146,3 +146,10 @@ def test_models_carry_what_jupyter_server_reads():
     assert model["name"] == "python3"
     assert model["last_activity"] == "1970-01-01T00:00:00.000000Z"
     assert (model["execution_state"], model["connections"]) == ("idle", 2)
+
+
+@pytest.mark.parametrize("msg_type, channel", [
+    ("execute_request", "shell"), ("input_reply", "stdin"), ("interrupt_request", "control")])
+def test_a_message_without_channel_goes_where_jupyter_server_would_send_it(msg_type, channel):
+    frame = {**REQUEST, "header": {**REQUEST["header"], "msg_type": msg_type}}
+    assert jupyter.decode_frame(orjson.dumps(frame).decode(), None)[0] == channel
