@@ -176,7 +176,7 @@ class GatewayServer:
         decides, on the first request line, whether websockets gets it at all."""
         # JupyterLab's kernel protocol when offered; our clients ask for none. (Set here:
         # serve()'s own hook expects the connection it made, not the front.)
-        protocol.select_subprotocol = _jupyter_subprotocol  # type: ignore[method-assign]
+        protocol.select_subprotocol = _jupyter_subprotocol  # type: ignore[method-assign, assignment]
         return FrontProtocol(lambda: ServerConnection(protocol, server, **options),
                              self.http.serve, self._http_tasks)
 

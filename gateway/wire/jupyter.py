@@ -12,13 +12,16 @@ from __future__ import annotations
 import datetime
 import struct
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
 from ..errors import ProtocolError
 from .languages import DEFAULT, LANGUAGES, Language
 
+Message = dict[str, Any]  # a kernel message: header, parent_header, metadata, content, buffers
 V1_SUBPROTOCOL = "v1.kernel.websocket.jupyter.org"
 PROTOCOL_VERSION = "5.3"
 # Any fixed namespace: ids only need to be stable and not guessable from another identity's.
@@ -66,7 +69,7 @@ def language_of_spec(name: object) -> Language:
     raise JupyterError(f"no such kernel {name!r:.60} (kernelspecs: {known})", 404)
 
 
-def kernelspec(language: Language) -> dict:
+def kernelspec(language: Language) -> Message:
     """The model of one kernelspec: what ``GET /api/kernelspecs/{name}`` returns."""
     name = spec_name(language.name)
     return {"name": name, "resources": {},
@@ -79,7 +82,7 @@ def display_name(language: Language) -> str:
     return f"{language.name.capitalize()} (sandboxed gateway)"
 
 
-def kernelspecs(available: list[str]) -> dict:
+def kernelspecs(available: list[str]) -> Message:
     """``GET /api/kernelspecs``: the languages this host can run."""
     specs = {spec_name(name): kernelspec(LANGUAGES[name]) for name in available}
     default = spec_name(DEFAULT) if DEFAULT in available else next(iter(specs), "")
@@ -92,7 +95,7 @@ def iso_time(epoch: float) -> str:
 
 
 def kernel_model(thread_key: str, language: str, last_activity: float, state: str,
-                 connections: int) -> dict:
+                 connections: int) -> Message:
     """A kernel as ``GET /api/kernels`` lists it."""
     return {"id": kernel_id(thread_key), "name": spec_name(language),
             "last_activity": iso_time(last_activity), "execution_state": state,
@@ -107,7 +110,7 @@ class StartRequest:
     thread_id: str | None
 
 
-def start_request(body: bytes, own_kernel_id) -> StartRequest:
+def start_request(body: bytes, own_kernel_id: Callable[[str], str]) -> StartRequest:
     """Parse ``{"name", "env"}``. ``own_kernel_id(thread_id)``: the kernel id a thread of the
     caller would have (a ``KERNEL_ID`` must be that, or absent)."""
     try:
@@ -139,7 +142,7 @@ def start_request(body: bytes, own_kernel_id) -> StartRequest:
 
 # -- websocket frames -------------------------------------------------------------------------
 
-def _require_message(msg: object) -> dict:
+def _require_message(msg: object) -> Message:
     if not isinstance(msg, dict):
         raise ProtocolError("a kernel message must be a JSON object")
     header = msg.get("header")
@@ -152,7 +155,7 @@ def _require_message(msg: object) -> dict:
     return msg
 
 
-def _channel_of(msg: dict) -> str:
+def _channel_of(msg: Message) -> str:
     """The message's channel field, popped. Jupyter Server's GatewayKernelClient (nbclient's
     and papermill's way in) sends none: as Jupyter Server itself does, its messages go to
     shell, except those only another channel takes."""
@@ -169,10 +172,10 @@ def _check_channel(channel: object) -> str:
     if channel not in FROM_CLIENT:
         raise ProtocolError(f"channel must be one of {', '.join(FROM_CLIENT)}, "
                             f"got {channel!r:.40}")
-    return channel  # type: ignore[return-value]
+    return str(channel)
 
 
-def decode_frame(frame: str | bytes, subprotocol: str | None) -> tuple[str, dict]:
+def decode_frame(frame: str | bytes, subprotocol: str | None) -> tuple[str, Message]:
     """A frame from a Jupyter client: (channel, message with ``buffers``); ProtocolError when
     it is not a kernel message for a channel a client may write."""
     if subprotocol == V1_SUBPROTOCOL:
@@ -190,7 +193,7 @@ def decode_frame(frame: str | bytes, subprotocol: str | None) -> tuple[str, dict
     return _channel_of(msg), msg
 
 
-def _decode_v1(frame: bytes) -> tuple[str, dict]:
+def _decode_v1(frame: bytes) -> tuple[str, Message]:
     try:
         count = int.from_bytes(frame[:8], "little")
         if not 6 <= count <= 1024 or len(frame) < 8 * (count + 1):
@@ -212,7 +215,7 @@ def _decode_v1(frame: bytes) -> tuple[str, dict]:
     return _check_channel(channel), msg
 
 
-def _decode_legacy_binary(frame: bytes) -> tuple[str, dict]:
+def _decode_legacy_binary(frame: bytes) -> tuple[str, Message]:
     """The legacy protocol's frame for a message with buffers: a count, offsets, JSON, buffers."""
     try:
         count = struct.unpack("!I", frame[:4])[0]
@@ -230,7 +233,7 @@ def _decode_legacy_binary(frame: bytes) -> tuple[str, dict]:
     return _channel_of(msg), msg
 
 
-def encode_frame(channel: str, msg: dict, subprotocol: str | None) -> str | bytes:
+def encode_frame(channel: str, msg: Message, subprotocol: str | None) -> str | bytes:
     """A kernel message as the client's protocol frames it (legacy: JSON text, or the binary
     form when it carries buffers)."""
     buffers = [bytes(b) for b in msg.get("buffers") or []]
@@ -260,7 +263,7 @@ def encode_frame(channel: str, msg: dict, subprotocol: str | None) -> str | byte
 
 # -- messages the gateway writes itself -------------------------------------------------------
 
-def reply(request: dict, msg_type: str, content: dict, now: float) -> dict:
+def reply(request: Message, msg_type: str, content: Message, now: float) -> Message:
     """A message answering ``request`` (its parent), from the kernel's side."""
     header = request.get("header") or {}
     return {"header": {"msg_id": uuid.uuid4().hex, "msg_type": msg_type,
@@ -269,10 +272,10 @@ def reply(request: dict, msg_type: str, content: dict, now: float) -> dict:
             "parent_header": header, "metadata": {}, "content": content, "buffers": []}
 
 
-def kernel_info(language: Language) -> dict:
+def kernel_info(language: Language) -> Message:
     """kernel_info_reply's content for a thread without a kernel now (hibernated): answered
     here, so that opening a notebook does not wake the thread."""
-    info = {"name": language.name, "version": "", "mimetype": "text/plain",
+    info: Message = {"name": language.name, "version": "", "mimetype": "text/plain",
             "file_extension": ""}
     if language.name == DEFAULT:
         info = {"name": "python", "version": "3", "mimetype": "text/x-python",
@@ -298,10 +301,10 @@ class CellEnd:
     idle_sent: bool = True  # did the kernel publish this cell's idle (else it is written here)
 
 
-def cell_end_messages(request: dict, end: CellEnd, now: float) -> list[tuple[str, dict]]:
+def cell_end_messages(request: Message, end: CellEnd, now: float) -> list[tuple[str, Message]]:
     """What a Jupyter client still needs once its execute_request is over: the reply on
     shell, and when the kernel never got to say so, the error and idle on iopub."""
-    out: list[tuple[str, dict]] = []
+    out: list[tuple[str, Message]] = []
     ename, evalue, trace = end.ename, end.evalue, list(end.traceback)
     if end.state != "complete" and ename is None:
         ename = {"timeout": "TimeoutError", "interrupted": "KeyboardInterrupt"}.get(
@@ -314,7 +317,7 @@ def cell_end_messages(request: dict, end: CellEnd, now: float) -> list[tuple[str
             out.append(("iopub", reply(request, "error", {
                 "ename": ename, "evalue": evalue, "traceback": trace}, now)))
     if ename is None:
-        content = {"status": "ok", "execution_count": end.execution_count,
+        content: Message = {"status": "ok", "execution_count": end.execution_count,
                    "user_expressions": {}, "payload": []}
     else:
         content = {"status": "error", "execution_count": end.execution_count,

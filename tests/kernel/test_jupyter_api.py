@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from support.gateways import thread_key
-from support.jupyter import GUARD, Channels, message, rest, results, stream_text
 from websockets.exceptions import InvalidStatus
 
 from gateway.net import jupyter_channels
 from gateway.wire import jupyter
+from support.gateways import thread_key
+from support.jupyter import GUARD, Channels, message, rest, results, stream_text
 
 pytestmark = pytest.mark.kernel
 

@@ -11,11 +11,11 @@ import sys
 import nbformat
 import pytest
 import pytest_asyncio
+
+from gateway.wire import jupyter
 from support.gateways import thread_key
 from support.jupyter import GUARD, Channels, message, rest, results, stream_text
 from support.jupyter_server import SERVER_TOKEN, JupyterServer, jupyter_env
-
-from gateway.wire import jupyter
 
 pytestmark = pytest.mark.kernel
 
