@@ -182,8 +182,7 @@ class JupyterChannels:
             await self.session.restart()
         else:
             with contextlib.suppress(GatewayError):
-                await self.gateway.close_thread(self.session.client_thread_id,
-                                                self.session.owner)
+                await self.kernels.shut_down(self.session)
         self._reply(channel, message, "shutdown_reply", {"status": "ok", "restart": restart})
 
     async def _forward(self) -> None:

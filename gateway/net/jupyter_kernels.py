@@ -63,6 +63,9 @@ class JupyterKernels:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.connections: dict[str, int] = {}  # thread key -> Jupyter websockets open on it
+        # Threads a Jupyter start request created. Shutting one of these down closes the
+        # thread; a thread it only attached to (the model's: KERNEL_THREAD_ID) goes on.
+        self.started: set[str] = set()
 
     def identity(self, authorization: str, target: str) -> str | None:
         return auth.identity_for(self.gateway.settings.tokens, token_of(authorization, target))
@@ -123,7 +126,7 @@ class JupyterKernels:
                 raise JupyterError(f"no such kernel {match.group(1)}", 404)
             action = match.group(2)
             if action is None and method == "DELETE":
-                await self.gateway.close_thread(session.client_thread_id, identity)
+                await self.shut_down(session)
                 return 204, None
             if action is None:
                 return _only(method, "GET"), self.model(session)
@@ -135,10 +138,19 @@ class JupyterKernels:
             return 200, self.model(session)
         raise JupyterError("not found", 404)
 
+    async def shut_down(self, session: ThreadSession) -> None:
+        """A Jupyter client shuts its kernel down: the thread closes if a Jupyter client
+        started it; one it attached to (the model's) goes on."""
+        if session.thread_id in self.started:
+            self.started.discard(session.thread_id)
+            await self.gateway.close_thread(session.client_thread_id, session.owner)
+
     async def _start(self, identity: str, body: bytes) -> dict:
         request = jupyter.start_request(
             body, lambda tid: jupyter.kernel_id(scoped_thread_id(identity, tid)))
         thread_id = request.thread_id or jupyter.THREAD_PREFIX + secrets.token_hex(8)
+        if scoped_thread_id(identity, thread_id) not in self.gateway.threads:
+            self.started.add(scoped_thread_id(identity, thread_id))
         session = self.gateway.thread(thread_id, identity, create=True)
         session.keep = True
         session.choose_language(request.language.name)
