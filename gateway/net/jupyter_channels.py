@@ -47,8 +47,9 @@ READY_GUARD = 30.0  # seconds a request waits for new sockets on the kernel to d
 
 class JupyterChannels:
     def __init__(self, connection: ServerConnection, session: ThreadSession, gateway: Gateway,
-                 kernels: JupyterKernels) -> None:
+                 kernels: JupyterKernels, kernel_id: str) -> None:
         self.connection = connection
+        self.kernel_id = kernel_id
         self.session = session
         self.gateway = gateway
         self.kernels = kernels
@@ -168,9 +169,15 @@ class JupyterChannels:
         try:
             self.session.choose_language(None)
             self.session.submit(call_id, code, None, None, JupyterCell(
-                message, lambda request: self.send("stdin", request), done))
+                message, lambda request: self.send("stdin", request), done, self._side_ready))
         except GatewayError as exc:
             done(CellEnd("refused", reason=str(exc), idle_sent=False))
+
+    async def _side_ready(self) -> None:
+        side = self._side
+        if side is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(side.ready.wait(), READY_GUARD)
 
     async def _interrupt(self, channel: str, message: dict) -> None:
         await self.session.interrupt()
@@ -182,7 +189,7 @@ class JupyterChannels:
             await self.session.restart()
         else:
             with contextlib.suppress(GatewayError):
-                await self.kernels.shut_down(self.session)
+                await self.kernels.shut_down(self.session, self.kernel_id)
         self._reply(channel, message, "shutdown_reply", {"status": "ok", "restart": restart})
 
     async def _forward(self) -> None:

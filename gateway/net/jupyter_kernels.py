@@ -13,6 +13,7 @@ import re
 import secrets
 import time
 import urllib.parse
+import uuid
 from typing import TYPE_CHECKING
 
 from .. import auth
@@ -66,6 +67,10 @@ class JupyterKernels:
         # Threads a Jupyter start request created. Shutting one of these down closes the
         # thread; a thread it only attached to (the model's: KERNEL_THREAD_ID) goes on.
         self.started: set[str] = set()
+        # A start naming a thread (KERNEL_THREAD_ID) gets an id of its own for it: JupyterLab
+        # may start two kernels for one notebook and shut one down, which must not take the
+        # other with it. alias -> (identity, thread key)
+        self.aliases: dict[str, tuple[str, str]] = {}
 
     def identity(self, authorization: str, target: str) -> str | None:
         return auth.identity_for(self.gateway.settings.tokens, token_of(authorization, target))
@@ -75,17 +80,32 @@ class JupyterKernels:
                 if s.owner == identity and not s.closed and not s.unused]
 
     def find(self, identity: str, kernel_id: str) -> ThreadSession | None:
+        if (alias := self.aliases.get(kernel_id)) is not None:
+            session = self.gateway.threads.get(alias[1])
+            if alias[0] != identity or session is None or session.closed:
+                return None
+            return session
         for session in self.sessions_of(identity):
             if jupyter.kernel_id(session.thread_id) == kernel_id:
                 return session
         return None
 
-    def model(self, session: ThreadSession) -> dict:
+    def model(self, session: ThreadSession, alias: str | None = None) -> dict:
         since = time.monotonic() - session.last_active
         state = "busy" if session.busy or session.queued else "idle"
-        return jupyter.kernel_model(session.thread_id, session.language or "python",
-                                    time.time() - since, state,
-                                    self.connections.get(session.thread_id, 0))
+        model = jupyter.kernel_model(session.thread_id, session.language or "python",
+                                     time.time() - since, state,
+                                     self.connections.get(session.thread_id, 0))
+        if alias is not None:
+            model["id"] = alias
+        return model
+
+    def models(self, identity: str) -> list[dict]:
+        models = [self.model(s) for s in self.sessions_of(identity)]
+        for alias, (owner, _) in list(self.aliases.items()):
+            if owner == identity and (session := self.find(identity, alias)) is not None:
+                models.append(self.model(session, alias))
+        return models
 
     def available(self) -> list[str]:
         return [name for name in self.gateway.pools
@@ -117,7 +137,7 @@ class JupyterKernels:
             raise JupyterError("no such resource", 404)
         if path == "/api/kernels":
             if method == "GET":
-                return 200, [self.model(s) for s in self.sessions_of(identity)]
+                return 200, self.models(identity)
             _only(method, "POST")
             return 201, await self._start(identity, body)
         if match := KERNEL_PATH.fullmatch(path):
@@ -125,22 +145,28 @@ class JupyterKernels:
             if session is None:
                 raise JupyterError(f"no such kernel {match.group(1)}", 404)
             action = match.group(2)
+            kid = match.group(1)
+            alias = kid if kid in self.aliases else None
             if action is None and method == "DELETE":
-                await self.shut_down(session)
+                await self.shut_down(session, alias)
                 return 204, None
             if action is None:
-                return _only(method, "GET"), self.model(session)
+                return _only(method, "GET"), self.model(session, alias)
             _only(method, "POST")
             if action == "interrupt":
                 await session.interrupt()
                 return 204, None
             await session.restart()
-            return 200, self.model(session)
+            return 200, self.model(session, alias)
         raise JupyterError("not found", 404)
 
-    async def shut_down(self, session: ThreadSession) -> None:
+    async def shut_down(self, session: ThreadSession, alias: str | None = None) -> None:
         """A Jupyter client shuts its kernel down: the thread closes if a Jupyter client
-        started it; one it attached to (the model's) goes on."""
+        started it and no other start is attached to it; one it attached to (the model's)
+        goes on."""
+        self.aliases.pop(alias or "", None)
+        if any(key == session.thread_id for _, key in self.aliases.values()):
+            return
         if session.thread_id in self.started:
             self.started.discard(session.thread_id)
             await self.gateway.close_thread(session.client_thread_id, session.owner)
@@ -156,7 +182,11 @@ class JupyterKernels:
         session.choose_language(request.language.name)
         if session.kernel is None and session.hibernated is None:
             await session.workdir()  # leases its kernel: started, as Jupyter means it
-        return self.model(session)
+        if request.thread_id is None:
+            return self.model(session)
+        alias = str(uuid.uuid4())
+        self.aliases[alias] = (identity, session.thread_id)
+        return self.model(session, alias)
 
 
 def _only(method: str, allowed: str) -> int:

@@ -314,7 +314,7 @@ class GatewayServer:
         if session is None:
             return _json(404, {"message": f"no such kernel {kernel_id}"})
         connection.identity = identity  # type: ignore[attr-defined]
-        connection.jupyter = session  # type: ignore[attr-defined]
+        connection.jupyter = (session, kernel_id)  # type: ignore[attr-defined]
         return None
 
     def _internal_identity(self, request: Request) -> str | None:
@@ -364,8 +364,10 @@ class GatewayServer:
 
     # -- websocket --------------------------------------------------------------------------
     async def _handle(self, connection: ServerConnection) -> None:
-        if (session := getattr(connection, "jupyter", None)) is not None:
-            await JupyterChannels(connection, session, self.gateway, self.http.jupyter).serve()
+        if (jupyter_kernel := getattr(connection, "jupyter", None)) is not None:
+            session, kernel_id = jupyter_kernel
+            await JupyterChannels(connection, session, self.gateway, self.http.jupyter,
+                                  kernel_id).serve()
             return
         if connection.identity is None:  # type: ignore[attr-defined]
             self._admins.add(connection)

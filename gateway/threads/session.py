@@ -56,6 +56,10 @@ class JupyterCell:
     request: dict = field(repr=False)  # header, metadata, content
     on_stdin: Callable[[dict], None]
     done: Callable[[CellEnd], None]
+    # Awaited once the kernel is there, before the cell is sent: the client's own sockets on
+    # a kernel that just came (woken, replaced) must deliver iopub first, or the cell's
+    # output would go past them.
+    before_run: Callable[[], Awaitable[None]] | None = None
 
 
 @dataclass
@@ -495,6 +499,8 @@ class ThreadSession:
         if job.env:
             await self._hidden_cell(kernel, language.set_env(job.env), job.timeout)
         jupyter = job.jupyter
+        if jupyter is not None and jupyter.before_run is not None:
+            await jupyter.before_run()
         result = await kernel.run(job.code, on_message, job.timeout, self.settings.interrupt_grace,
                                   interrupted=self._user_interrupted,
                                   request=jupyter.request if jupyter else None,
