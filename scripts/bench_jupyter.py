@@ -52,8 +52,7 @@ class JupyterServer:
     async def up(self) -> None:
         for _ in range(600):
             try:
-                await asyncio.to_thread(http_json, f"{self.http}/api/status",
-                                        token=SERVER_TOKEN)
+                await asyncio.to_thread(http_json, f"{self.http}/api", token=SERVER_TOKEN)
                 return
             except (OSError, ValueError):
                 await asyncio.sleep(0.2)
@@ -101,6 +100,8 @@ def summary(samples: list[float]) -> dict:
 
 async def main(rounds: int, per_round: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-jupyter-"))
+    # Jupyter Server lists its gateway's kernels; Kernel Gateway refuses that by default.
+    os.environ["KG_LIST_KERNELS"] = "True"
     gateway = GatewayProc("jupyter", tmp, "--pool-size", "1")
     kg = KernelGatewayProc(tmp, patched=True)
     servers: list[JupyterServer] = []
