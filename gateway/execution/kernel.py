@@ -22,6 +22,7 @@ import zmq.asyncio
 from jupyter_client.adapter import adapt
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.session import Session
 
 from ..errors import KernelStartError
 from ..sandbox.forkserver import Zygote
@@ -214,6 +215,8 @@ class Kernel:
         store_history: bool = True,
         interrupted: bool = False,
         silent: bool = False,
+        request: dict | None = None,
+        on_stdin: Callable[[dict], None] | None = None,
     ) -> RunResult:
         """Execute ``code``; feed this cell's iopub messages to ``on_message`` until idle.
 
@@ -221,20 +224,32 @@ class Kernel:
         count or ``executions``. ``interrupted``: the user interrupted the cell before it was
         sent (it is interrupted at once, with the same re-send and grace). ``silent`` (implies
         ``store_history=False``): the kernel also skips its per-cell hooks (matplotlib's
-        figure flush, the snapshot check) and announces no ``execute_input``."""
+        figure flush, the snapshot check) and announces no ``execute_input``.
+        ``request``: a Jupyter client's own execute_request (header, metadata, content), sent
+        as it is so the kernel's messages name it as their parent; ``on_stdin`` then gets the
+        kernel's input_requests (answered with ``send_stdin``)."""
         client = self._client
         assert client is not None  # a kernel runs cells once started
-        store_history = store_history and not silent
-        self.executions += store_history
         self._discard_shell_replies()
-        msg_id = client.execute(code, silent=silent, store_history=store_history,
-                                allow_stdin=False)
+        if request is None:
+            store_history = store_history and not silent
+            msg_id = client.execute(code, silent=silent, store_history=store_history,
+                                    allow_stdin=False)
+        else:
+            content = request["content"]
+            store_history = bool(content.get("store_history", True)) and not content.get(
+                "silent")
+            message = client.session.msg("execute_request", content, header=request["header"],
+                                         metadata=request.get("metadata") or {})
+            client.shell_channel.send(message)
+            msg_id = request["header"]["msg_id"]
+        self.executions += store_history
         self._running = True
         self._user_interrupt_at = None
         try:
             if interrupted:
                 await self.interrupt_cell()
-            result = await self._follow(msg_id, on_message, timeout, interrupt_grace)
+            result = await self._follow(msg_id, on_message, timeout, interrupt_grace, on_stdin)
             if self._unanswered_interrupts and result.state != "killed" and not result.stuck:
                 await self._settle_interrupts()
             return result
@@ -282,13 +297,16 @@ class Kernel:
             await self.interrupt()
 
     async def _follow(self, msg_id: str, on_message: Callable[[dict], None], timeout: float,
-                      interrupt_grace: float) -> RunResult:
+                      interrupt_grace: float,
+                      on_stdin: Callable[[dict], None] | None = None) -> RunResult:
         deadline = time.monotonic() + timeout
         interrupted_at: float | None = None  # the timeout's interrupt
         resent = False
         saw_error = False
         count = None
         while True:
+            if on_stdin is not None:  # a cell waiting for input publishes nothing meanwhile
+                self._relay_stdin(on_stdin)
             now = time.monotonic()
             if interrupted_at is None and now >= deadline:
                 await self.interrupt()
@@ -333,6 +351,26 @@ class Kernel:
         if interrupted_at is not None:
             return RunResult("timeout", count, f"timed out after {timeout:g} s; interrupted")
         return RunResult("error" if saw_error else "complete", count)
+
+    def _relay_stdin(self, on_stdin: Callable[[dict], None]) -> None:
+        assert self._client is not None  # started
+        channel = self._client.stdin_channel
+        while (frames := _receive_ready(channel.socket)) is not None:
+            on_stdin(_decode(channel, frames))
+
+    def send_stdin(self, message: dict) -> None:
+        """A Jupyter client's input_reply, on the socket the kernel asked through."""
+        assert self._client is not None  # started
+        self._client.stdin_channel.send(message)
+
+    def side_client(self) -> AsyncKernelClient:
+        """A client of its own (its own sockets) to this kernel: Jupyter's requests go through
+        one, beside the cells this object runs; iopub reaches every subscriber. Its own
+        session too: a shared one would give both the same socket identity, and would take
+        each iopub message, seen by both, for a replayed one (its duplicate check)."""
+        shared = self._manager.session
+        return self._manager.client(session=Session(
+            key=shared.key, signature_scheme=shared.signature_scheme, username="gateway"))
 
     async def _late_output(self, msg_id: str, on_message: Callable[[dict], None]) -> bool:
         """A kernel that may publish a cell's output after its ``idle`` (Deno's sometimes sends

@@ -37,6 +37,11 @@ def goes_to_websockets(request_line: bytes) -> bool:
     if len(parts) != 3 or parts[0] != b"GET":
         return False  # h11 answers malformed lines and other methods with 400/404/405
     target = parts[1]
+    if target.startswith((b"/api/", b"/kernelspecs/", b"/jupyter/")) \
+            or target.split(b"?")[0] == b"/api":
+        # Jupyter's REST API (bodies, DELETEs) is the HTTP handler's; its kernel channels are
+        # websockets.
+        return target.split(b"?")[0].endswith(b"/channels")
     # Downloads, and a thread's notebook (built off the event loop), go to the HTTP handler.
     return not target.startswith(b"/files/") and b"/notebook" not in target
 

@@ -23,10 +23,12 @@ from ..app import Gateway
 from ..wire.protocol import client_thread_id
 from . import downloads, http11, tls
 from .http_upload import UploadHandler, error_body
+from .jupyter_kernels import JupyterKernels, is_jupyter_path, split_path
 
 log = logging.getLogger(__name__)
 
 MAX_DOWNLOADS = 64  # at once; each holds an open file and a socket, not a buffer
+MAX_JUPYTER_BODY = 64 * 2**10  # a kernel start request is a name and a few variables
 NOTEBOOK_PATH = re.compile(r"/threads/([^/]+)/notebook")
 
 
@@ -43,6 +45,7 @@ class HttpHandler:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.uploads = UploadHandler(gateway)
+        self.jupyter = JupyterKernels(gateway)
         self._downloads = asyncio.Semaphore(MAX_DOWNLOADS)
         self._writers: set[asyncio.StreamWriter] = set()
         # Which Host headers are answered depends on it (gateway/net/hosts.py); the address is
@@ -75,7 +78,7 @@ class HttpHandler:
             self._writers.discard(writer)
             writer.close()
 
-    async def _answer(self, conn, writer, status: int, body: dict, head: bool = False) -> None:
+    async def _answer(self, conn, writer, status: int, body: object, head: bool = False) -> None:
         with contextlib.suppress(ConnectionError, h11.LocalProtocolError):
             await http11.send_json(conn, writer, status, body, head=head)
 
@@ -92,6 +95,9 @@ class HttpHandler:
         if path.startswith("/files/"):
             await self._download(conn, request, target, path, writer)
             return
+        if is_jupyter_path(path):
+            await self._jupyter(conn, request, reader, writer, target, path)
+            return
         if match := NOTEBOOK_PATH.fullmatch(path):
             await self._notebook(conn, request, target, urllib.parse.unquote(match.group(1)),
                                  writer)
@@ -99,6 +105,33 @@ class HttpHandler:
         # Everything else is an upload or the upload handler's 404/405.
         status, body = await self.uploads.handle(conn, request, reader, writer)
         await self._answer(conn, writer, status, body)
+
+    async def _jupyter(self, conn: h11.Connection, request: h11.Request,
+                       reader: asyncio.StreamReader, writer: asyncio.StreamWriter, target: str,
+                       path: str) -> None:
+        """Jupyter's kernel gateway REST API (``gateway/net/jupyter_kernels.py``)."""
+        headers = http11.headers_of(request)
+        identity = self.jupyter.identity(headers.get("authorization", ""), target)
+        if identity is None:
+            await self._answer(conn, writer, 401, {"message": "missing or invalid token"})
+            return
+        body = bytearray()
+        while not isinstance(event := await http11.next_event(conn, reader), h11.EndOfMessage):
+            if isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > MAX_JUPYTER_BODY:
+                    await self._answer(conn, writer, 413, {"message": "body too large"})
+                    return
+        path = split_path(path)[1]
+        status, answer = await self.jupyter.answer(request.method.decode("ascii", "replace"),
+                                                   path.rstrip("/") or "/", identity,
+                                                   bytes(body))
+        if status == 204:
+            await http11.send_head(conn, writer, 204, [("Cache-Control", "no-store")])
+            writer.write(conn.send(h11.EndOfMessage()))
+            await writer.drain()
+            return
+        await self._answer(conn, writer, status, answer)
 
     async def _download(self, conn: h11.Connection, request: h11.Request, target: str,
                         path: str, writer: asyncio.StreamWriter) -> None:

@@ -33,13 +33,15 @@ from ..cluster.routing import Relays
 from ..config import Settings
 from ..errors import GatewayError, NotAllowed
 from ..signed_tokens import Access
-from ..wire import envelopes, protocol
+from ..wire import envelopes, jupyter, protocol
 from . import probes, tls
 from .admin import error_answer, execute_admin
 from .front import FrontProtocol
 from .http_handler import HttpHandler
 from .http_upload import PATH as UPLOAD_PATH
 from .http_upload import error_body
+from .jupyter_channels import JupyterChannels
+from .jupyter_kernels import CHANNELS_PATH, split_path
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,10 @@ def _response(status: int, body: bytes, content_type: str, **headers: str) -> Re
     for key, value in headers.items():
         h[key.replace("_", "-")] = value
     return Response(status, http.HTTPStatus(status).phrase, h, body)
+
+
+def _jupyter_subprotocol(offered) -> str | None:
+    return jupyter.V1_SUBPROTOCOL if jupyter.V1_SUBPROTOCOL in offered else None
 
 
 def _json(status: int, data: object) -> Response:
@@ -190,6 +196,9 @@ class GatewayServer:
     def _front(self, protocol: ServerProtocol, server: Server, **options) -> FrontProtocol:
         """websockets builds a connection per accepted socket through this hook; the front
         decides, on the first request line, whether websockets gets it at all."""
+        # JupyterLab's kernel protocol when offered; our clients ask for none. (Set here:
+        # serve()'s own hook expects the connection it made, not the front.)
+        protocol.select_subprotocol = _jupyter_subprotocol  # type: ignore[method-assign, assignment]
         return FrontProtocol(lambda: ServerConnection(protocol, server, **options),
                              self.http.serve, self._http_tasks)
 
@@ -277,6 +286,8 @@ class GatewayServer:
             connection.access = access  # type: ignore[attr-defined]
             connection.signed_token = token if access.signed else None  # type: ignore[attr-defined]
             return None
+        if match := CHANNELS_PATH.fullmatch(split_path(path)[1]):
+            return self._jupyter_channels(connection, request, match.group(1))
         if path == "/internal":
             identity = self._internal_identity(request)
             if identity is None:
@@ -317,6 +328,23 @@ class GatewayServer:
             return _response(405, orjson.dumps(error_body("method_not_allowed", "use PUT")),
                              "application/json", Allow="PUT")
         return _json(404, {"error": "not found"})
+
+    def _jupyter_channels(self, connection: ServerConnection, request: Request,
+                          kernel_id: str) -> Response | None:
+        """A Jupyter client's kernel websocket: its token, then the kernel among its threads
+        (another identity's id is as unknown as a made-up one)."""
+        if not self._origin_allowed(request):
+            return _json(403, {"message": "origin not allowed"})
+        kernels = self.http.jupyter
+        identity = kernels.identity(request.headers.get("Authorization", ""), request.path)
+        if identity is None:
+            return _json(401, {"message": "missing or invalid token"})
+        session = kernels.find(identity, kernel_id)
+        if session is None:
+            return _json(404, {"message": f"no such kernel {kernel_id}"})
+        connection.identity = identity  # type: ignore[attr-defined]
+        connection.jupyter = (session, kernel_id)  # type: ignore[attr-defined]
+        return None
 
     def _internal_identity(self, request: Request) -> str | None:
         """The identity another node relays for, if the request carries the cluster secret."""
@@ -367,6 +395,11 @@ class GatewayServer:
 
     # -- websocket --------------------------------------------------------------------------
     async def _handle(self, connection: ServerConnection) -> None:
+        if (jupyter_kernel := getattr(connection, "jupyter", None)) is not None:
+            session, kernel_id = jupyter_kernel
+            await JupyterChannels(connection, session, self.gateway, self.http.jupyter,
+                                  kernel_id).serve()
+            return
         if connection.identity is None:  # type: ignore[attr-defined]
             self._admins.add(connection)
             try:

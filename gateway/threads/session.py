@@ -18,6 +18,7 @@ from ..execution import languages
 from ..sandbox.workdirs import changed_files, display_name, open_regular_file, snapshot
 from ..wire import envelopes
 from ..wire.hotcode import HotCodeStream
+from ..wire.jupyter import CellEnd
 from ..wire.protocol import client_thread_id
 from ..wire.replay import CallResults, ReplayBuffer, final_state, seq_origin
 from ..wire.snapshot_format import restored_line
@@ -50,12 +51,32 @@ class Listener(Protocol):
 
 
 @dataclass
+class JupyterCell:
+    """A Jupyter client's execute_request queued as one of the thread's cells: sent to the
+    kernel as it is; ``done`` is told how it ended, exactly once, however it ends."""
+
+    request: dict = field(repr=False)  # header, metadata, content
+    on_stdin: Callable[[dict], None]
+    done: Callable[[CellEnd], None]
+    # Awaited once the kernel is there, before the cell is sent: the client's own sockets on
+    # a kernel that just came (woken, replaced) must deliver iopub first, or the cell's
+    # output would go past them.
+    before_run: Callable[[], Awaitable[None]] | None = None
+
+
+@dataclass
 class Job:
     call_id: str
     code: str
     timeout: float
     env: dict[str, str] | None = field(default=None, repr=False)  # this cell's alone
     egress: tuple[Rule, ...] | None = None  # this cell's narrowing of the thread's egress
+    jupyter: JupyterCell | None = None
+
+    def refused(self, reason: str) -> None:
+        """The cell never reached the kernel."""
+        if self.jupyter is not None:
+            self.jupyter.done(CellEnd("refused", reason=reason, idle_sent=False))
 
 
 class ThreadSession:
@@ -82,6 +103,10 @@ class ThreadSession:
         # set by the gateway before the first kernel when egress is configured.
         self.egress: ThreadEgress | None = None
         self._kernel: Kernel | None = None
+        # Told each time the thread's kernel changes (leased, replaced, released): Jupyter's
+        # channels follow it with sockets of their own.
+        self.kernel_watchers: set[Callable[[], None]] = set()
+        self.keep = False  # started by a Jupyter client: kept even before its first cell
         self.listeners: set[Listener] = set()
         self.created = time.monotonic()
         self.last_active = time.monotonic()
@@ -128,13 +153,18 @@ class ThreadSession:
     @kernel.setter
     def kernel(self, kernel: Kernel | None) -> None:
         """Every change of kernel (lease, replacement, healing, release) moves the egress
-        socket with it: a kernel serves only the thread that holds it."""
-        if kernel is not self._kernel and self.egress is not None:
+        socket with it (a kernel serves only the thread that holds it) and tells the watchers
+        (Jupyter's channels)."""
+        changed = kernel is not self._kernel
+        if changed and self.egress is not None:
             if kernel is None:
                 self.egress.detach()
             else:
                 self.egress.attach(kernel.spec.runtime_dir, kernel.spec.uid)
         self._kernel = kernel
+        if changed:
+            for watcher in list(self.kernel_watchers):
+                watcher()
 
     @property
     def client_thread_id(self) -> str:
@@ -226,7 +256,8 @@ class ThreadSession:
     # -- execution --------------------------------------------------------------------------
     def submit(self, call_id: str, code: str | None, timeout: float | None,
                env: dict[str, str] | None = None,
-               egress: tuple[Rule, ...] | None = None) -> None:
+               egress: tuple[Rule, ...] | None = None,
+               jupyter: JupyterCell | None = None) -> None:
         """Queue an execution; the code comes from the request or from the streamed deltas."""
         if self.closed:
             raise ProtocolError("thread is closed", code="thread_closed")
@@ -259,7 +290,7 @@ class ThreadSession:
         for chunk in closing:
             self.emit(chunk, call_id)
         self._queue.put_nowait(Job(call_id, code, timeout or self.settings.execution_timeout,
-                                   env, egress))
+                                   env, egress, jupyter))
         self.last_active = time.monotonic()
         if self._worker is None:
             self._worker = asyncio.create_task(self._work(), name=f"thread-{self.thread_id}")
@@ -283,7 +314,7 @@ class ThreadSession:
     def unused(self) -> bool:
         """Never executed, streamed or uploaded anything: nothing to keep."""
         return (self.kernel is None and self.current is None and self._worker is None
-                and not self._calls and not self._executed)
+                and not self._calls and not self._executed and not self.keep)
 
     @property
     def busy(self) -> bool:
@@ -310,6 +341,7 @@ class ThreadSession:
             except Exception as exc:  # one broken execution must not kill the thread
                 log.exception("thread %s call %s failed", self.thread_id, job.call_id)
                 self.emit(envelopes.status("error", reason=f"gateway error: {exc!r}"), job.call_id)
+                job.refused(f"gateway error: {exc!r}")
             finally:
                 self.current = None
                 self.last_active = time.monotonic()
@@ -427,11 +459,23 @@ class ThreadSession:
             assert self.kernel is not None  # _ensure_kernel() leaves one or raises
             return self.kernel.spec.workdir
 
+    async def awake_kernel(self) -> Kernel:
+        """The thread's kernel, restored now if it was hibernated (its variables included):
+        for requests that are not cells (a completion, a comm) and need the namespace."""
+        async with self._kernel_lock:
+            reason = await self._ensure_kernel()
+            if reason:
+                self._unreported_restart = reason
+            await self._restore_snapshot()
+            assert self.kernel is not None  # _ensure_kernel() leaves one or raises
+            return self.kernel
+
     async def _execute(self, job: Job) -> None:
         began = time.monotonic()
         if self.fence is not None and (refused := await self.fence(self.thread_id)):
             self.emit(envelopes.status("error", reason=refused, error_code="thread_moved",
                                        duration_ms=_ms(began)), job.call_id)
+            job.refused(refused)
             return
         try:
             async with self._kernel_lock:
@@ -443,6 +487,7 @@ class ThreadSession:
             self.emit(envelopes.status("error", reason=str(exc), error_code=exc.code,
                                        duration_ms=_ms(began)), job.call_id)
             self.metrics.execution_finished("error", time.monotonic() - began)
+            job.refused(str(exc))
             return
         kernel = self.kernel
         assert kernel is not None  # _ensure_kernel() leaves one or raises
@@ -473,10 +518,15 @@ class ThreadSession:
         language = languages.LANGUAGES[self.language or languages.DEFAULT]
         if job.env:
             await self._hidden_cell(kernel, language.set_env(job.env), job.timeout)
+        jupyter = job.jupyter
+        if jupyter is not None and jupyter.before_run is not None:
+            await jupyter.before_run()
         if self.egress is not None:
             self.egress.begin_cell(job.egress)
         result = await kernel.run(job.code, on_message, job.timeout, self.settings.interrupt_grace,
-                                  interrupted=self._user_interrupted)
+                                  interrupted=self._user_interrupted,
+                                  request=jupyter.request if jupyter else None,
+                                  on_stdin=jupyter.on_stdin if jupyter else None)
         egress_used = self.egress.end_cell() if self.egress is not None else None
         if job.env and result.state != "killed" and not result.stuck:
             await self._hidden_cell(kernel, language.restore_env(list(job.env)), job.timeout)
@@ -489,6 +539,11 @@ class ThreadSession:
         self._saved_paths &= {display_name(name) for name in after}
         self._workdir_seen = after
         state, details = await self._conclude(result, translator)
+        if jupyter is not None:
+            error = translator.error or (None, None)
+            jupyter.done(CellEnd(state, result.execution_count, error[0], error[1],
+                                 tuple(translator.traceback or ()), details.get("reason"),
+                                 idle_sent=result.state != "killed" and not result.stuck))
         self.executions += 1
         if restarted_because:
             details["kernel_restarted"] = True
@@ -769,9 +824,11 @@ class ThreadSession:
             self._worker.cancel()
         if self.current is not None:
             self.emit(envelopes.status(state, reason=reason), self.current.call_id)
+            self.current.refused(reason)
         while not self._queue.empty():
             job = self._queue.get_nowait()
             self.emit(envelopes.status("error", reason=reason), job.call_id)
+            job.refused(reason)
         async with self._kernel_lock:
             if self.kernel is not None:
                 await self.pool.release(self.kernel)

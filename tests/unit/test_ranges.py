@@ -104,6 +104,10 @@ def test_plan_ranges_and_conditions():
     (b"GET /healthz HTTP/1.1", True), (b"GET /files/file_x HTTP/1.1", False),
     (b"HEAD /files/file_x HTTP/1.1", False), (b"PUT /threads/t/files/a HTTP/1.1", False),
     (b"HEAD / HTTP/1.1", False), (b"garbage", False), (b"GET  /ws HTTP/1.1", False),
+    # Jupyter's REST API is the HTTP handler's; its kernel channels are websockets.
+    (b"GET /api/kernels HTTP/1.1", False), (b"GET /api?token=x HTTP/1.1", False),
+    (b"GET /kernelspecs/python3/logo-64x64.png HTTP/1.1", False),
+    (b"GET /api/kernels/0b1c/channels?session_id=s HTTP/1.1", True),
 ])
 def test_front_routes_by_the_request_line(line, websocket):
     assert front.goes_to_websockets(line) is websocket
