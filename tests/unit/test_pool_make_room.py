@@ -173,3 +173,18 @@ async def test_without_a_long_idle_thread_nothing_is_hibernated_for_warmth(tmp_p
     assert gateway.idle == [first, second] and kernels._leased == {first, second}
     assert kernels._warm == [] and kernels._reserved == 0 and not kernels._making_headroom
     await kernels.close()
+
+
+async def test_only_the_floor_is_kept_warm_by_hibernating_not_a_bursts_target(tmp_path):
+    kernels = pool(tmp_path, pool_size=1, max_kernels=4)
+    gateway = Gateway(kernels)
+    kernels.make_room = gateway.make_room
+    await settle(kernels)
+    threads = [await kernels.lease() for _ in range(4)]
+    gateway.long_idle = list(threads)
+    kernels.target = 3  # as a burst's adaptive target would be
+    kernels.refill()
+    await settle(kernels)
+    assert len(kernels._warm) == 1, "one warm kernel: the floor, not the burst's three"
+    assert len(gateway.long_idle) == 3 and kernels.group_total == 4
+    await kernels.close()

@@ -255,13 +255,20 @@ class KernelPool:
             self._starting += 1
             self._warming += 1
             self._spawn(self._warm_one())
-        if (self._short_of_warm() and self._at_kernel_limit() and self.make_room is not None
+        if (self._short_of_headroom() and self._at_kernel_limit() and self.make_room is not None
                 and not self._making_headroom):
             self._making_headroom = True
             self._spawn(self._headroom())
 
     def _short_of_warm(self) -> bool:
         return not self.draining and len(self._warm) + self._starting < self.target
+
+    def _short_of_headroom(self) -> bool:
+        """Fewer warm kernels than the floor (``pool_size``): only that many are kept by
+        hibernating threads. A burst's higher target would have idle threads hibernated for
+        kernels that may never be asked for."""
+        return (not self.draining
+                and len(self._warm) + self._starting < min(self.target, self.demand.floor))
 
     def _at_kernel_limit(self) -> bool:
         """Every place under ``max_kernels`` taken (reserved ones included). Only then does a
@@ -270,12 +277,12 @@ class KernelPool:
         return self.group_total + reserved >= self.capacity.limit
 
     async def _headroom(self) -> None:
-        """At the kernel limit with fewer warm kernels than the target:
+        """At the kernel limit with fewer warm kernels than the floor (``pool_size``):
         hibernate threads idle for ``headroom_idle`` seconds, least recently used first, one
         warm kernel each, so a lease finds one ready. Stops when no such thread is left."""
         assert self.make_room is not None  # _refill() checked
         try:
-            while self._short_of_warm() and self._at_kernel_limit():
+            while self._short_of_headroom() and self._at_kernel_limit():
                 self._reserved += 1  # the victim's release must not start someone else's
                 try:
                     freed = await self.make_room(self.headroom_idle)
@@ -283,7 +290,7 @@ class KernelPool:
                     log.exception("hibernating an idle thread for a warm kernel failed")
                     freed = False
                 self._reserved -= 1
-                if not freed or not self._short_of_warm():
+                if not freed or not self._short_of_headroom():
                     return
                 self._starting += 1
                 self._warming += 1
