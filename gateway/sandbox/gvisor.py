@@ -56,6 +56,7 @@ class GvisorHost(HostSandbox):
     name = "gvisor"
     provisioner = PROVISIONER
     sees_kernel_processes = False  # the host sees the sentry, not the kernel's processes
+    forks_kernels = False  # by design: no warning that kernel_start = fork is not honoured
 
     def __init__(self, platform: str, state_dir: Path, drop_uid: bool = True) -> None:
         self.enabled = True

@@ -70,6 +70,7 @@ class HostSandbox:
     name = "bubblewrap"
     provisioner = "gateway-sandbox"  # the kernelspecs' own (pyproject's entry points)
     sees_kernel_processes = True  # a kernel's processes are host processes in its cgroup
+    forks_kernels = True  # Python kernels may be forked from a zygote (if fork_problem() allows)
 
     def __init__(self, enabled: bool, drop_uid: bool = True) -> None:
         self.enabled = enabled

@@ -159,7 +159,7 @@ class KernelPool:
                    else "kernel_start = exec")
         if problem is not None:
             self.start_method_reason = problem
-            if s.kernel_start == "fork":
+            if s.kernel_start == "fork" and self.host.forks_kernels:
                 log.warning("Python kernels start as fresh interpreters, not forked (%s): %s",
                             EXEC_COST, problem)
             return
