@@ -43,6 +43,7 @@ bench: setup
 	$(PY) -m scripts.bench_start_method
 	$(PY) -m scripts.bench_density
 	$(PY) -m scripts.bench_gvisor
+	$(PY) -m scripts.bench_jupyter
 
 # The image (Dockerfile) and the cluster's service image, built with no container registry: a
 # Debian base from debootstrap, wheels built by the base's own Python; each step cached
