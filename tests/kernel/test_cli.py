@@ -180,7 +180,7 @@ def test_serve_refuses_settings_it_cannot_mean_with_one_message(tmp_path):
             process.wait()
     message = errors.read_text()
     assert message.startswith("error: invalid settings:\n"), message
-    assert "sandbox: 'banana' is not one of 'bwrap', 'none' [on the command line]" in message
+    assert "sandbox: 'banana' is not one of 'bwrap', 'gvisor', 'none' [on the command line]" in message
     assert "hibernate_after: '-5s' is not a duration" in message
     assert "snapshots: 'banana' is not a bool" in message and "GATEWAY_SNAPSHOTS" in message
     assert "Traceback" not in message and message.count("error:") == 1
@@ -188,12 +188,12 @@ def test_serve_refuses_settings_it_cannot_mean_with_one_message(tmp_path):
 
 
 def test_exec_refuses_settings_it_cannot_mean_too():
-    env = {**os.environ, "GATEWAY_SANDBOX": "gvisor"}
+    env = {**os.environ, "GATEWAY_SANDBOX": "firecracker"}
     result = subprocess.run([GATEWAY, "exec", "print(1)"], capture_output=True, text=True,
                             env=env)
     assert result.returncode == 2
-    assert result.stderr == ("error: invalid settings: sandbox: 'gvisor' is not one of 'bwrap', "
-                             "'none' [from GATEWAY_SANDBOX]\n")
+    assert result.stderr == ("error: invalid settings: sandbox: 'firecracker' is not one of "
+                             "'bwrap', 'gvisor', 'none' [from GATEWAY_SANDBOX]\n")
 
 
 def test_exec_runs_once_in_a_fresh_sandbox():
