@@ -35,6 +35,10 @@ async def test_jupyterlab_runs_a_cell_on_the_models_thread(running, client, thre
         editor = page.locator(".jp-Cell .cm-content").first
         await editor.click()
         await page.keyboard.type("answer + 1")
+        # In the cell (keys typed while the editor is still taking focus are lost), and the
+        # kernel connected and idle, as Jupyter Server sees it, before the cell is run.
+        await expect(editor).to_have_text("answer + 1", timeout=WAIT_MS)
+        await lab.until_a_kernel_is_idle()
         await page.keyboard.press("Shift+Enter")
         output = page.locator(".jp-OutputArea-output").first
         await expect(output).to_have_text("42", timeout=WAIT_MS)

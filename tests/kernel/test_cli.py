@@ -180,7 +180,8 @@ def test_serve_refuses_settings_it_cannot_mean_with_one_message(tmp_path):
             process.wait()
     message = errors.read_text()
     assert message.startswith("error: invalid settings:\n"), message
-    assert "sandbox: 'banana' is not one of 'bwrap', 'gvisor', 'none' [on the command line]" in message
+    assert ("sandbox: 'banana' is not one of 'bwrap', 'gvisor', 'none' [on the command line]"
+            in message)
     assert "hibernate_after: '-5s' is not a duration" in message
     assert "snapshots: 'banana' is not a bool" in message and "GATEWAY_SNAPSHOTS" in message
     assert "Traceback" not in message and message.count("error:") == 1

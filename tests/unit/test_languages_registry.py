@@ -56,6 +56,7 @@ def test_the_session_refuses_a_switch():
     from gateway.threads.session import ThreadSession
 
     session = ThreadSession.__new__(ThreadSession)
+    session.kernel_watchers = set()  # what __init__ would have made
     session.thread_id, session.kernel, session.language = "t", object(), None
     session._pool_for = lambda name: None
     with pytest.raises(LanguageMismatch, match="runs python, not bash"):
