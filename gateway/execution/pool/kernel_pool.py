@@ -133,9 +133,12 @@ class KernelPool:
     def admission(self) -> str | None:
         """May one more kernel (of any language) start now? None: yes; else why not. A place
         reserved for a lease that hibernated a thread for it counts as taken."""
-        reserved = sum(pool._reserved for pool in self.group)
-        return self.capacity.admits(self.group_total + reserved,
+        return self.capacity.admits(self._places_taken(),
                                     sum(pool._starting for pool in self.group))
+
+    def _places_taken(self) -> int:
+        """Kernels of every language, and places reserved for leases that hibernated for them."""
+        return self.group_total + sum(pool._reserved for pool in self.group)
 
     async def start(self) -> None:
         """Prepare shared caches and fill the pool; returns when the first kernels are warm."""
@@ -252,13 +255,16 @@ class KernelPool:
 
     def _refill(self) -> None:
         while self._short_of_warm() and self.admission() is None:
-            self._starting += 1
-            self._warming += 1
-            self._spawn(self._warm_one())
+            self._start_warm()
         if (self._short_of_headroom() and self._at_kernel_limit() and self.make_room is not None
                 and not self._making_headroom):
             self._making_headroom = True
             self._spawn(self._headroom())
+
+    def _start_warm(self) -> None:
+        self._starting += 1
+        self._warming += 1
+        self._spawn(self._warm_one())
 
     def _short_of_warm(self) -> bool:
         return not self.draining and len(self._warm) + self._starting < self.target
@@ -273,8 +279,7 @@ class KernelPool:
     def _at_kernel_limit(self) -> bool:
         """Every place under ``max_kernels`` taken (reserved ones included). Only then does a
         hibernation buy a warm kernel: a refusal for memory is the memory watch's to answer."""
-        reserved = sum(pool._reserved for pool in self.group)
-        return self.group_total + reserved >= self.capacity.limit
+        return self._places_taken() >= self.capacity.limit
 
     async def _headroom(self) -> None:
         """At the kernel limit with fewer warm kernels than the floor (``pool_size``):
@@ -292,9 +297,7 @@ class KernelPool:
                 self._reserved -= 1
                 if not freed or not self._short_of_headroom():
                     return
-                self._starting += 1
-                self._warming += 1
-                self._spawn(self._warm_one())
+                self._start_warm()
         finally:
             self._making_headroom = False
 
