@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import subprocess
@@ -70,22 +69,6 @@ class JupyterServer:
         deadline = asyncio.get_running_loop().time() + START_GUARD
         while not await asyncio.to_thread(up):
             assert self.process.poll() is None, self.log.read_text()[-3000:]
-            assert asyncio.get_running_loop().time() < deadline, self.log.read_text()[-3000:]
-            await asyncio.sleep(0.3)
-
-    async def until_a_kernel_is_idle(self) -> None:
-        """Until one of the server's kernels (the gateway's, through it) reports idle."""
-        def idle() -> bool:
-            try:
-                with urllib.request.urlopen(f"{self.http}/api/kernels?token={SERVER_TOKEN}",
-                                            timeout=5) as response:
-                    kernels = json.load(response)
-            except (OSError, ValueError):
-                return False
-            return any(k.get("execution_state") == "idle" for k in kernels)
-
-        deadline = asyncio.get_running_loop().time() + START_GUARD
-        while not await asyncio.to_thread(idle):
             assert asyncio.get_running_loop().time() < deadline, self.log.read_text()[-3000:]
             await asyncio.sleep(0.3)
 
