@@ -189,7 +189,8 @@ print(len(children), type(error).__name__)
 for child in children:
     child.kill()
     child.wait()
-""")
+""", timeout=600)  # a guard: hundreds of forks under gVisor's ptrace platform are slow
+    assert forks.state == "complete", forks.status
     started, error = forks.output.split()
     assert int(started) < settings.pids_limit and error in {"BlockingIOError", "OSError"}
     fill = await thread.run("""
